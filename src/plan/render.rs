@@ -1,0 +1,220 @@
+//! Render a plan: text for humans, Markdown for a PR comment, JSON for
+//! machines, DOT and Mermaid for pictures. Deterministic output.
+//!
+//! Stage: plan. Pure: returns strings.
+
+use std::fmt::Write;
+
+use clap::ValueEnum;
+
+use super::{Plan, PlannedStep, Verdict, action::branch_name};
+use crate::exit::Exit;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+    Dot,
+    Mermaid,
+}
+
+pub fn render(plan: &Plan, format: Format) -> String {
+    match format {
+        Format::Text => text(plan),
+        Format::Markdown => markdown(plan),
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(plan).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        Format::Dot => dot(plan),
+        Format::Mermaid => mermaid(plan),
+    }
+}
+
+fn exit_name(e: Exit) -> &'static str {
+    match e {
+        Exit::Success => "0 success",
+        Exit::Invalid => "1 invalid",
+        Exit::Usage => "2 usage",
+        Exit::Refused => "3 refused — a human must act",
+        Exit::Retry => "4 failed — retry",
+        Exit::Busy => "5 busy",
+    }
+}
+
+fn verdict_word(v: &Verdict) -> (&'static str, &str) {
+    match v {
+        Verdict::Run => ("run", ""),
+        Verdict::RunIf(g) => ("run if", g.as_str()),
+        Verdict::Skip(r) => ("skip", r.as_str()),
+    }
+}
+
+fn text(plan: &Plan) -> String {
+    let mut s = String::new();
+    let _ = write!(s, "Plan for policy `{}`", plan.policy);
+    match plan.scenario {
+        Some(sc) => {
+            let _ = writeln!(s, " — scenario `{}`", sc.name());
+        }
+        None => s.push('\n'),
+    }
+    if let Some(d) = &plan.decision {
+        let _ = writeln!(s, "\nObserved: {}", d.observed);
+        let _ = writeln!(s, "Guard:    {} (rule: {})", branch_name(d.branch), d.rule);
+        let _ = writeln!(s, "          {}", d.explanation);
+        if let Some(e) = plan.exit {
+            let _ = writeln!(s, "Exit:     {}", exit_name(e));
+        }
+    }
+    let _ = writeln!(s, "\nActions (in order):");
+    let width = plan.steps.iter().map(|st| st.id.len()).max().unwrap_or(0);
+    for (i, st) in plan.steps.iter().enumerate() {
+        let (word, why) = verdict_word(&st.verdict);
+        let _ = write!(s, "  {:>2}. {:<width$}  ", i + 1, st.id);
+        if plan.decision.is_some() {
+            let _ = write!(s, "{word:<6}");
+            if !why.is_empty() {
+                let _ = write!(s, "  {why}");
+            }
+        } else if let Some(b) = st.branch {
+            let _ = write!(s, "[{b}]");
+        }
+        s.push('\n');
+        if !st.requires.is_empty() {
+            let _ = writeln!(s, "      {:width$}  after: {}", "", deps(st));
+        }
+        if plan.decision.is_none() && !st.preconditions.is_empty() {
+            let pre: Vec<String> = st.preconditions.iter().map(|p| p.describe()).collect();
+            let _ = writeln!(s, "      {:width$}  needs: {}", "", pre.join("; "));
+        }
+    }
+    let _ = writeln!(s, "\nScenarios:");
+    let w = plan.scenarios.iter().map(|o| o.scenario.name().len()).max().unwrap_or(0);
+    for o in &plan.scenarios {
+        let _ = writeln!(
+            s,
+            "  {:<w$}  {:<8} exit {}  {}",
+            o.scenario.name(),
+            branch_name(o.decision.branch),
+            o.exit.code(),
+            o.decision.explanation
+        );
+    }
+    // No trailing spaces: plans are pasted into logs and pinned in tests.
+    let mut out: String = s.lines().map(str::trim_end).collect::<Vec<_>>().join("\n");
+    out.push('\n');
+    out
+}
+
+fn deps(st: &PlannedStep) -> String {
+    let mut v: Vec<String> = st.requires.clone();
+    v.extend(st.after.iter().map(|a| format!("{a} (any outcome)")));
+    v.join(", ")
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+fn markdown(plan: &Plan) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "### snapward plan: `{}`\n", plan.policy);
+    if let (Some(sc), Some(d)) = (plan.scenario, &plan.decision) {
+        let _ = writeln!(
+            s,
+            "Scenario **{}** → guard chooses **{}** (exit {}).\n\n> {}\n",
+            sc.name(),
+            branch_name(d.branch),
+            plan.exit.map(|e| e.code()).unwrap_or(0),
+            md_escape(&d.explanation)
+        );
+    }
+    let _ = writeln!(s, "| scenario | branch | exit | what happens |");
+    let _ = writeln!(s, "|---|---|---|---|");
+    for o in &plan.scenarios {
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} |",
+            o.scenario.name(),
+            branch_name(o.decision.branch),
+            o.exit.code(),
+            md_escape(&o.decision.explanation)
+        );
+    }
+    let _ = writeln!(s, "\n<details><summary>Actions ({})</summary>\n", plan.steps.len());
+    let _ = writeln!(s, "| # | action | branch | after | {} |", if plan.decision.is_some() { "verdict" } else { "preconditions" });
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for (i, st) in plan.steps.iter().enumerate() {
+        let last = if plan.decision.is_some() {
+            let (w, why) = verdict_word(&st.verdict);
+            if why.is_empty() { w.to_string() } else { format!("{w}: {why}") }
+        } else {
+            st.preconditions.iter().map(|p| p.describe()).collect::<Vec<_>>().join("; ")
+        };
+        let _ = writeln!(
+            s,
+            "| {} | `{}` | {} | {} | {} |",
+            i + 1,
+            st.id,
+            st.branch.unwrap_or("—"),
+            md_escape(&deps(st)),
+            md_escape(&last)
+        );
+    }
+    let _ = writeln!(s, "\n```mermaid\n{}```\n\n</details>", mermaid(plan));
+    s
+}
+
+fn node_style(st: &PlannedStep) -> &'static str {
+    match st.verdict {
+        Verdict::Run => "run",
+        Verdict::RunIf(_) => "gated",
+        Verdict::Skip(_) => "skip",
+    }
+}
+
+fn dot(plan: &Plan) -> String {
+    let mut s = String::from("digraph snapward {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+    for st in &plan.steps {
+        let (color, style) = match node_style(st) {
+            "run" => ("darkgreen", "solid"),
+            "gated" => ("black", "solid"),
+            _ => ("gray", "dashed"),
+        };
+        let _ = writeln!(s, "  \"{}\" [color={color}, style={style}];", st.id);
+    }
+    for st in &plan.steps {
+        for r in &st.requires {
+            let _ = writeln!(s, "  \"{r}\" -> \"{}\";", st.id);
+        }
+        for a in &st.after {
+            let _ = writeln!(s, "  \"{a}\" -> \"{}\" [style=dotted];", st.id);
+        }
+    }
+    s.push_str("}\n");
+    s
+}
+
+fn mermaid_id(id: &str) -> String {
+    id.replace([':', '-'], "_")
+}
+
+fn mermaid(plan: &Plan) -> String {
+    let mut s = String::from("flowchart LR\n");
+    for st in &plan.steps {
+        let _ = writeln!(s, "  {}[\"{}\"]:::{}", mermaid_id(&st.id), st.id, node_style(st));
+    }
+    for st in &plan.steps {
+        for r in &st.requires {
+            let _ = writeln!(s, "  {} --> {}", mermaid_id(r), mermaid_id(&st.id));
+        }
+        for a in &st.after {
+            let _ = writeln!(s, "  {} -.-> {}", mermaid_id(a), mermaid_id(&st.id));
+        }
+    }
+    s.push_str("  classDef run stroke:#2a2,stroke-width:2px\n  classDef gated stroke:#333\n  classDef skip stroke:#aaa,stroke-dasharray:4 4,color:#999\n");
+    s
+}

@@ -1,0 +1,191 @@
+//! The policy: load (YAML with spans, ConfigMap-embedded or plain) →
+//! validate (committed JSON Schema + semantic rules) → `ValidPolicy`.
+//!
+//! Pure apart from reading the policy file itself; never opens the paths the
+//! policy names (token files, key stores): they exist only where it runs.
+
+pub mod load;
+pub mod model;
+pub mod schema;
+pub mod validate;
+pub mod yaml;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use miette::{NamedSource, SourceSpan};
+
+use crate::diag::{Code, Finding, PolicyDiagnostic, Severity};
+pub use validate::ValidPolicy;
+use yaml::{ByteSpan, Lines};
+
+/// Everything `lint` learns from one file.
+#[derive(Debug, Default)]
+pub struct FileReport {
+    pub file: String,
+    pub policies: Vec<ValidPolicy>,
+    pub diagnostics: Vec<PolicyDiagnostic>,
+    /// Documents or ConfigMaps holding a policy (valid or not).
+    pub policies_seen: usize,
+}
+
+impl FileReport {
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+    }
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+    }
+}
+
+/// Lint the text of one file. `require_policy`: a file with no policy in it
+/// is an error (files named explicitly) rather than skipped (directory walk).
+pub fn lint_text(file: &str, text: &str, require_policy: bool) -> FileReport {
+    let text: Arc<str> = Arc::from(text);
+    let source = Arc::new(NamedSource::new(file, text.clone()).with_language("yaml"));
+    let lines = Lines::new(&text);
+    let mut report = FileReport {
+        file: file.to_string(),
+        ..Default::default()
+    };
+    let resolve = |f: Finding, span: ByteSpan| {
+        let (line, column) = lines.line_col(span.offset);
+        PolicyDiagnostic {
+            code: f.code,
+            severity: f.severity,
+            message: f.message,
+            help: f.help,
+            file: file.to_string(),
+            line,
+            column,
+            span: SourceSpan::new(span.offset.min(text.len()).into(), span.len),
+            source: source.clone(),
+        }
+    };
+    let loaded = load::load(file, &text);
+    for (f, span) in loaded.problems {
+        report.diagnostics.push(resolve(f, span));
+    }
+    report.policies_seen = loaded.policies.len();
+    if loaded.policies.is_empty() && report.diagnostics.is_empty() && require_policy {
+        report.diagnostics.push(resolve(
+            Finding::error(Code::NotAPolicy, "", "no SnapshotPolicy in this file")
+                .help("a policy starts with `apiVersion: snapward.dev/v1alpha1` and `kind: SnapshotPolicy`"),
+            ByteSpan { offset: 0, len: 1 },
+        ));
+    }
+    for p in loaded.policies {
+        let (valid, findings) = validate::validate(&p.doc.value);
+        for f in findings {
+            let span = span_for(&p.doc, &f);
+            report.diagnostics.push(resolve(f, span));
+        }
+        if let Some(v) = valid {
+            report.policies.push(v);
+        }
+    }
+    report
+        .diagnostics
+        .sort_by_key(|d| (d.span.offset(), d.code, d.message.clone()));
+    report
+}
+
+/// The most precise span for a finding: the node at its path, else the
+/// nearest ancestor that exists (a missing field points at its parent).
+fn span_for(doc: &yaml::Document, f: &Finding) -> ByteSpan {
+    let mut path = f.path.as_str();
+    loop {
+        if let Some(s) = doc.spans.get(path) {
+            return if f.on_key { s.key.unwrap_or(s.value) } else { s.value };
+        }
+        match path.rsplit_once('/') {
+            Some((parent, _)) => path = parent,
+            None => return doc.span,
+        }
+    }
+}
+
+/// Why a policy could not be loaded for `plan`/`run`/`list`.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PolicyError {
+    #[error("cannot read policy {path}")]
+    #[diagnostic(code(policy::io), help("check the path and that this user can read it"))]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: found {count} policies; snapward runs one policy at a time")]
+    #[diagnostic(code(policy::ambiguous), help("point -f at one file"))]
+    Ambiguous { path: PathBuf, count: usize },
+    #[error("the policy has {errors} error(s): run `snapward lint {path}` to see them")]
+    #[diagnostic(code(policy::invalid))]
+    Invalid {
+        path: PathBuf,
+        errors: usize,
+        #[related]
+        diagnostics: Vec<PolicyDiagnostic>,
+    },
+}
+
+/// The policy files in a directory (a mounted ConfigMap): `*.yaml`/`*.yml`,
+/// skipping the `..data` bookkeeping entries Kubernetes adds.
+pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(yaml_files(&path)?);
+        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Load exactly one valid policy from a file or a ConfigMap-mounted directory.
+pub fn load_policy(path: &Path) -> Result<ValidPolicy, PolicyError> {
+    let io = |source| PolicyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let files = if path.is_dir() {
+        yaml_files(path).map_err(io)?
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut found = Vec::new();
+    let mut diagnostics = Vec::new();
+    let mut seen = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).map_err(|source| PolicyError::Io {
+            path: f.clone(),
+            source,
+        })?;
+        let r = lint_text(&f.display().to_string(), &text, !path.is_dir());
+        seen += r.policies_seen;
+        found.extend(r.policies);
+        diagnostics.extend(r.diagnostics.into_iter().filter(|d| d.severity == Severity::Error));
+    }
+    if !diagnostics.is_empty() || (seen == 0 && path.is_dir()) {
+        return Err(PolicyError::Invalid {
+            path: path.to_path_buf(),
+            errors: diagnostics.len().max(1),
+            diagnostics,
+        });
+    }
+    if found.len() != 1 {
+        return Err(PolicyError::Ambiguous {
+            path: path.to_path_buf(),
+            count: found.len(),
+        });
+    }
+    Ok(found.remove(0))
+}

@@ -1,0 +1,525 @@
+//! The policy's shape: plain serde types, the single source of the JSON
+//! Schema in `schemas/`. Pure data: no I/O, no validation beyond types
+//! (semantic rules live in `validate.rs`).
+//!
+//! Field names are camelCase and stable (`apiVersion: snapward.dev/v1alpha1`).
+//! Unknown fields are errors everywhere (`deny_unknown_fields` here and
+//! `additionalProperties: false` in the generated schema).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const API_VERSION: &str = "snapward.dev/v1alpha1";
+pub const KIND: &str = "SnapshotPolicy";
+
+/// A snapward policy: which OpenBao cluster to protect, where its snapshots
+/// go, how long they are kept, and when snapward may initialise, unseal or
+/// restore it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "SnapshotPolicy")]
+pub struct PolicyDocument {
+    /// Always `snapward.dev/v1alpha1`.
+    #[schemars(extend("const" = "snapward.dev/v1alpha1"))]
+    pub api_version: String,
+    /// Always `SnapshotPolicy`.
+    #[schemars(extend("const" = "SnapshotPolicy"))]
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: Spec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    /// Names the policy: used for the lock/Lease, metrics labels and events.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Spec {
+    /// The CronJob's schedule (5-field cron). Used by `lint` only, to check
+    /// that retention windows are longer than the interval between runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    pub cluster: Cluster,
+    pub local: LocalStore,
+    /// Off-cluster copies. Each has its own retention.
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    /// Where the unseal keys live. `init` stores them here (create-only);
+    /// `unseal` and `restore` read them. snapward never overwrites them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unseal_keys: Option<KeyStore>,
+    #[serde(default)]
+    pub restore: Restore,
+    #[serde(default)]
+    pub init: Init,
+    #[serde(default)]
+    pub guards: Guards,
+}
+
+/// The OpenBao nodes: listed (`nodes`) or discovered (`discovery`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cluster {
+    /// Each node addressed directly (e.g. through a headless Service). Node 0
+    /// is the one snapward initialises and restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<Node>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<Discovery>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+    /// Auth for the snapshot read. Omit for a cluster you only init/restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Node {
+    /// Defaults to `node-<index>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Base URL, e.g. `https://openbao-0.openbao-internal:8200`.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Discovery {
+    pub kubernetes: KubernetesDiscovery,
+}
+
+/// Pods by namespace + label selector, ordered by StatefulSet ordinal.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesDiscovery {
+    pub namespace: String,
+    /// e.g. `app.kubernetes.io/name=openbao`.
+    pub label_selector: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub scheme: Scheme,
+    /// Headless Service: pods are addressed as `<pod>.<service>.<namespace>.svc`.
+    /// Without it the pod IP is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+}
+
+fn default_port() -> u16 {
+    8200
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    #[default]
+    Https,
+    Http,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Tls {
+    /// PEM bundle that signs the servers' certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Name to verify in the certificates when nodes are addressed by IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+/// Exactly one of `tokenFile` or `kubernetes`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Auth {
+    /// A file holding a token with `read` on `sys/storage/raft/snapshot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesAuth>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesAuth {
+    pub role: String,
+    #[serde(default = "default_k8s_mount")]
+    pub mount: String,
+    #[serde(default = "default_jwt_file")]
+    pub jwt_file: String,
+}
+
+fn default_k8s_mount() -> String {
+    "kubernetes".into()
+}
+fn default_jwt_file() -> String {
+    "/var/run/secrets/kubernetes.io/serviceaccount/token".into()
+}
+
+/// Durations like `5s`, `2m`, `1h`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Timeouts {
+    /// TCP + TLS connect.
+    #[serde(default = "default_connect")]
+    pub connect: String,
+    /// A whole non-streaming request.
+    #[serde(default = "default_request")]
+    pub request: String,
+    /// A snapshot stream that delivers no bytes for this long is aborted.
+    #[serde(default = "default_stream_idle")]
+    pub stream_idle: String,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: default_connect(),
+            request: default_request(),
+            stream_idle: default_stream_idle(),
+        }
+    }
+}
+
+fn default_connect() -> String {
+    "5s".into()
+}
+fn default_request() -> String {
+    "30s".into()
+}
+fn default_stream_idle() -> String {
+    "60s".into()
+}
+
+/// The snapshot directory (usually a PVC).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalStore {
+    pub path: String,
+    /// Files are `<prefix>YYYYMMDD-HHMMSS.snap` (UTC).
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Octal, as a string (`"0640"`): the next container (another UID, same
+    /// fsGroup) must be able to read it.
+    #[serde(default = "default_file_mode")]
+    #[schemars(regex(pattern = r"^0?[0-7]{3,4}$"))]
+    pub file_mode: String,
+    pub retention: Retention,
+}
+
+fn default_prefix() -> String {
+    "openbao-".into()
+}
+fn default_file_mode() -> String {
+    "0640".into()
+}
+
+/// restic's vocabulary. Durations count back from the newest valid snapshot,
+/// never from now. The newest valid snapshot is always kept.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+    /// restic units: `y`, `m` (months), `w`, `d`, `h`, e.g. `14d`, `1y6m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within: Option<String>,
+}
+
+/// An off-cluster copy: exactly one of `s3` or `filesystem`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Target {
+    /// Unique; `local` is reserved for the local store.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Missing credentials ⇒ skipped with a log line and status, not a failure.
+    #[serde(default)]
+    pub optional: bool,
+    pub retention: Retention,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Target>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<FilesystemTarget>,
+}
+
+/// Any S3-compatible store: AWS, Cloudflare R2, MinIO, Ceph.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct S3Target {
+    /// Omit for AWS itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// Key prefix; should end with `/`.
+    #[serde(default)]
+    pub prefix: String,
+    /// Path-style addressing (MinIO, Ceph, most self-hosted stores).
+    #[serde(default)]
+    pub path_style: bool,
+    /// Omit to use the standard AWS chain (env, profile, IRSA, IMDS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<S3Credentials>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_side_encryption: Option<ServerSideEncryption>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+/// Static credentials read from files (e.g. a mounted Secret).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct S3Credentials {
+    pub access_key_id_file: String,
+    pub secret_access_key_file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerSideEncryption {
+    pub mode: SseMode,
+    /// KMS key id or ARN, for `aws:kms`. Omit to use the bucket's default key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SseMode {
+    #[serde(rename = "AES256")]
+    Aes256,
+    #[serde(rename = "aws:kms")]
+    AwsKms,
+}
+
+/// Object Lock retention set on every uploaded snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectLock {
+    pub mode: ObjectLockMode,
+    #[schemars(range(min = 1))]
+    pub days: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ObjectLockMode {
+    Governance,
+    Compliance,
+}
+
+/// A mounted path (e.g. NFS).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilesystemTarget {
+    pub path: String,
+}
+
+/// Exactly one of `kubernetesSecret` or `files`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyStore {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_secret: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<KeyFiles>,
+    /// Key shares are stored as `<keyPrefix>0`, `<keyPrefix>1`, ...
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Where init stores the root token, if `init.storeRootToken` is true.
+    #[serde(default = "default_root_token_key")]
+    pub root_token_key: String,
+}
+
+fn default_key_prefix() -> String {
+    "unseal-key-".into()
+}
+fn default_root_token_key() -> String {
+    "root-token".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretRef {
+    pub name: String,
+    /// Defaults to the policy's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyFiles {
+    /// One file per entry (`unseal-key-0`, ...), created 0600.
+    pub directory: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Restore {
+    /// `auto` restores a wiped cluster by itself; `manual` plans it and
+    /// refuses until `snapward restore` is run; `disabled` never restores.
+    #[serde(default)]
+    pub mode: RestoreMode,
+    /// Stores searched for the newest valid snapshot, by name (`local` or a
+    /// target's name). Default: `local`, then every target in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    /// How long to wait for the server to apply a restore and seal.
+    #[serde(default = "default_apply_timeout")]
+    pub apply_timeout: String,
+    /// How long to wait for followers to join before unsealing them.
+    #[serde(default = "default_join_timeout")]
+    pub join_timeout: String,
+    /// After a restore, read this path with this token to prove data is back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+}
+
+impl Default for Restore {
+    fn default() -> Self {
+        Self {
+            mode: RestoreMode::default(),
+            sources: Vec::new(),
+            apply_timeout: default_apply_timeout(),
+            join_timeout: default_join_timeout(),
+            canary: None,
+        }
+    }
+}
+
+fn default_apply_timeout() -> String {
+    "120s".into()
+}
+fn default_join_timeout() -> String {
+    "120s".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RestoreMode {
+    Auto,
+    #[default]
+    Manual,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Canary {
+    /// API path, e.g. `secret/data/snapward-canary`.
+    pub path: String,
+    pub token_file: String,
+}
+
+/// Fresh-cluster initialisation, and the key shape of this cluster: a
+/// restore temp-initialises with the same shares/threshold.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Init {
+    /// May snapward initialise a genuinely fresh cluster?
+    #[serde(default)]
+    pub allowed: bool,
+    #[serde(default = "default_shares")]
+    pub shares: u32,
+    #[serde(default = "default_threshold")]
+    pub threshold: u32,
+    /// Store the initial root token next to the keys (create-only).
+    #[serde(default)]
+    pub store_root_token: bool,
+}
+
+impl Default for Init {
+    fn default() -> Self {
+        Self {
+            allowed: false,
+            shares: default_shares(),
+            threshold: default_threshold(),
+            store_root_token: false,
+        }
+    }
+}
+
+fn default_shares() -> u32 {
+    5
+}
+fn default_threshold() -> u32 {
+    3
+}
+
+/// Safety rules. The ones marked "always" cannot be switched off: setting
+/// them to false is a lint error.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Guards {
+    /// Always: prune a target only after this run's snapshot was uploaded and
+    /// confirmed there (size + SHA-256 read back).
+    #[serde(default = "yes")]
+    pub require_confirmed_upload: bool,
+    /// Always: mirroring only copies; remote deletions come from retention only.
+    #[serde(default = "yes")]
+    pub copy_only_mirror: bool,
+    /// Always: any node in an unknown state ⇒ no init, no restore.
+    #[serde(default = "yes")]
+    pub refuse_on_unknown_node: bool,
+    /// Always: never initialise while unseal keys survive.
+    #[serde(default = "yes")]
+    pub refuse_init_over_keys: bool,
+    /// Keep a local snapshot that exists on no enabled target, whatever local
+    /// retention says.
+    #[serde(default = "yes")]
+    pub keep_unmirrored_local: bool,
+    /// Auto-restore refuses a newest snapshot older than this (e.g. `7d`);
+    /// a human then restores with `snapward restore`. Omit for no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restore_age: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        Self {
+            require_confirmed_upload: true,
+            copy_only_mirror: true,
+            refuse_on_unknown_node: true,
+            refuse_init_over_keys: true,
+            keep_unmirrored_local: true,
+            max_restore_age: None,
+        }
+    }
+}
