@@ -1,0 +1,1 @@
+//! Filesystem target (a mounted path, e.g. NFS). Stage: execute (backend).

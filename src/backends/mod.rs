@@ -1,0 +1,217 @@
+//! Side effects behind narrow traits: one per external system (OpenBao,
+//! snapshot targets). The executor and planner never name reqwest or
+//! aws-sdk-s3 types. Dry-run wraps these traits (reads pass, writes become
+//! "would ..." records).
+//!
+//! Stage: execute. I/O lives here and in the implementations only.
+
+pub mod filesystem;
+pub mod openbao;
+pub mod s3;
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::snapshot::Identity;
+
+/// A snapshot as a target holds it. Identity fields come from the object's
+/// metadata written at upload; `None` when the object was not written by
+/// snapward (then it is never counted as a valid snapshot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteSnapshot {
+    /// File name (`openbao-20261128-021500.snap`), without the target prefix.
+    pub name: String,
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub index: Option<u64>,
+    pub term: Option<u64>,
+    /// From the name (UTC).
+    pub time: jiff::Timestamp,
+}
+
+/// An upload that was read back: size and SHA-256 as the target reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Confirmed {
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeleteOutcome {
+    Deleted,
+    /// Object Lock (or a WORM mount) refused: reported, not a failure.
+    RetainedByLock,
+}
+
+/// What a cleanup of a crashed run's leftovers did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cleanup {
+    /// Incomplete multipart uploads aborted / temp files removed.
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// Credentials (files) for the target are absent. For an `optional`
+    /// target the executor reports "skipped: credentials absent".
+    #[error("credentials for target `{target}` are absent: {detail}")]
+    CredentialsAbsent { target: String, detail: String },
+    /// The object already exists; snapward never overwrites one.
+    #[error("`{name}` already exists on target `{target}`; snapward never overwrites")]
+    AlreadyExists { target: String, name: String },
+    /// Read-back after upload disagreed with the local file.
+    #[error("upload of `{name}` to `{target}` not confirmed: expected {expected}, target reports {got}")]
+    NotConfirmed {
+        target: String,
+        name: String,
+        expected: String,
+        got: String,
+    },
+    /// Access denied / bad signature / missing bucket: retrying won't help.
+    #[error("target `{target}` refused the request: {detail}")]
+    Refused { target: String, detail: String },
+    /// Network, 5xx, timeouts: a later run may succeed.
+    #[error("target `{target}` failed: {detail}")]
+    Failed { target: String, detail: String },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("local file error on {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An off-cluster copy (S3 or a mounted filesystem).
+///
+/// Implementations must be create-only (`put` never overwrites), confirm
+/// every upload by reading back size and SHA-256, and never delete anything
+/// but the names `delete` is given.
+#[async_trait]
+pub trait Target: Send + Sync {
+    fn name(&self) -> &str;
+
+    /// Every object under the target's prefix whose name looks like a
+    /// snapshot (`<prefix>YYYYMMDD-HHMMSS.snap`), with identity metadata.
+    async fn list(&self) -> Result<Vec<RemoteSnapshot>, TargetError>;
+
+    /// Upload `file` as `name`, create-only, with the identity as metadata;
+    /// returns only after a read-back confirmed size and SHA-256.
+    async fn put(
+        &self,
+        file: &Path,
+        name: &str,
+        identity: &Identity,
+        cancel: &CancellationToken,
+    ) -> Result<Confirmed, TargetError>;
+
+    /// Delete one snapshot by name.
+    async fn delete(&self, name: &str) -> Result<DeleteOutcome, TargetError>;
+
+    /// Download `name` to `dest` (which must not exist). Returns bytes written.
+    async fn fetch(
+        &self,
+        name: &str,
+        dest: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<u64, TargetError>;
+
+    /// Remove leftovers of crashed runs: incomplete multipart uploads older
+    /// than a day (S3), stale temp files (filesystem). Never a snapshot.
+    async fn cleanup(&self) -> Result<Cleanup, TargetError>;
+}
+
+/// One node as `observe` saw it. Never an error: a node that could not be
+/// read is `InitState::Unknown` with the reason in `error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    pub name: String,
+    pub address: String,
+    pub init: crate::guard::InitState,
+    pub sealed: Option<bool>,
+    /// `GET /v1/sys/leader` says `is_self` (and the node is unsealed).
+    pub active: bool,
+    pub cluster_id: Option<String>,
+    /// Raft committed index (`sys/leader` `raft_committed_index`), if reported.
+    pub raft_index: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BaoError {
+    /// 403, or a missing/unreadable token: retrying will not help.
+    #[error("node `{node}` refused: {detail}")]
+    Refused { node: String, detail: String },
+    /// Connection errors, 5xx, 503 sealed, 429 standby, timeouts.
+    #[error("node `{node}` failed: {detail}")]
+    Failed { node: String, detail: String },
+    #[error("the snapshot stream from `{node}` stalled for {seconds}s")]
+    Stalled { node: String, seconds: u64 },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("writing the snapshot failed")]
+    Io(#[source] std::io::Error),
+}
+
+/// The OpenBao cluster. Implementations address each node directly.
+#[async_trait]
+pub trait OpenBao: Send + Sync {
+    /// Node names in policy order (node 0 first).
+    fn node_names(&self) -> Vec<String>;
+
+    /// Read every node's state (no token needed: `sys/seal-status`,
+    /// `sys/leader`). Unreachable, timeout, 5xx or contradictory answers
+    /// give `InitState::Unknown`, never `Uninitialized`.
+    async fn observe(&self) -> Vec<NodeStatus>;
+
+    /// Stream a raft snapshot from node `node` into `out`. The caller picks
+    /// the active node; the implementation still refuses to stream from a
+    /// node that is not the active one at request time, follows a 307 if
+    /// one comes, and aborts a stream idle for longer than the policy's
+    /// `streamIdle`. Returns bytes written.
+    async fn snapshot(
+        &self,
+        node: usize,
+        out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+        cancel: &CancellationToken,
+    ) -> Result<u64, BaoError>;
+}
+
+/// Parse the UTC time out of `<prefix>YYYYMMDD-HHMMSS.snap`.
+pub fn snapshot_time(prefix: &str, name: &str) -> Option<jiff::Timestamp> {
+    let stamp = name.strip_prefix(prefix)?.strip_suffix(".snap")?;
+    if stamp.len() != 15 || stamp.as_bytes()[8] != b'-' {
+        return None;
+    }
+    let dt = jiff::civil::DateTime::strptime("%Y%m%d-%H%M%S", stamp).ok()?;
+    dt.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+}
+
+/// `<prefix>YYYYMMDD-HHMMSS.snap` for a UTC time.
+pub fn snapshot_name(prefix: &str, time: jiff::Timestamp) -> String {
+    format!("{prefix}{}.snap", time.strftime("%Y%m%d-%H%M%S"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let t: jiff::Timestamp = "2026-11-28T02:15:07Z".parse().unwrap();
+        let n = snapshot_name("openbao-", t);
+        assert_eq!(n, "openbao-20261128-021507.snap");
+        assert_eq!(snapshot_time("openbao-", &n), Some(t));
+        assert_eq!(snapshot_time("openbao-", "openbao-2026.snap"), None);
+        assert_eq!(snapshot_time("openbao-", ".openbao-20261128-021507.snap.partial"), None);
+        assert_eq!(snapshot_time("other-", &n), None);
+    }
+}
