@@ -148,7 +148,11 @@ pub fn decide(obs: &Observation, policy: GuardPolicy) -> Decision {
         }
         return d(
             Branch::Backup,
-            if keys_present { "initialised, keys present" } else { "initialised, keys absent (auto-unseal)" },
+            if keys_present {
+                "initialised, keys present"
+            } else {
+                "initialised, keys absent (auto-unseal)"
+            },
             if sealed > 0 {
                 format!("unseal {sealed} sealed node(s) with the stored keys, then back up")
             } else {

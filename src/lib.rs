@@ -1,4 +1,19 @@
-//! snapward (being assembled).
+//! snapward: keeps OpenBao/Vault raft snapshots safe off-cluster and restores
+//! a wiped cluster by itself.
+//!
+//! Stages, one module each: `policy` (load → validate → `ValidPolicy`),
+//! `plan` (compile to a DAG, apply the `guard` table, render), `retention`,
+//! `snapshot` (archive verification and identity), `backends` (OpenBao and
+//! the snapshot targets behind narrow traits), `commands` (the CLI).
 
+pub mod backends;
+pub mod cli;
+pub mod commands;
+pub mod diag;
+pub mod exit;
+pub mod guard;
+pub mod plan;
+pub mod policy;
 pub mod retention;
+pub mod secret;
 pub mod snapshot;

@@ -1,1 +1,71 @@
-fn main() {}
+//! Thin binary: parse the CLI, set up logs and diagnostics, map the outcome
+//! to an exit code (see `snapward::exit::Exit`).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use snapward::cli::{Cli, Command, LogFormat};
+use snapward::commands;
+use snapward::exit::Exit;
+
+fn init_logs(format: Option<LogFormat>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SNAPWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Human) => false,
+        None => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => Exit::Usage.into(),
+            };
+        }
+    };
+    init_logs(cli.log_format);
+    let outcome: miette::Result<Exit> = match cli.command {
+        Command::Lint {
+            paths,
+            format,
+            deny_warnings,
+            skip_non_policies,
+        } => Ok(commands::lint::run(
+            &paths,
+            format,
+            deny_warnings,
+            skip_non_policies,
+        )),
+        Command::Plan {
+            policy,
+            scenario,
+            format,
+        } => commands::plan::run(&policy, scenario, format),
+        Command::Verify { files, format } => Ok(commands::verify::run(&files, format)),
+        Command::Schema => Ok(commands::schema::run()),
+    };
+    match outcome {
+        Ok(exit) => exit.into(),
+        Err(report) => {
+            eprintln!("{report:?}");
+            Exit::Retry.into()
+        }
+    }
+}

@@ -19,7 +19,10 @@ pub fn render_human(diags: &[PolicyDiagnostic]) -> String {
     let mut out = String::new();
     for d in diags {
         if handler.render_report(&mut out, d).is_err() {
-            out.push_str(&format!("{}:{}:{}: {}: {}\n", d.file, d.line, d.column, d.code, d.message));
+            out.push_str(&format!(
+                "{}:{}:{}: {}: {}\n",
+                d.file, d.line, d.column, d.code, d.message
+            ));
         }
         out.push('\n');
     }
@@ -29,10 +32,19 @@ pub fn render_human(diags: &[PolicyDiagnostic]) -> String {
 /// Lint one file by path.
 pub fn lint_file(path: &Path, require_policy: bool) -> std::io::Result<FileReport> {
     let text = std::fs::read_to_string(path)?;
-    Ok(policy::lint_text(&path.display().to_string(), &text, require_policy))
+    Ok(policy::lint_text(
+        &path.display().to_string(),
+        &text,
+        require_policy,
+    ))
 }
 
-pub fn run(paths: &[PathBuf], format: OutputFormat, deny_warnings: bool, skip_non_policies: bool) -> Exit {
+pub fn run(
+    paths: &[PathBuf],
+    format: OutputFormat,
+    deny_warnings: bool,
+    skip_non_policies: bool,
+) -> Exit {
     let mut reports = Vec::new();
     let mut io_failed = false;
     for p in paths {
@@ -65,7 +77,10 @@ pub fn run(paths: &[PathBuf], format: OutputFormat, deny_warnings: bool, skip_no
     match format {
         OutputFormat::Json => {
             let items: Vec<_> = diags.iter().map(|d| d.to_json()).collect();
-            println!("{}", serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into()));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
+            );
         }
         OutputFormat::Human => {
             let owned: Vec<PolicyDiagnostic> = diags.iter().map(|d| (*d).clone()).collect();

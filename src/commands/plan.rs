@@ -5,7 +5,11 @@ use std::path::Path;
 use crate::exit::Exit;
 use crate::plan::{self, Scenario, render};
 
-pub fn run(policy: &Path, scenario: Option<Scenario>, format: render::Format) -> miette::Result<Exit> {
+pub fn run(
+    policy: &Path,
+    scenario: Option<Scenario>,
+    format: render::Format,
+) -> miette::Result<Exit> {
     let p = match crate::policy::load_policy(policy) {
         Ok(p) => p,
         Err(e) => {

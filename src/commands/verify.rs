@@ -22,13 +22,21 @@ struct Row<'a> {
 }
 
 pub fn run(files: &[PathBuf], format: OutputFormat) -> Exit {
-    let results: Vec<(PathBuf, Result<Identity, VerifyError>)> =
-        files.iter().map(|f| (f.clone(), snapshot::verify_file(f))).collect();
+    let results: Vec<(PathBuf, Result<Identity, VerifyError>)> = files
+        .iter()
+        .map(|f| (f.clone(), snapshot::verify_file(f)))
+        .collect();
     let mut exit = Exit::Success;
     let mut rows = Vec::new();
     for (f, r) in &results {
         match r {
-            Ok(id) => rows.push(Row { file: f.display().to_string(), valid: true, identity: Some(id), check: None, error: None }),
+            Ok(id) => rows.push(Row {
+                file: f.display().to_string(),
+                valid: true,
+                identity: Some(id),
+                check: None,
+                error: None,
+            }),
             Err(e) => {
                 let io = e.check() == "io";
                 if io {
@@ -36,12 +44,21 @@ pub fn run(files: &[PathBuf], format: OutputFormat) -> Exit {
                 } else if exit == Exit::Success {
                     exit = Exit::Invalid;
                 }
-                rows.push(Row { file: f.display().to_string(), valid: false, identity: None, check: Some(e.check()), error: Some(e.to_string()) });
+                rows.push(Row {
+                    file: f.display().to_string(),
+                    valid: false,
+                    identity: None,
+                    check: Some(e.check()),
+                    error: Some(e.to_string()),
+                });
             }
         }
     }
     match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default()),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        ),
         OutputFormat::Human => {
             for r in &rows {
                 match (r.identity, r.check) {

@@ -142,7 +142,9 @@ pub enum Precondition {
 impl Precondition {
     pub fn describe(&self) -> String {
         match self {
-            Precondition::BranchChosen { branch } => format!("guard chose `{}`", branch_name(*branch)),
+            Precondition::BranchChosen { branch } => {
+                format!("guard chose `{}`", branch_name(*branch))
+            }
             Precondition::AllNodesKnown => "every node's state is known".into(),
             Precondition::AllNodesUninitialized => "every node is uninitialised".into(),
             Precondition::ActiveNodeUnsealed => "active node found and unsealed".into(),
@@ -152,10 +154,18 @@ impl Precondition {
             Precondition::UploadConfirmed { store } => {
                 format!("this run's snapshot confirmed on `{store}` (size + SHA-256 read back)")
             }
-            Precondition::CredentialsPresent { target } => format!("credentials for `{target}` present"),
-            Precondition::MirroredElsewhere => "each deleted local snapshot exists on an enabled target".into(),
-            Precondition::RestoreSnapshotVerified => "snapshot to restore fetched and verified".into(),
-            Precondition::RestoreAuthorized => "restore mode auto, or `snapward restore` run by a human".into(),
+            Precondition::CredentialsPresent { target } => {
+                format!("credentials for `{target}` present")
+            }
+            Precondition::MirroredElsewhere => {
+                "each deleted local snapshot exists on an enabled target".into()
+            }
+            Precondition::RestoreSnapshotVerified => {
+                "snapshot to restore fetched and verified".into()
+            }
+            Precondition::RestoreAuthorized => {
+                "restore mode auto, or `snapward restore` run by a human".into()
+            }
             Precondition::SnapshotFreshEnough => "snapshot within guards.maxRestoreAge".into(),
             Precondition::RestoreApplied => "restore applied and node 0 sealed".into(),
             Precondition::InitAllowed => "spec.init.allowed is true".into(),

@@ -112,8 +112,11 @@ impl Dag {
             .node_indices()
             .map(|n| (n, self.graph.edges_directed(n, Direction::Incoming).count()))
             .collect();
-        let mut ready: BTreeSet<NodeIndex> =
-            indeg.iter().filter(|(_, d)| **d == 0).map(|(n, _)| *n).collect();
+        let mut ready: BTreeSet<NodeIndex> = indeg
+            .iter()
+            .filter(|(_, d)| **d == 0)
+            .map(|(n, _)| *n)
+            .collect();
         let mut out = Vec::new();
         while let Some(n) = ready.pop_first() {
             out.push(n);
@@ -157,10 +160,15 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
     g.graph.add_edge(observe, guard, req);
 
     // backup branch
-    let backup = P::BranchChosen { branch: Branch::Backup };
+    let backup = P::BranchChosen {
+        branch: Branch::Backup,
+    };
     let unseal = g.add(Action::Unseal, vec![backup.clone()]);
     g.graph.add_edge(guard, unseal, req);
-    let snapshot = g.add(Action::Snapshot, vec![backup.clone(), P::ActiveNodeUnsealed]);
+    let snapshot = g.add(
+        Action::Snapshot,
+        vec![backup.clone(), P::ActiveNodeUnsealed],
+    );
     g.graph.add_edge(unseal, snapshot, req);
     let verify = g.add(Action::Verify, vec![]);
     g.graph.add_edge(snapshot, verify, req);
@@ -168,13 +176,24 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
     for t in &spec.targets {
         let mut pre = vec![P::SnapshotVerified];
         if t.optional {
-            pre.push(P::CredentialsPresent { target: t.name.clone() });
+            pre.push(P::CredentialsPresent {
+                target: t.name.clone(),
+            });
         }
-        let up = g.add(Action::Upload { target: t.name.clone() }, pre);
+        let up = g.add(
+            Action::Upload {
+                target: t.name.clone(),
+            },
+            pre,
+        );
         g.graph.add_edge(verify, up, req);
         let prune = g.add(
-            Action::Prune { store: t.name.clone() },
-            vec![P::UploadConfirmed { store: t.name.clone() }],
+            Action::Prune {
+                store: t.name.clone(),
+            },
+            vec![P::UploadConfirmed {
+                store: t.name.clone(),
+            }],
         );
         g.graph.add_edge(up, prune, req);
         uploads.push(up);
@@ -183,7 +202,12 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
     if spec.guards.keep_unmirrored_local && !spec.targets.is_empty() {
         local_pre.push(P::MirroredElsewhere);
     }
-    let prune_local = g.add(Action::Prune { store: "local".into() }, local_pre);
+    let prune_local = g.add(
+        Action::Prune {
+            store: "local".into(),
+        },
+        local_pre,
+    );
     g.graph.add_edge(verify, prune_local, req);
     for up in uploads {
         g.graph.add_edge(up, prune_local, EdgeKind::After);
@@ -194,7 +218,9 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
         let init = g.add(
             Action::Init,
             vec![
-                P::BranchChosen { branch: Branch::Init },
+                P::BranchChosen {
+                    branch: Branch::Init,
+                },
                 P::AllNodesKnown,
                 P::AllNodesUninitialized,
                 P::InitAllowed,
@@ -210,10 +236,17 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
 
     // restore branch
     if spec.restore.mode != RestoreMode::Disabled {
-        let restore_branch = P::BranchChosen { branch: Branch::Restore };
+        let restore_branch = P::BranchChosen {
+            branch: Branch::Restore,
+        };
         let fetch = g.add(
             Action::Fetch,
-            vec![restore_branch.clone(), P::AllNodesKnown, P::AllNodesUninitialized, P::KeysPresent],
+            vec![
+                restore_branch.clone(),
+                P::AllNodesKnown,
+                P::AllNodesUninitialized,
+                P::KeysPresent,
+            ],
         );
         g.graph.add_edge(guard, fetch, req);
         let mut pre = vec![
@@ -229,7 +262,10 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
         }
         let restore = g.add(Action::Restore, pre);
         g.graph.add_edge(fetch, restore, req);
-        let ru = g.add(Action::RestoreUnseal, vec![P::RestoreApplied, P::KeysPresent]);
+        let ru = g.add(
+            Action::RestoreUnseal,
+            vec![P::RestoreApplied, P::KeysPresent],
+        );
         g.graph.add_edge(restore, ru, req);
         let vc = g.add(Action::VerifyCluster, vec![]);
         g.graph.add_edge(ru, vc, req);

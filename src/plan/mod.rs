@@ -245,7 +245,11 @@ pub fn build(
                     Verdict::Skip(format!("`{b}` is skipped"))
                 } else {
                     let gates = describe_gates(&step.preconditions, runtime_gate);
-                    if gates.is_empty() { Verdict::Run } else { Verdict::RunIf(gates) }
+                    if gates.is_empty() {
+                        Verdict::Run
+                    } else {
+                        Verdict::RunIf(gates)
+                    }
                 }
             }
         };

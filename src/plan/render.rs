@@ -92,7 +92,12 @@ fn text(plan: &Plan) -> String {
         }
     }
     let _ = writeln!(s, "\nScenarios:");
-    let w = plan.scenarios.iter().map(|o| o.scenario.name().len()).max().unwrap_or(0);
+    let w = plan
+        .scenarios
+        .iter()
+        .map(|o| o.scenario.name().len())
+        .max()
+        .unwrap_or(0);
     for o in &plan.scenarios {
         let _ = writeln!(
             s,
@@ -144,15 +149,35 @@ fn markdown(plan: &Plan) -> String {
             md_escape(&o.decision.explanation)
         );
     }
-    let _ = writeln!(s, "\n<details><summary>Actions ({})</summary>\n", plan.steps.len());
-    let _ = writeln!(s, "| # | action | branch | after | {} |", if plan.decision.is_some() { "verdict" } else { "preconditions" });
+    let _ = writeln!(
+        s,
+        "\n<details><summary>Actions ({})</summary>\n",
+        plan.steps.len()
+    );
+    let _ = writeln!(
+        s,
+        "| # | action | branch | after | {} |",
+        if plan.decision.is_some() {
+            "verdict"
+        } else {
+            "preconditions"
+        }
+    );
     let _ = writeln!(s, "|---|---|---|---|---|");
     for (i, st) in plan.steps.iter().enumerate() {
         let last = if plan.decision.is_some() {
             let (w, why) = verdict_word(&st.verdict);
-            if why.is_empty() { w.to_string() } else { format!("{w}: {why}") }
+            if why.is_empty() {
+                w.to_string()
+            } else {
+                format!("{w}: {why}")
+            }
         } else {
-            st.preconditions.iter().map(|p| p.describe()).collect::<Vec<_>>().join("; ")
+            st.preconditions
+                .iter()
+                .map(|p| p.describe())
+                .collect::<Vec<_>>()
+                .join("; ")
         };
         let _ = writeln!(
             s,
@@ -177,7 +202,9 @@ fn node_style(st: &PlannedStep) -> &'static str {
 }
 
 fn dot(plan: &Plan) -> String {
-    let mut s = String::from("digraph snapward {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+    let mut s = String::from(
+        "digraph snapward {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+    );
     for st in &plan.steps {
         let (color, style) = match node_style(st) {
             "run" => ("darkgreen", "solid"),
@@ -205,7 +232,13 @@ fn mermaid_id(id: &str) -> String {
 fn mermaid(plan: &Plan) -> String {
     let mut s = String::from("flowchart LR\n");
     for st in &plan.steps {
-        let _ = writeln!(s, "  {}[\"{}\"]:::{}", mermaid_id(&st.id), st.id, node_style(st));
+        let _ = writeln!(
+            s,
+            "  {}[\"{}\"]:::{}",
+            mermaid_id(&st.id),
+            st.id,
+            node_style(st)
+        );
     }
     for st in &plan.steps {
         for r in &st.requires {

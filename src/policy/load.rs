@@ -37,8 +37,12 @@ pub fn load(file: &str, text: &Arc<str>) -> Loaded {
         Ok(d) => d,
         Err(e) => {
             out.problems.push((
-                Finding::error(Code::YamlSyntax, "", format!("YAML syntax error: {}", e.message))
-                    .help("fix the YAML syntax; every later check needs a parseable file"),
+                Finding::error(
+                    Code::YamlSyntax,
+                    "",
+                    format!("YAML syntax error: {}", e.message),
+                )
+                .help("fix the YAML syntax; every later check needs a parseable file"),
                 e.span,
             ));
             return out;
@@ -74,7 +78,9 @@ fn load_configmap(file: &str, text: &str, lines: &Lines<'_>, cm: &Document, out:
     };
     let mut found = false;
     for (key, value) in data {
-        let Some(inner) = value.as_str() else { continue };
+        let Some(inner) = value.as_str() else {
+            continue;
+        };
         if !inner.contains(super::model::KIND) {
             continue;
         }

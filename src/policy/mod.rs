@@ -31,10 +31,16 @@ pub struct FileReport {
 
 impl FileReport {
     pub fn errors(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
     pub fn warnings(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
 }
 
@@ -96,7 +102,11 @@ fn span_for(doc: &yaml::Document, f: &Finding) -> ByteSpan {
     let mut path = f.path.as_str();
     loop {
         if let Some(s) = doc.spans.get(path) {
-            return if f.on_key { s.key.unwrap_or(s.value) } else { s.value };
+            return if f.on_key {
+                s.key.unwrap_or(s.value)
+            } else {
+                s.value
+            };
         }
         match path.rsplit_once('/') {
             Some((parent, _)) => path = parent,
@@ -109,7 +119,10 @@ fn span_for(doc: &yaml::Document, f: &Finding) -> ByteSpan {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum PolicyError {
     #[error("cannot read policy {path}")]
-    #[diagnostic(code(policy::io), help("check the path and that this user can read it"))]
+    #[diagnostic(
+        code(policy::io),
+        help("check the path and that this user can read it")
+    )]
     Io {
         path: PathBuf,
         #[source]
@@ -172,7 +185,11 @@ pub fn load_policy(path: &Path) -> Result<ValidPolicy, PolicyError> {
         let r = lint_text(&f.display().to_string(), &text, !path.is_dir());
         seen += r.policies_seen;
         found.extend(r.policies);
-        diagnostics.extend(r.diagnostics.into_iter().filter(|d| d.severity == Severity::Error));
+        diagnostics.extend(
+            r.diagnostics
+                .into_iter()
+                .filter(|d| d.severity == Severity::Error),
+        );
     }
     if !diagnostics.is_empty() || (seen == 0 && path.is_dir()) {
         return Err(PolicyError::Invalid {

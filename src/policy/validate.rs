@@ -12,7 +12,7 @@ use jiff::SignedDuration;
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
-use super::model::{PolicyDocument, Retention, RestoreMode};
+use super::model::{PolicyDocument, RestoreMode, Retention};
 use super::schema;
 use crate::diag::{Code, Finding, Severity};
 use crate::retention::{self, Rules};
@@ -249,18 +249,23 @@ fn retention_rules(
     interval: Option<Duration>,
     out: &mut Vec<Finding>,
 ) -> Rules {
-    let within = r.keep_within.as_ref().and_then(|w| {
-        match retention::parse_duration(w) {
+    let within = r
+        .keep_within
+        .as_ref()
+        .and_then(|w| match retention::parse_duration(w) {
             Ok(d) => Some(d),
             Err(e) => {
                 out.push(
-                    Finding::error(Code::BadDuration, format!("{path}/keepWithin"), e.to_string())
-                        .help("use restic units: y, m (months), w, d, h — e.g. 14d or 1y6m"),
+                    Finding::error(
+                        Code::BadDuration,
+                        format!("{path}/keepWithin"),
+                        e.to_string(),
+                    )
+                    .help("use restic units: y, m (months), w, d, h — e.g. 14d or 1y6m"),
                 );
                 None
             }
-        }
-    });
+        });
     let rules = Rules {
         keep_last: r.keep_last,
         keep_hourly: r.keep_hourly,
@@ -270,7 +275,8 @@ fn retention_rules(
         keep_yearly: r.keep_yearly,
         keep_within: within,
     };
-    if rules.keeps_nothing() && r.keep_within.is_none() {
+    let unparsed_within = r.keep_within.is_some() && within.is_none();
+    if rules.keeps_nothing() && !unparsed_within {
         out.push(
             Finding::error(
                 Code::RetentionKeepsNothing,
@@ -318,16 +324,23 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
     let spec = &doc.spec;
 
     // schedule
-    let interval = spec.schedule.as_ref().and_then(|s| match schedule_interval(s) {
-        Ok(i) => Some(i),
-        Err(e) => {
-            out.push(
-                Finding::error(Code::BadSchedule, "/spec/schedule", format!("bad cron schedule: {e}"))
+    let interval = spec
+        .schedule
+        .as_ref()
+        .and_then(|s| match schedule_interval(s) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                out.push(
+                    Finding::error(
+                        Code::BadSchedule,
+                        "/spec/schedule",
+                        format!("bad cron schedule: {e}"),
+                    )
                     .help("use the CronJob's 5-field form, e.g. \"0 2 * * *\""),
-            );
-            None
-        }
-    });
+                );
+                None
+            }
+        });
 
     // cluster
     let c = &spec.cluster;
@@ -341,8 +354,12 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
             .help("list the nodes (one address per pod) or discover them by label selector"),
         ),
         (Some(nodes), None) if nodes.is_empty() => out.push(
-            Finding::error(Code::NodesOrDiscovery, "/spec/cluster/nodes", "no nodes listed")
-                .help("list at least one node; node 0 is the one snapward initialises"),
+            Finding::error(
+                Code::NodesOrDiscovery,
+                "/spec/cluster/nodes",
+                "no nodes listed",
+            )
+            .help("list at least one node; node 0 is the one snapward initialises"),
         ),
         _ => {}
     }
@@ -350,10 +367,11 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
     for (i, n) in c.nodes.iter().flatten().enumerate() {
         let p = format!("/spec/cluster/nodes/{i}/address");
         match check_url(&n.address) {
-            Err(e) => out.push(
-                Finding::error(Code::NodeAddress, p.clone(), e)
-                    .help("write the node's base URL, e.g. https://openbao-0.openbao-internal:8200"),
-            ),
+            Err(e) => {
+                out.push(Finding::error(Code::NodeAddress, p.clone(), e).help(
+                    "write the node's base URL, e.g. https://openbao-0.openbao-internal:8200",
+                ))
+            }
             Ok(u) => {
                 if u.scheme() == "http" && !is_loopback_host(u.host_str().unwrap_or("")) {
                     out.push(
@@ -409,31 +427,48 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
 
     // local store
     let mode_str = spec.local.file_mode.trim_start_matches('0');
-    let file_mode = u32::from_str_radix(if mode_str.is_empty() { "0" } else { mode_str }, 8).unwrap_or(0o640);
+    let file_mode =
+        u32::from_str_radix(if mode_str.is_empty() { "0" } else { mode_str }, 8).unwrap_or(0o640);
     if file_mode & 0o040 == 0 && file_mode & 0o004 == 0 {
         out.push(
             Finding::warning(
                 Code::FileModeUnreadable,
                 "/spec/local/fileMode",
-                format!("mode {:04o} lets only the writing user read the snapshots", file_mode),
+                format!(
+                    "mode {:04o} lets only the writing user read the snapshots",
+                    file_mode
+                ),
             )
             .help("the next container (another UID, same fsGroup) cannot read them: use \"0640\""),
         );
     }
-    let local_rules = retention_rules(&spec.local.retention, "/spec/local/retention", "local", interval, out);
+    let local_rules = retention_rules(
+        &spec.local.retention,
+        "/spec/local/retention",
+        "local",
+        interval,
+        out,
+    );
 
     // targets
     let mut names = BTreeMap::new();
     let mut s3_locations: Vec<(usize, String, String, String)> = Vec::new();
     let mut paths: BTreeMap<String, String> = BTreeMap::new();
-    paths.insert(spec.local.path.trim_end_matches('/').to_string(), "local".into());
+    paths.insert(
+        spec.local.path.trim_end_matches('/').to_string(),
+        "local".into(),
+    );
     let mut target_rules = Vec::new();
     for (i, t) in spec.targets.iter().enumerate() {
         let p = format!("/spec/targets/{i}");
         if t.name == "local" {
             out.push(
-                Finding::error(Code::ReservedTargetName, format!("{p}/name"), "`local` is reserved for the local store")
-                    .help("give the target another name"),
+                Finding::error(
+                    Code::ReservedTargetName,
+                    format!("{p}/name"),
+                    "`local` is reserved for the local store",
+                )
+                .help("give the target another name"),
             );
         }
         if let Some(first) = names.insert(t.name.clone(), i) {
@@ -448,8 +483,15 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
         }
         match (&t.s3, &t.filesystem) {
             (Some(_), Some(_)) | (None, None) => out.push(
-                Finding::error(Code::TargetKind, p.clone(), format!("target `{}` needs exactly one of `s3` or `filesystem`", t.name))
-                    .help("split it into two targets if you want both"),
+                Finding::error(
+                    Code::TargetKind,
+                    p.clone(),
+                    format!(
+                        "target `{}` needs exactly one of `s3` or `filesystem`",
+                        t.name
+                    ),
+                )
+                .help("split it into two targets if you want both"),
             ),
             _ => {}
         }
@@ -488,7 +530,8 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
                 );
             }
             for (j, ep, bucket, prefix) in &s3_locations {
-                let overlap = s3.prefix.starts_with(prefix.as_str()) || prefix.starts_with(s3.prefix.as_str());
+                let overlap = s3.prefix.starts_with(prefix.as_str())
+                    || prefix.starts_with(s3.prefix.as_str());
                 if *ep == endpoint_key && *bucket == s3.bucket && overlap {
                     out.push(
                         Finding::error(
@@ -515,7 +558,13 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
                 );
             }
         }
-        target_rules.push(retention_rules(&t.retention, &format!("{p}/retention"), &t.name, interval, out));
+        target_rules.push(retention_rules(
+            &t.retention,
+            &format!("{p}/retention"),
+            &t.name,
+            interval,
+            out,
+        ));
     }
 
     // unseal keys
@@ -523,8 +572,12 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
         && k.kubernetes_secret.is_some() == k.files.is_some()
     {
         out.push(
-            Finding::error(Code::KeyStoreKind, "/spec/unsealKeys", "give exactly one of `kubernetesSecret` or `files`")
-                .help("in Kubernetes use a Secret; `files` is for the local/CI shape"),
+            Finding::error(
+                Code::KeyStoreKind,
+                "/spec/unsealKeys",
+                "give exactly one of `kubernetesSecret` or `files`",
+            )
+            .help("in Kubernetes use a Secret; `files` is for the local/CI shape"),
         );
     }
 
@@ -538,16 +591,29 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
         for (i, s) in spec.restore.sources.iter().enumerate() {
             let p = format!("/spec/restore/sources/{i}");
             if s != "local" && !names.contains_key(s) {
-                let known: Vec<&str> = std::iter::once("local").chain(names.keys().map(String::as_str)).collect();
+                let known: Vec<&str> = std::iter::once("local")
+                    .chain(names.keys().map(String::as_str))
+                    .collect();
                 let mut help = format!("known stores: {}", known.join(", "));
                 if let Some(c) = closest(s, known.iter().copied()) {
                     help = format!("did you mean `{c}`? {help}");
                 }
-                out.push(Finding::error(Code::UnknownSource, p, format!("restore source `{s}` is not a store of this policy")).help(help));
+                out.push(
+                    Finding::error(
+                        Code::UnknownSource,
+                        p,
+                        format!("restore source `{s}` is not a store of this policy"),
+                    )
+                    .help(help),
+                );
             } else if !seen.insert(s.clone()) {
                 out.push(
-                    Finding::error(Code::DuplicateSource, p, format!("restore source `{s}` is listed twice"))
-                        .help("list each store once, in search order"),
+                    Finding::error(
+                        Code::DuplicateSource,
+                        p,
+                        format!("restore source `{s}` is listed twice"),
+                    )
+                    .help("list each store once, in search order"),
                 );
             } else {
                 sources.push(s.clone());
@@ -560,16 +626,24 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
                 .help("a restored cluster is sealed with its original keys: say where they live (unsealKeys.kubernetesSecret or unsealKeys.files)"),
         );
     }
-    let max_restore_age = spec.guards.max_restore_age.as_ref().and_then(|s| match retention::parse_duration(s) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            out.push(
-                Finding::error(Code::BadDuration, "/spec/guards/maxRestoreAge", e.to_string())
-                    .help("use restic units: y, m (months), w, d, h — e.g. 7d"),
-            );
-            None
-        }
-    });
+    let max_restore_age =
+        spec.guards
+            .max_restore_age
+            .as_ref()
+            .and_then(|s| match retention::parse_duration(s) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    out.push(
+                        Finding::error(
+                            Code::BadDuration,
+                            "/spec/guards/maxRestoreAge",
+                            e.to_string(),
+                        )
+                        .help("use restic units: y, m (months), w, d, h — e.g. 7d"),
+                    );
+                    None
+                }
+            });
 
     // init
     let init = &spec.init;
@@ -578,30 +652,57 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
             Finding::error(
                 Code::InitThreshold,
                 "/spec/init/threshold",
-                format!("threshold {} with {} shares is impossible", init.threshold, init.shares),
+                format!(
+                    "threshold {} with {} shares is impossible",
+                    init.threshold, init.shares
+                ),
             )
             .help("need 1 ≤ threshold ≤ shares (e.g. shares 5, threshold 3)"),
         );
     }
     if init.allowed && spec.unseal_keys.is_none() {
         out.push(
-            Finding::error(Code::InitWithoutKeys, "/spec/init/allowed", "init is allowed but `spec.unsealKeys` says nowhere to store the keys")
-                .help("add spec.unsealKeys: the keys are stored there, create-only"),
+            Finding::error(
+                Code::InitWithoutKeys,
+                "/spec/init/allowed",
+                "init is allowed but `spec.unsealKeys` says nowhere to store the keys",
+            )
+            .help("add spec.unsealKeys: the keys are stored there, create-only"),
         );
     }
 
     // guards that cannot be switched off
     let g = &spec.guards;
     for (on, field, what) in [
-        (g.require_confirmed_upload, "requireConfirmedUpload", "prune only after a confirmed upload"),
-        (g.copy_only_mirror, "copyOnlyMirror", "mirroring never deletes"),
-        (g.refuse_on_unknown_node, "refuseOnUnknownNode", "no destructive step while a node's state is unknown"),
-        (g.refuse_init_over_keys, "refuseInitOverKeys", "never initialise over surviving unseal keys"),
+        (
+            g.require_confirmed_upload,
+            "requireConfirmedUpload",
+            "prune only after a confirmed upload",
+        ),
+        (
+            g.copy_only_mirror,
+            "copyOnlyMirror",
+            "mirroring never deletes",
+        ),
+        (
+            g.refuse_on_unknown_node,
+            "refuseOnUnknownNode",
+            "no destructive step while a node's state is unknown",
+        ),
+        (
+            g.refuse_init_over_keys,
+            "refuseInitOverKeys",
+            "never initialise over surviving unseal keys",
+        ),
     ] {
         if !on {
             out.push(
-                Finding::error(Code::GuardAlways, format!("/spec/guards/{field}"), format!("guard `{field}` ({what}) cannot be switched off"))
-                    .help("remove the line; this guard is always on"),
+                Finding::error(
+                    Code::GuardAlways,
+                    format!("/spec/guards/{field}"),
+                    format!("guard `{field}` ({what}) cannot be switched off"),
+                )
+                .help("remove the line; this guard is always on"),
             );
         }
     }

@@ -1,0 +1,1 @@
+//! Redacting secret type (being written).
