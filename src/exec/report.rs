@@ -1,0 +1,102 @@
+//! The run report: one entry per action with status, reason, timings and
+//! bytes. Written as JSON (`--report FILE`, `--format json`). Holds no
+//! secrets: only names, sizes, hashes and reasons.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::Outcome;
+use crate::exit::Exit;
+use crate::guard::Decision;
+use crate::plan::compile::Step;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Succeeded,
+    /// Ran and found nothing to do (counts as success for dependents).
+    NothingToDo,
+    Skipped,
+    Failed,
+}
+
+impl Status {
+    pub fn is_success(self) -> bool {
+        matches!(self, Status::Succeeded | Status::NothingToDo)
+    }
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Succeeded => "succeeded",
+            Status::NothingToDo => "had nothing to do",
+            Status::Skipped => "was skipped",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionReport {
+    pub id: String,
+    pub kind: &'static str,
+    pub status: Status,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<jiff::Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<String>,
+}
+
+impl ActionReport {
+    pub fn skipped(step: &Step, reason: String) -> Self {
+        Self {
+            id: step.id.clone(),
+            kind: step.action.label(),
+            status: Status::Skipped,
+            reason,
+            started_at: None,
+            duration_ms: None,
+            bytes: 0,
+            items: Vec::new(),
+        }
+    }
+
+    pub fn from_outcome(
+        step: &Step,
+        o: Outcome,
+        started_at: jiff::Timestamp,
+        took: Duration,
+    ) -> Self {
+        Self {
+            id: step.id.clone(),
+            kind: step.action.label(),
+            status: o.status,
+            reason: o.detail,
+            started_at: Some(started_at),
+            duration_ms: Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX)),
+            bytes: o.bytes,
+            items: o.items,
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub policy: String,
+    pub dry_run: bool,
+    pub started_at: jiff::Timestamp,
+    pub finished_at: jiff::Timestamp,
+    pub exit: Exit,
+    pub exit_code: u8,
+    pub summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    pub cancelled: bool,
+    pub actions: Vec<ActionReport>,
+}

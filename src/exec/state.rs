@@ -1,0 +1,49 @@
+//! What a run has learned so far: the executor checks preconditions against
+//! it, actions read and extend it. Holds no secrets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use crate::backends::{Confirmed, NodeStatus, RemoteSnapshot};
+use crate::guard::{Decision, InitState};
+use crate::snapshot::Identity;
+
+/// This run's snapshot, once verified and in the local store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenSnapshot {
+    pub name: String,
+    pub path: PathBuf,
+    pub identity: Identity,
+    /// From the file name (UTC).
+    pub time: jiff::Timestamp,
+}
+
+#[derive(Debug, Default)]
+pub struct RunState {
+    pub nodes: Vec<NodeStatus>,
+    /// `None`: the key store could not be read.
+    pub keys_present: Option<bool>,
+    pub decision: Option<Decision>,
+    /// The first restore source holding a valid snapshot.
+    pub newest_snapshot_in: Option<String>,
+    pub init_allowed: bool,
+    pub restore_authorized: bool,
+    /// Streamed but not yet verified: (temp path, final name).
+    pub partial: Option<(PathBuf, String)>,
+    pub snapshot: Option<TakenSnapshot>,
+    /// Targets where this run's snapshot was confirmed (size + SHA-256).
+    pub confirmed: BTreeMap<String, Confirmed>,
+    /// Optional targets skipped because their credentials are absent.
+    pub skipped_targets: BTreeSet<String>,
+    /// Each target's listing, refreshed after its upload.
+    pub remote: BTreeMap<String, Vec<RemoteSnapshot>>,
+}
+
+impl RunState {
+    /// Index of the active, unsealed node.
+    pub fn active_node(&self) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.active && n.init == InitState::Initialized && n.sealed == Some(false))
+    }
+}

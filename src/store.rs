@@ -1,0 +1,154 @@
+//! The local snapshot store (the PVC): inventory with identity and
+//! validity, crash-safe writes (temp name → fsync → verify → no-replace
+//! rename → fsync dir), stale temp cleanup, deletion by name.
+//!
+//! Stage: execute. Blocking file I/O: call from `spawn_blocking`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::backends::snapshot_time;
+use crate::snapshot::{self, Identity};
+
+/// One `.snap` file in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalSnapshot {
+    pub name: String,
+    pub time: jiff::Timestamp,
+    /// `Some` when the file verified.
+    pub identity: Option<Identity>,
+    /// The failing check, for an invalid file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    pub dir: PathBuf,
+    pub prefix: String,
+    pub mode: u32,
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl LocalStore {
+    pub fn new(dir: impl Into<PathBuf>, prefix: impl Into<String>, mode: u32) -> Self {
+        Self {
+            dir: dir.into(),
+            prefix: prefix.into(),
+            mode,
+        }
+    }
+
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The temp name for a snapshot being written: `.<name>.partial`.
+    pub fn partial_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!(".{name}.partial"))
+    }
+
+    /// Every snapshot-named file, verified. A missing directory is an empty
+    /// store (never a reason to delete anything anywhere).
+    pub fn inventory(&self) -> io::Result<Vec<LocalSnapshot>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(time) = snapshot_time(&self.prefix, &name) else {
+                continue;
+            };
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            let (identity, invalid) = match snapshot::verify_file(&entry.path()) {
+                Ok(id) => (Some(id), None),
+                Err(e) => (None, Some(format!("{}: {e}", e.check()))),
+            };
+            out.push(LocalSnapshot {
+                name,
+                time,
+                identity,
+                invalid,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Remove `.<prefix>*.partial` files left by a crashed run. Call only
+    /// while holding the run lock. Returns the removed names.
+    pub fn remove_stale_partials(&self) -> io::Result<Vec<String>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut removed = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&format!(".{}", self.prefix)) && name.ends_with(".snap.partial") {
+                fs::remove_file(self.dir.join(&name))?;
+                removed.push(name);
+            }
+        }
+        removed.sort();
+        Ok(removed)
+    }
+
+    /// Create the temp file for a new snapshot (create-new: never reuse).
+    pub fn create_partial(&self, name: &str) -> io::Result<(PathBuf, File)> {
+        fs::create_dir_all(&self.dir)?;
+        let path = self.partial_path(name);
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok((path, f))
+    }
+
+    /// Verify the fsynced temp file, then move it into place under `name`
+    /// without replacing anything (hard link + unlink), set the mode and
+    /// fsync the directory. On any failure the temp file is removed and no
+    /// `.snap` appears.
+    pub fn commit(&self, partial: &Path, name: &str) -> Result<(PathBuf, Identity), CommitError> {
+        let result = (|| {
+            let identity = snapshot::verify_file(partial).map_err(CommitError::Invalid)?;
+            let dest = self.path_of(name);
+            fs::set_permissions(partial, fs::Permissions::from_mode(self.mode))
+                .map_err(CommitError::Io)?;
+            fs::hard_link(partial, &dest).map_err(CommitError::Io)?;
+            Ok((dest, identity))
+        })();
+        let _ = fs::remove_file(partial);
+        let out = result?;
+        fsync_dir(&self.dir).map_err(CommitError::Io)?;
+        Ok(out)
+    }
+
+    pub fn delete(&self, name: &str) -> io::Result<()> {
+        fs::remove_file(self.path_of(name))?;
+        fsync_dir(&self.dir)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("the snapshot failed verification ({check}): {0}", check = .0.check())]
+    Invalid(#[source] snapshot::VerifyError),
+    #[error("could not move the snapshot into place")]
+    Io(#[source] io::Error),
+}
