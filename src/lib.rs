@@ -13,6 +13,7 @@ pub mod diag;
 pub mod exec;
 pub mod exit;
 pub mod guard;
+pub mod keys;
 pub mod plan;
 pub mod policy;
 pub mod retention;

@@ -1,0 +1,159 @@
+//! The unseal-key store: read keys for unseal/restore, create them once at
+//! init. Create-only: snapward never overwrites, updates or deletes stored
+//! keys, and a restore never writes them. Key material is held in `Secret`
+//! (redacted in Debug/Display, zeroised on drop) and never logged.
+//!
+//! Stage: execute (backend). The Kubernetes Secret store implements the same
+//! trait (see the Kubernetes issue).
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use crate::secret::Secret;
+
+/// Keys as stored: every share present, and the root token if it was kept.
+#[derive(Debug, Clone)]
+pub struct StoredKeys {
+    pub keys: Vec<Secret>,
+    pub root_token: Option<Secret>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    /// The store already holds keys: init refuses (create-only).
+    #[error("the key store {location} already holds keys; snapward never overwrites them")]
+    AlreadyExists { location: String },
+    #[error("the key store {location} holds no unseal keys")]
+    Empty { location: String },
+    #[error("the key store {location} cannot be read or written: {detail}")]
+    Unavailable { location: String, detail: String },
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Human-readable location (no secrets): `files:/keys`, `secret openbao/keys`.
+    fn location(&self) -> String;
+    /// `Ok(true)` if at least one key share is stored.
+    async fn probe(&self) -> Result<bool, KeyStoreError>;
+    async fn read(&self) -> Result<StoredKeys, KeyStoreError>;
+    /// Store keys that do not exist yet. Refuses if any entry exists.
+    async fn create(&self, keys: &StoredKeys) -> Result<(), KeyStoreError>;
+}
+
+/// One file per entry in a directory: `<prefix>0..`, `root-token`; 0600.
+#[derive(Debug, Clone)]
+pub struct FileKeyStore {
+    pub dir: PathBuf,
+    pub key_prefix: String,
+    pub root_token_key: String,
+}
+
+impl FileKeyStore {
+    fn unavailable(&self, e: impl std::fmt::Display) -> KeyStoreError {
+        KeyStoreError::Unavailable {
+            location: self.location(),
+            detail: e.to_string(),
+        }
+    }
+
+    fn key_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("{}{i}", self.key_prefix))
+    }
+
+    fn read_sync(&self) -> Result<StoredKeys, KeyStoreError> {
+        let mut keys = Vec::new();
+        for i in 0.. {
+            match crate::secret::read_secret_file(self.key_path(i)) {
+                Ok(k) => keys.push(k),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e) => return Err(self.unavailable(e)),
+            }
+        }
+        if keys.is_empty() {
+            return Err(KeyStoreError::Empty {
+                location: self.location(),
+            });
+        }
+        let root_token = match crate::secret::read_secret_file(self.dir.join(&self.root_token_key))
+        {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(self.unavailable(e)),
+        };
+        Ok(StoredKeys { keys, root_token })
+    }
+
+    fn write_new(path: &Path, value: &Secret) -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        f.write_all(value.expose().as_bytes())?;
+        f.sync_all()
+    }
+
+    fn create_sync(&self, keys: &StoredKeys) -> Result<(), KeyStoreError> {
+        fs::create_dir_all(&self.dir).map_err(|e| self.unavailable(e))?;
+        let _ = fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700));
+        let exists = |p: &Path| p.symlink_metadata().is_ok();
+        if exists(&self.key_path(0)) || exists(&self.dir.join(&self.root_token_key)) {
+            return Err(KeyStoreError::AlreadyExists {
+                location: self.location(),
+            });
+        }
+        for (i, k) in keys.keys.iter().enumerate() {
+            Self::write_new(&self.key_path(i), k).map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => KeyStoreError::AlreadyExists {
+                    location: self.location(),
+                },
+                _ => self.unavailable(e),
+            })?;
+        }
+        if let Some(t) = &keys.root_token {
+            Self::write_new(&self.dir.join(&self.root_token_key), t)
+                .map_err(|e| self.unavailable(e))?;
+        }
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.unavailable(e))
+    }
+}
+
+#[async_trait]
+impl KeyStore for FileKeyStore {
+    fn location(&self) -> String {
+        format!("files:{}", self.dir.display())
+    }
+
+    async fn probe(&self) -> Result<bool, KeyStoreError> {
+        match fs::symlink_metadata(self.key_path(0)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::read_dir(&self.dir) {
+                Ok(_) => Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(self.unavailable(e)),
+            },
+            Err(e) => Err(self.unavailable(e)),
+        }
+    }
+
+    async fn read(&self) -> Result<StoredKeys, KeyStoreError> {
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || s.read_sync())
+            .await
+            .map_err(|e| self.unavailable(e))?
+    }
+
+    async fn create(&self, keys: &StoredKeys) -> Result<(), KeyStoreError> {
+        let s = self.clone();
+        let keys = keys.clone();
+        tokio::task::spawn_blocking(move || s.create_sync(&keys))
+            .await
+            .map_err(|e| self.unavailable(e))?
+    }
+}
