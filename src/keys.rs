@@ -157,3 +157,58 @@ impl KeyStore for FileKeyStore {
             .map_err(|e| self.unavailable(e))?
     }
 }
+
+/// A key store this build cannot reach (e.g. a Kubernetes Secret before the
+/// Kubernetes client is configured). Every call fails, so the guard treats
+/// the keys as unknown — never as absent (absent would allow init).
+#[derive(Debug, Clone)]
+pub struct UnavailableKeyStore {
+    pub location: String,
+    pub reason: String,
+}
+
+#[async_trait]
+impl KeyStore for UnavailableKeyStore {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+    async fn probe(&self) -> Result<bool, KeyStoreError> {
+        Err(KeyStoreError::Unavailable {
+            location: self.location(),
+            detail: self.reason.clone(),
+        })
+    }
+    async fn read(&self) -> Result<StoredKeys, KeyStoreError> {
+        Err(KeyStoreError::Unavailable {
+            location: self.location(),
+            detail: self.reason.clone(),
+        })
+    }
+    async fn create(&self, _keys: &StoredKeys) -> Result<(), KeyStoreError> {
+        Err(KeyStoreError::Unavailable {
+            location: self.location(),
+            detail: self.reason.clone(),
+        })
+    }
+}
+
+/// The key store a policy names, if any.
+pub fn from_policy(p: &crate::policy::ValidPolicy) -> Option<std::sync::Arc<dyn KeyStore>> {
+    let k = p.doc.spec.unseal_keys.as_ref()?;
+    Some(match (&k.files, &k.kubernetes_secret) {
+        (Some(f), _) => std::sync::Arc::new(FileKeyStore {
+            dir: PathBuf::from(&f.directory),
+            key_prefix: k.key_prefix.clone(),
+            root_token_key: k.root_token_key.clone(),
+        }),
+        (None, Some(s)) => std::sync::Arc::new(UnavailableKeyStore {
+            location: format!(
+                "secret {}/{}",
+                s.namespace.as_deref().unwrap_or("<policy namespace>"),
+                s.name
+            ),
+            reason: "the Kubernetes Secret key store is not available in this build".into(),
+        }),
+        (None, None) => return None,
+    })
+}

@@ -66,7 +66,9 @@ pub enum TargetError {
     #[error("`{name}` already exists on target `{target}`; snapward never overwrites")]
     AlreadyExists { target: String, name: String },
     /// Read-back after upload disagreed with the local file.
-    #[error("upload of `{name}` to `{target}` not confirmed: expected {expected}, target reports {got}")]
+    #[error(
+        "upload of `{name}` to `{target}` not confirmed: expected {expected}, target reports {got}"
+    )]
     NotConfirmed {
         target: String,
         name: String,
@@ -185,6 +187,64 @@ pub trait OpenBao: Send + Sync {
     ) -> Result<u64, BaoError>;
 }
 
+/// `sys/seal-status` as the restore ceremony reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealState {
+    pub initialized: bool,
+    pub sealed: bool,
+    /// Threshold (`t`) and shares (`n`) of the barrier.
+    pub threshold: u32,
+    pub shares: u32,
+    pub progress: u32,
+    pub cluster_id: Option<String>,
+}
+
+/// `sys/leader`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderState {
+    pub is_self: bool,
+    pub leader_address: Option<String>,
+    pub raft_committed_index: Option<u64>,
+}
+
+/// A fresh barrier's credentials, in memory only (zeroised on drop).
+#[derive(Debug, Clone)]
+pub struct InitResult {
+    pub keys: Vec<crate::secret::Secret>,
+    pub root_token: crate::secret::Secret,
+}
+
+/// The init / unseal / restore calls (DESIGN.md §6). Kept apart from
+/// `OpenBao` so read-only callers never see them.
+#[async_trait]
+pub trait Ceremony: Send + Sync {
+    /// `PUT /v1/sys/init` on node `node`.
+    async fn init(&self, node: usize, shares: u32, threshold: u32) -> Result<InitResult, BaoError>;
+    /// `PUT /v1/sys/unseal` with one key share. A 400 "invalid key size"
+    /// comes back as `BaoError::Refused` with that text in `detail`.
+    async fn unseal(&self, node: usize, key: &crate::secret::Secret)
+    -> Result<SealState, BaoError>;
+    async fn seal_status(&self, node: usize) -> Result<SealState, BaoError>;
+    async fn leader(&self, node: usize) -> Result<LeaderState, BaoError>;
+    /// `POST /v1/sys/storage/raft/snapshot-force` with the file as the body,
+    /// to node `node` (the caller makes sure it is the active node).
+    async fn restore_force(
+        &self,
+        node: usize,
+        token: &crate::secret::Secret,
+        file: &Path,
+    ) -> Result<(), BaoError>;
+    /// `GET /v1/<path>` with `token` (the canary read).
+    async fn read(
+        &self,
+        node: usize,
+        token: &crate::secret::Secret,
+        path: &str,
+    ) -> Result<serde_json::Value, BaoError>;
+}
+
 /// Parse the UTC time out of `<prefix>YYYYMMDD-HHMMSS.snap`.
 pub fn snapshot_time(prefix: &str, name: &str) -> Option<jiff::Timestamp> {
     let stamp = name.strip_prefix(prefix)?.strip_suffix(".snap")?;
@@ -192,7 +252,9 @@ pub fn snapshot_time(prefix: &str, name: &str) -> Option<jiff::Timestamp> {
         return None;
     }
     let dt = jiff::civil::DateTime::strptime("%Y%m%d-%H%M%S", stamp).ok()?;
-    dt.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+    dt.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 /// `<prefix>YYYYMMDD-HHMMSS.snap` for a UTC time.
@@ -211,7 +273,10 @@ mod tests {
         assert_eq!(n, "openbao-20261128-021507.snap");
         assert_eq!(snapshot_time("openbao-", &n), Some(t));
         assert_eq!(snapshot_time("openbao-", "openbao-2026.snap"), None);
-        assert_eq!(snapshot_time("openbao-", ".openbao-20261128-021507.snap.partial"), None);
+        assert_eq!(
+            snapshot_time("openbao-", ".openbao-20261128-021507.snap.partial"),
+            None
+        );
         assert_eq!(snapshot_time("other-", &n), None);
     }
 }

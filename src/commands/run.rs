@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 use crate::backends::filesystem::FsTarget;
 use crate::backends::openbao::{HttpOpenBao, Timeouts};
 use crate::backends::s3::S3Target;
-use crate::backends::{OpenBao, Target, TargetError};
+use crate::backends::{Target, TargetError};
 use crate::cli::OutputFormat;
 use crate::exec::report::RunReport;
-use crate::exec::runner::{KeyProbe, RealRunner, TargetSlot};
+use crate::exec::runner::{RealRunner, TargetSlot};
 use crate::exec::{self, RunState, Status};
 use crate::exit::Exit;
 use crate::guard::Branch;
@@ -44,33 +44,6 @@ fn nodes(p: &ValidPolicy) -> Result<Vec<(String, url::Url)>, String> {
             Ok((n.name.clone().unwrap_or_else(|| format!("node-{i}")), url))
         })
         .collect()
-}
-
-/// Does the key store hold keys? Files: `<dir>/<keyPrefix>0` exists.
-pub fn key_probe(p: &ValidPolicy) -> KeyProbe {
-    match &p.doc.spec.unseal_keys {
-        None => Arc::new(|| Some(false)),
-        Some(k) => match &k.files {
-            Some(files) => {
-                let first = Path::new(&files.directory).join(format!("{}0", k.key_prefix));
-                let dir = PathBuf::from(&files.directory);
-                Arc::new(move || match std::fs::metadata(&first) {
-                    Ok(_) => Some(true),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        // A missing key file in a readable directory is "absent";
-                        // an unreadable directory is "unknown".
-                        std::fs::read_dir(&dir)
-                            .map(|_| false)
-                            .ok()
-                            .or_else(|| (!dir.exists()).then_some(false))
-                    }
-                    Err(_) => None,
-                })
-            }
-            // Kubernetes Secret key store: not readable in this version.
-            None => Arc::new(|| None),
-        },
-    }
 }
 
 pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
@@ -172,7 +145,7 @@ pub async fn run(opts: RunOptions) -> Exit {
         request: p.request_timeout,
         stream_idle: p.stream_idle_timeout,
     };
-    let bao: Arc<dyn OpenBao> = match HttpOpenBao::new(node_list, &p.doc.spec.cluster, timeouts) {
+    let bao = match HttpOpenBao::new(node_list, &p.doc.spec.cluster, timeouts) {
         Ok(b) => Arc::new(b),
         Err(e) => {
             eprintln!("error: {e}");
@@ -219,7 +192,8 @@ pub async fn run(opts: RunOptions) -> Exit {
             &p.doc.spec.local.prefix,
             p.file_mode,
         ),
-        keys: key_probe(&p),
+        key_store: crate::keys::from_policy(&p),
+        ceremony: bao.clone(),
         bao,
         dry_run: opts.dry_run,
         scratch: scratch.path().to_path_buf(),

@@ -7,6 +7,7 @@
 //!
 //! Stage: execute. No backend types here: actions are run by a `Runner`.
 
+pub mod ceremony;
 pub mod report;
 pub mod runner;
 pub mod state;
@@ -140,12 +141,13 @@ pub fn check(pre: &Precondition, s: &RunState) -> Option<String> {
             s.restore_authorized,
             "restore mode is not auto and no human asked".into(),
         ),
+        P::RestoreSnapshotVerified => fail(
+            s.restore_from.is_some(),
+            "no snapshot to restore was fetched and verified".into(),
+        ),
+        P::RestoreApplied => fail(s.restore_applied, "the restore was not applied".into()),
         // Checked by the action itself, item by item or at run time.
-        P::CredentialsPresent { .. }
-        | P::MirroredElsewhere
-        | P::RestoreSnapshotVerified
-        | P::RestoreApplied
-        | P::SnapshotFreshEnough => None,
+        P::CredentialsPresent { .. } | P::MirroredElsewhere | P::SnapshotFreshEnough => None,
     }
 }
 

@@ -16,8 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::state::{RunState, TakenSnapshot};
 use super::{Outcome, Runner};
-use crate::backends::{DeleteOutcome, OpenBao, RemoteSnapshot, Target, TargetError, snapshot_name};
-use crate::guard::{self, GuardPolicy, InitState, NodeObservation, Observation};
+use crate::backends::{
+    Ceremony, DeleteOutcome, OpenBao, RemoteSnapshot, Target, TargetError, snapshot_name,
+};
+use crate::guard::{self, GuardPolicy, NodeObservation, Observation};
+use crate::keys::KeyStore;
 use crate::plan::Action;
 use crate::policy::ValidPolicy;
 use crate::retention::{self, Candidate, Rules, Verdict};
@@ -31,15 +34,14 @@ pub struct TargetSlot {
     pub target: Result<Arc<dyn Target>, TargetError>,
 }
 
-/// Whether the key store holds keys (`None`: unreadable).
-pub type KeyProbe = Arc<dyn Fn() -> Option<bool> + Send + Sync>;
-
 pub struct RealRunner {
     pub policy: ValidPolicy,
     pub bao: Arc<dyn OpenBao>,
+    pub ceremony: Arc<dyn Ceremony>,
     pub targets: Vec<TargetSlot>,
     pub local: LocalStore,
-    pub keys: KeyProbe,
+    /// `None`: the policy names no key store.
+    pub key_store: Option<Arc<dyn KeyStore>>,
     pub dry_run: bool,
     /// Dry-run snapshots are streamed here, never into a store.
     pub scratch: PathBuf,
@@ -47,7 +49,7 @@ pub struct RealRunner {
 }
 
 impl RealRunner {
-    fn slot(&self, name: &str) -> Option<&TargetSlot> {
+    pub(super) fn slot(&self, name: &str) -> Option<&TargetSlot> {
         self.targets.iter().find(|t| t.name == name)
     }
 
@@ -89,7 +91,16 @@ impl RealRunner {
 
     async fn observe(&self, state: &Mutex<RunState>) -> Outcome {
         let nodes = self.bao.observe().await;
-        let keys = (self.keys)();
+        let keys = match &self.key_store {
+            None => Some(false),
+            Some(ks) => match ks.probe().await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the key store cannot be read");
+                    None
+                }
+            },
+        };
         let mut items: Vec<String> = nodes
             .iter()
             .map(|n| {
@@ -175,23 +186,6 @@ impl RealRunner {
         );
         s.decision = Some(d);
         Outcome::ok(detail)
-    }
-
-    async fn unseal(&self, state: &Mutex<RunState>) -> Outcome {
-        let s = state.lock().await;
-        let sealed: Vec<&str> = s
-            .nodes
-            .iter()
-            .filter(|n| n.init == InitState::Initialized && n.sealed == Some(true))
-            .map(|n| n.name.as_str())
-            .collect();
-        if sealed.is_empty() {
-            return Outcome::noop("no sealed node");
-        }
-        Outcome::failed(format!(
-            "sealed node(s) {}: unsealing with stored keys is not available in this version; unseal by hand",
-            sealed.join(", ")
-        ))
     }
 
     async fn snapshot(&self, state: &Mutex<RunState>, cancel: &CancellationToken) -> Outcome {
@@ -641,16 +635,19 @@ impl Runner for RealRunner {
         match action {
             Action::Observe => self.observe(state).await,
             Action::GuardCheck => self.guard_check(state).await,
-            Action::Unseal => self.unseal(state).await,
+            Action::Unseal => self.unseal_sealed(state, cancel).await,
             Action::Snapshot => self.snapshot(state, cancel).await,
             Action::Verify => self.verify(state).await,
             Action::Upload { target } => self.upload(target, state, cancel).await,
             Action::Prune { store } if store == "local" => self.prune_local(state).await,
             Action::Prune { store } => self.prune_target(store, state).await,
-            other => Outcome::failed(format!(
-                "`{}` is not available in this version",
-                other.label()
-            )),
+            Action::Init => self.init(state).await,
+            Action::StoreKeys => self.store_keys(state).await,
+            Action::InitUnseal => self.init_unseal(state, cancel).await,
+            Action::Fetch => self.fetch(state, cancel).await,
+            Action::Restore => self.restore(state, cancel).await,
+            Action::RestoreUnseal => self.restore_unseal(cancel).await,
+            Action::VerifyCluster => self.verify_cluster(state, cancel).await,
         }
     }
 }

@@ -18,6 +18,18 @@ pub struct TakenSnapshot {
     pub time: jiff::Timestamp,
 }
 
+/// The snapshot a restore will use, fetched and verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreSource {
+    pub store: String,
+    pub name: String,
+    pub path: PathBuf,
+    pub identity: Identity,
+    pub time: jiff::Timestamp,
+    /// A fetched copy in the scratch dir (removed after the restore).
+    pub temp: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct RunState {
     pub nodes: Vec<NodeStatus>,
@@ -37,6 +49,10 @@ pub struct RunState {
     pub skipped_targets: BTreeSet<String>,
     /// Each target's listing, refreshed after its upload.
     pub remote: BTreeMap<String, Vec<RemoteSnapshot>>,
+    pub restore_from: Option<RestoreSource>,
+    pub restore_applied: bool,
+    /// Keys from init, in memory until stored and used (zeroised on drop).
+    pub new_keys: Option<crate::keys::StoredKeys>,
 }
 
 impl RunState {

@@ -1,0 +1,598 @@
+//! The unseal, init and restore actions (DESIGN.md §4 items 6–8, §6).
+//!
+//! Restore sequence: pick the newest valid snapshot across the sources in
+//! policy order (fetch + verify it if it is remote; a corrupt one is
+//! skipped with the reason and the next newest tried); temp-initialise node
+//! 0 with the *same* shares/threshold as the stored keys; unseal with the
+//! temp keys; wait for `sys/leader` `is_self`; `snapshot-force` to node 0;
+//! poll seal-status until the server applied it and sealed; unseal with the
+//! stored keys; unseal the other nodes once they joined; verify every node.
+//! Temporary credentials live in memory only (zeroised on drop) and the key
+//! store is never written during a restore.
+//!
+//! Stage: execute.
+
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::Outcome;
+use super::runner::RealRunner;
+use super::state::{RestoreSource, RunState};
+use crate::backends::{BaoError, Ceremony, SealState};
+use crate::guard::InitState;
+use crate::keys::{KeyStore, StoredKeys};
+use crate::retention::{self, Candidate};
+use crate::secret::Secret;
+
+/// Poll `f` every `every` until it yields `Some`, the deadline passes, or
+/// the run is cancelled.
+async fn poll<T, F, Fut>(
+    deadline: Duration,
+    every: Duration,
+    cancel: &CancellationToken,
+    mut f: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= end || cancel.is_cancelled() {
+            return None;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = cancel.cancelled() => return None,
+        }
+    }
+}
+
+const POLL: Duration = Duration::from_millis(250);
+
+fn invalid_key_size(e: &BaoError) -> bool {
+    e.to_string().contains("invalid key size")
+}
+
+/// Send key shares until the node reports unsealed (or keys run out).
+async fn unseal_with(
+    c: &dyn Ceremony,
+    node: usize,
+    keys: &[Secret],
+) -> Result<SealState, BaoError> {
+    let mut last = c.seal_status(node).await?;
+    for k in keys {
+        if !last.sealed {
+            break;
+        }
+        last = c.unseal(node, k).await?;
+    }
+    Ok(last)
+}
+
+impl RealRunner {
+    fn ceremony(&self) -> &dyn Ceremony {
+        self.ceremony.as_ref()
+    }
+
+    fn key_store(&self) -> Result<&dyn KeyStore, String> {
+        self.key_store
+            .as_deref()
+            .ok_or_else(|| "the policy names no unseal-key store (spec.unsealKeys)".to_string())
+    }
+
+    /// Followers: once joined (initialised), unseal them with `keys`.
+    async fn unseal_followers(
+        &self,
+        keys: &[Secret],
+        cancel: &CancellationToken,
+        items: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let c = self.ceremony();
+        let names = self.bao.node_names();
+        for (node, name) in names.iter().enumerate().skip(1) {
+            let joined = poll(self.policy.join_timeout, POLL, cancel, || async move {
+                c.seal_status(node).await.ok().filter(|s| s.initialized)
+            })
+            .await;
+            let Some(status) = joined else {
+                return Err(format!(
+                    "{name} did not join within {:?}",
+                    self.policy.join_timeout
+                ));
+            };
+            if !status.sealed {
+                items.push(format!("{name}: already unsealed"));
+                continue;
+            }
+            // Keys sent before a follower has joined are lost: it has joined now.
+            let s = unseal_with(c, node, keys)
+                .await
+                .map_err(|e| format!("{name}: {e}"))?;
+            if s.sealed {
+                return Err(format!(
+                    "{name} is still sealed after {} key(s)",
+                    keys.len()
+                ));
+            }
+            items.push(format!("{name}: unsealed"));
+        }
+        Ok(())
+    }
+
+    /// Backup branch: unseal sealed, initialised nodes with the stored keys.
+    pub(super) async fn unseal_sealed(
+        &self,
+        state: &Mutex<RunState>,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let sealed: Vec<(usize, String)> = state
+            .lock()
+            .await
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.init == InitState::Initialized && n.sealed == Some(true))
+            .map(|(i, n)| (i, n.name.clone()))
+            .collect();
+        if sealed.is_empty() {
+            return Outcome::noop("no sealed node");
+        }
+        if self.dry_run {
+            let names: Vec<String> = sealed
+                .iter()
+                .map(|(_, n)| format!("would unseal {n}"))
+                .collect();
+            return Outcome::ok("dry run").with_items(names);
+        }
+        let keys = match self.key_store() {
+            Ok(ks) => match ks.read().await {
+                Ok(k) => k,
+                Err(e) => return Outcome::failed(e.to_string()),
+            },
+            Err(e) => return Outcome::failed(e),
+        };
+        let mut items = Vec::new();
+        for (node, name) in &sealed {
+            match unseal_with(self.ceremony(), *node, &keys.keys).await {
+                Ok(s) if !s.sealed => items.push(format!("{name}: unsealed")),
+                Ok(_) => {
+                    return Outcome::failed(format!(
+                        "{name} is still sealed after every stored key"
+                    ))
+                    .with_items(items);
+                }
+                Err(e) => return Outcome::failed(format!("{name}: {e}")).with_items(items),
+            }
+        }
+        // The active node must be known again for the snapshot.
+        let c = self.ceremony();
+        let active = poll(self.policy.join_timeout, POLL, cancel, || async move {
+            for n in 0..self.bao.node_names().len() {
+                if c.leader(n).await.map(|l| l.is_self).unwrap_or(false) {
+                    return Some(n);
+                }
+            }
+            None
+        })
+        .await;
+        let observed = self.bao.observe().await;
+        let mut s = state.lock().await;
+        s.nodes = observed;
+        match active {
+            Some(_) => Outcome::ok(format!("{} node(s) unsealed", sealed.len())).with_items(items),
+            None => Outcome::failed("unsealed, but no node became active").with_items(items),
+        }
+    }
+
+    /// Init branch: initialise node 0; keys stay in memory until stored.
+    pub(super) async fn init(&self, state: &Mutex<RunState>) -> Outcome {
+        let init = &self.policy.doc.spec.init;
+        if self.dry_run {
+            return Outcome::ok(format!(
+                "would initialise node 0 with {} shares, threshold {}",
+                init.shares, init.threshold
+            ));
+        }
+        // Re-check right before the destructive step: keys must still be absent.
+        match self.key_store() {
+            Ok(ks) => match ks.probe().await {
+                Ok(false) => {}
+                Ok(true) => {
+                    return Outcome::failed("the key store now holds keys: refusing to initialise");
+                }
+                Err(e) => return Outcome::failed(e.to_string()),
+            },
+            Err(e) => return Outcome::failed(e),
+        }
+        match self.ceremony().init(0, init.shares, init.threshold).await {
+            Ok(r) => {
+                let stored = StoredKeys {
+                    keys: r.keys,
+                    root_token: Some(r.root_token),
+                };
+                state.lock().await.new_keys = Some(stored);
+                Outcome::ok(format!(
+                    "node 0 initialised ({} shares, threshold {})",
+                    init.shares, init.threshold
+                ))
+            }
+            Err(e) => Outcome::failed(format!("init failed: {e}")),
+        }
+    }
+
+    /// Store the new keys, create-only.
+    pub(super) async fn store_keys(&self, state: &Mutex<RunState>) -> Outcome {
+        if self.dry_run {
+            return Outcome::ok("would store the keys (create-only)");
+        }
+        let Some(mut keys) = state.lock().await.new_keys.clone() else {
+            return Outcome::failed("no keys from init");
+        };
+        if !self.policy.doc.spec.init.store_root_token {
+            keys.root_token = None;
+        }
+        let ks = match self.key_store() {
+            Ok(k) => k,
+            Err(e) => return Outcome::failed(e),
+        };
+        match ks.create(&keys).await {
+            Ok(()) => Outcome::ok(format!(
+                "{} key share(s){} stored in {} (create-only)",
+                keys.keys.len(),
+                if keys.root_token.is_some() {
+                    " and the root token"
+                } else {
+                    ""
+                },
+                ks.location()
+            )),
+            Err(e) => Outcome::failed(e.to_string()),
+        }
+    }
+
+    /// Unseal a freshly initialised cluster with the new keys.
+    pub(super) async fn init_unseal(
+        &self,
+        state: &Mutex<RunState>,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        if self.dry_run {
+            return Outcome::ok("would unseal every node with the new keys");
+        }
+        let Some(keys) = state.lock().await.new_keys.clone() else {
+            return Outcome::failed("no keys from init");
+        };
+        let mut items = Vec::new();
+        match unseal_with(self.ceremony(), 0, &keys.keys).await {
+            Ok(s) if !s.sealed => items.push("node 0: unsealed".to_string()),
+            Ok(_) => return Outcome::failed("node 0 is still sealed after every new key"),
+            Err(e) => return Outcome::failed(format!("node 0: {e}")),
+        }
+        if let Err(e) = self.unseal_followers(&keys.keys, cancel, &mut items).await {
+            return Outcome::failed(e).with_items(items);
+        }
+        // Forget the keys as soon as they are stored and used.
+        state.lock().await.new_keys = None;
+        Outcome::ok("cluster initialised and unsealed").with_items(items)
+    }
+
+    /// Restore branch: choose, fetch and verify the snapshot to restore.
+    pub(super) async fn fetch(
+        &self,
+        state: &Mutex<RunState>,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let mut cands: Vec<(Candidate, String)> = Vec::new(); // (candidate, store)
+        if let Ok(inv) = self.local.inventory() {
+            for s in inv.into_iter().filter(|s| s.identity.is_some()) {
+                let id = s
+                    .identity
+                    .as_ref()
+                    .map(|i| (i.index, i.term))
+                    .unwrap_or((0, 0));
+                cands.push((
+                    Candidate {
+                        id: s.name,
+                        time: s.time,
+                        index: id.0,
+                        term: id.1,
+                        valid: true,
+                    },
+                    "local".into(),
+                ));
+            }
+        }
+        let remote = state.lock().await.remote.clone();
+        for (store, list) in &remote {
+            for r in list
+                .iter()
+                .filter(|r| r.index.is_some() && r.sha256.is_some())
+            {
+                cands.push((
+                    Candidate {
+                        id: r.name.clone(),
+                        time: r.time,
+                        index: r.index.unwrap_or(0),
+                        term: r.term.unwrap_or(0),
+                        valid: true,
+                    },
+                    store.clone(),
+                ));
+            }
+        }
+        // Newest first (one rule everywhere); among equals, policy source order.
+        let order = |store: &str| {
+            self.policy
+                .sources
+                .iter()
+                .position(|s| s == store)
+                .unwrap_or(usize::MAX)
+        };
+        cands.retain(|(_, store)| order(store) != usize::MAX);
+        cands.sort_by(|(a, sa), (b, sb)| retention::newer(b, a).then(order(sa).cmp(&order(sb))));
+        let mut items = Vec::new();
+        for (c, store) in cands {
+            if cancel.is_cancelled() {
+                return Outcome::failed("cancelled").with_items(items);
+            }
+            let (path, temp) = if store == "local" {
+                (self.local.path_of(&c.id), false)
+            } else {
+                let Some(slot) = self.targets.iter().find(|t| t.name == store) else {
+                    continue;
+                };
+                let Ok(t) = &slot.target else { continue };
+                let dest = self.scratch.join(format!("fetch-{store}-{}", c.id));
+                let _ = std::fs::remove_file(&dest);
+                if let Err(e) = t.fetch(&c.id, &dest, cancel).await {
+                    items.push(format!("{store}/{}: fetch failed: {e}", c.id));
+                    continue;
+                }
+                (dest, true)
+            };
+            let p2 = path.clone();
+            match tokio::task::spawn_blocking(move || crate::snapshot::verify_file(&p2)).await {
+                Ok(Ok(identity)) => {
+                    items.push(format!(
+                        "chose {store}/{} (raft index {}, term {})",
+                        c.id, identity.index, identity.term
+                    ));
+                    state.lock().await.restore_from = Some(RestoreSource {
+                        store,
+                        name: c.id,
+                        path,
+                        identity,
+                        time: c.time,
+                        temp,
+                    });
+                    return Outcome::ok(items.last().cloned().unwrap_or_default())
+                        .with_items(items);
+                }
+                Ok(Err(e)) => {
+                    items.push(format!(
+                        "{store}/{}: invalid ({}), trying the next newest",
+                        c.id,
+                        e.check()
+                    ));
+                    if temp {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+                Err(e) => return Outcome::failed(e.to_string()),
+            }
+        }
+        Outcome::failed("no valid snapshot could be fetched").with_items(items)
+    }
+
+    /// Restore branch: temp-init node 0, force-restore, wait for the seal.
+    pub(super) async fn restore(
+        &self,
+        state: &Mutex<RunState>,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let Some(src) = state.lock().await.restore_from.clone() else {
+            return Outcome::failed("no snapshot chosen");
+        };
+        if let Some(max) = self.policy.max_restore_age {
+            let age = jiff::Timestamp::now().duration_since(src.time);
+            if age > max {
+                return Outcome::failed(format!(
+                    "the newest valid snapshot {} is {} old, more than guards.maxRestoreAge: restore it by hand with `snapward restore`",
+                    src.name,
+                    retention::format_duration(age)
+                ));
+            }
+        }
+        let init = &self.policy.doc.spec.init;
+        if self.dry_run {
+            return Outcome::ok(format!(
+                "would temp-initialise node 0 ({} shares, threshold {}) and force-restore {} from {}",
+                init.shares, init.threshold, src.name, src.store
+            ));
+        }
+        // The stored keys must be readable before anything is changed.
+        let stored = match self.key_store() {
+            Ok(ks) => match ks.read().await {
+                Ok(k) => k,
+                Err(e) => return Outcome::failed(e.to_string()),
+            },
+            Err(e) => return Outcome::failed(e),
+        };
+        if (stored.keys.len() as u32) < init.threshold {
+            return Outcome::failed(format!(
+                "the key store holds {} key(s), fewer than the threshold {}",
+                stored.keys.len(),
+                init.threshold
+            ));
+        }
+        drop(stored);
+        let c = self.ceremony();
+        let mut items = Vec::new();
+        // Same shape as the stored keys: otherwise they fail with "invalid key size".
+        let temp = match c.init(0, init.shares, init.threshold).await {
+            Ok(t) => t,
+            Err(e) => return Outcome::failed(format!("temporary init of node 0 failed: {e}")),
+        };
+        items.push(format!(
+            "node 0 temp-initialised ({} shares, threshold {})",
+            init.shares, init.threshold
+        ));
+        match unseal_with(c, 0, &temp.keys).await {
+            Ok(s) if !s.sealed => items.push("node 0 unsealed with the temporary keys".into()),
+            Ok(_) => {
+                return Outcome::failed("node 0 still sealed after the temporary keys")
+                    .with_items(items);
+            }
+            Err(e) => {
+                return Outcome::failed(format!("temporary unseal failed: {e}")).with_items(items);
+            }
+        }
+        let leader = poll(self.policy.apply_timeout, POLL, cancel, || async move {
+            c.leader(0).await.ok().filter(|l| l.is_self)
+        })
+        .await;
+        if leader.is_none() {
+            return Outcome::failed("node 0 did not become the active node (sys/leader is_self)")
+                .with_items(items);
+        }
+        items.push("node 0 is the active node".into());
+        if let Err(e) = c.restore_force(0, &temp.root_token, &src.path).await {
+            return Outcome::failed(format!("snapshot-force failed: {e}")).with_items(items);
+        }
+        drop(temp); // the temporary root token and keys are gone from memory
+        items.push(format!(
+            "snapshot-force sent ({} bytes)",
+            src.identity.file_size
+        ));
+        // The server applies the snapshot in the background, then seals.
+        let sealed = poll(self.policy.apply_timeout, POLL, cancel, || async move {
+            c.seal_status(0).await.ok().filter(|s| s.sealed)
+        })
+        .await;
+        if sealed.is_none() {
+            return Outcome::failed(format!(
+                "node 0 did not seal within {:?} after the restore",
+                self.policy.apply_timeout
+            ))
+            .with_items(items);
+        }
+        items.push("node 0 applied the snapshot and sealed itself".into());
+        if src.temp {
+            let _ = std::fs::remove_file(&src.path);
+        }
+        state.lock().await.restore_applied = true;
+        Outcome::ok(format!("restored {} from {}", src.name, src.store))
+            .with_items(items)
+            .with_bytes(src.identity.file_size)
+    }
+
+    /// Restore branch: unseal node 0, then the followers, with the stored keys.
+    pub(super) async fn restore_unseal(&self, cancel: &CancellationToken) -> Outcome {
+        if self.dry_run {
+            return Outcome::ok("would unseal every node with the stored keys");
+        }
+        let keys = match self.key_store() {
+            Ok(ks) => match ks.read().await {
+                Ok(k) => k,
+                Err(e) => return Outcome::failed(e.to_string()),
+            },
+            Err(e) => return Outcome::failed(e),
+        };
+        let mut items = Vec::new();
+        match unseal_with(self.ceremony(), 0, &keys.keys).await {
+            Ok(s) if !s.sealed => items.push("node 0: unsealed with the stored keys".to_string()),
+            Ok(_) => return Outcome::failed("node 0 is still sealed after every stored key"),
+            Err(e) if invalid_key_size(&e) => {
+                return Outcome::failed(format!(
+                    "node 0 rejects the stored keys ({e}): the server process must restart before they work (in Kubernetes: delete the node-0 pod), then rerun"
+                ));
+            }
+            Err(e) => return Outcome::failed(format!("node 0: {e}")),
+        }
+        let c = self.ceremony();
+        if poll(self.policy.apply_timeout, POLL, cancel, || async move {
+            c.leader(0).await.ok().filter(|l| l.is_self)
+        })
+        .await
+        .is_none()
+        {
+            return Outcome::failed("node 0 did not become active after unsealing")
+                .with_items(items);
+        }
+        if let Err(e) = self.unseal_followers(&keys.keys, cancel, &mut items).await {
+            return Outcome::failed(e).with_items(items);
+        }
+        Outcome::ok("every node unsealed").with_items(items)
+    }
+
+    /// Restore branch: every node unsealed, one cluster_id, raft index ≥ the
+    /// snapshot's, and the canary read (if configured).
+    pub(super) async fn verify_cluster(
+        &self,
+        state: &Mutex<RunState>,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        if self.dry_run {
+            return Outcome::ok("would verify every node");
+        }
+        let want_index = state
+            .lock()
+            .await
+            .restore_from
+            .as_ref()
+            .map(|s| s.identity.index)
+            .unwrap_or(0);
+        let c = self.ceremony();
+        let n = self.bao.node_names().len();
+        // Followers' reads may lag the leader briefly: poll until consistent.
+        let verdict = poll(self.policy.join_timeout, POLL, cancel, || async move {
+            let mut ids = std::collections::BTreeSet::new();
+            for node in 0..n {
+                let s = c.seal_status(node).await.ok()?;
+                if s.sealed {
+                    return None;
+                }
+                ids.insert(s.cluster_id.clone()?);
+            }
+            let idx = c.leader(0).await.ok()?.raft_committed_index.unwrap_or(0);
+            (ids.len() == 1 && idx >= want_index)
+                .then(|| (ids.into_iter().next().unwrap_or_default(), idx))
+        })
+        .await;
+        let Some((cluster_id, idx)) = verdict else {
+            return Outcome::failed(format!(
+                "the cluster did not settle: every node unsealed with one cluster_id and raft index ≥ {want_index} was not reached"
+            ));
+        };
+        let mut items = vec![format!(
+            "{n} node(s) unsealed, cluster_id {cluster_id}, raft index {idx} ≥ {want_index}"
+        )];
+        if let Some(canary) = &self.policy.doc.spec.restore.canary {
+            let token = match crate::secret::read_secret_file(&canary.token_file) {
+                Ok(t) => t,
+                Err(e) => {
+                    return Outcome::failed(format!(
+                        "canary token file {}: {e}",
+                        canary.token_file
+                    ))
+                    .with_items(items);
+                }
+            };
+            match c.read(0, &token, &canary.path).await {
+                Ok(_) => items.push(format!("canary {} readable", canary.path)),
+                Err(e) => {
+                    return Outcome::failed(format!("canary read of {} failed: {e}", canary.path))
+                        .with_items(items);
+                }
+            }
+        }
+        state.lock().await.nodes = self.bao.observe().await;
+        Outcome::ok("the restored cluster answers on every node").with_items(items)
+    }
+}
