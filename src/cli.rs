@@ -75,6 +75,47 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: OutputFormat,
     },
+    /// Run the policy: observe, guard-check, then back up, initialise or
+    /// restore as the guard decides (the Job's entry point).
+    ///
+    /// Exit 0 done, 1 invalid policy, 2 usage/I/O, 3 refused by a guard (a
+    /// human must act), 4 failed (retry), 5 busy (another run holds the lock).
+    Run {
+        #[arg(short = 'f', long = "file", env = "SNAPWARD_POLICY")]
+        policy: PathBuf,
+        /// Read everything, write nothing: writes become "would ..." items.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also write the JSON run report to this file.
+        #[arg(long, env = "SNAPWARD_REPORT")]
+        report: Option<PathBuf>,
+        /// stdout: a human summary or the JSON report.
+        #[arg(long, value_enum, default_value = "human")]
+        format: OutputFormat,
+    },
+    /// Restore explicitly (restore mode `manual`): the guard still has to
+    /// see a wiped cluster, stored keys and a valid snapshot.
+    Restore {
+        #[arg(short = 'f', long = "file", env = "SNAPWARD_POLICY")]
+        policy: PathBuf,
+        /// Restore this snapshot (file name) instead of the newest valid one.
+        #[arg(long)]
+        snapshot: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "SNAPWARD_REPORT")]
+        report: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: OutputFormat,
+    },
+    /// List every store's snapshots with identity, validity, and what
+    /// retention would keep or delete (and why).
+    List {
+        #[arg(short = 'f', long = "file", env = "SNAPWARD_POLICY")]
+        policy: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: OutputFormat,
+    },
     /// Print the policy JSON Schema.
     Schema,
 }

@@ -27,6 +27,19 @@ fn init_logs(format: Option<LogFormat>) {
     }
 }
 
+fn block_on(f: impl std::future::Future<Output = Exit>) -> Exit {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            Exit::Retry
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -60,6 +73,34 @@ fn main() -> ExitCode {
         } => commands::plan::run(&policy, scenario, format),
         Command::Verify { files, format } => Ok(commands::verify::run(&files, format)),
         Command::Schema => Ok(commands::schema::run()),
+        Command::Run {
+            policy,
+            dry_run,
+            report,
+            format,
+        } => Ok(block_on(commands::run::run(commands::run::RunOptions {
+            policy,
+            dry_run,
+            report,
+            format,
+            explicit_restore: false,
+            only_snapshot: None,
+        }))),
+        Command::Restore {
+            policy,
+            snapshot,
+            dry_run,
+            report,
+            format,
+        } => Ok(block_on(commands::run::run(commands::run::RunOptions {
+            policy,
+            dry_run,
+            report,
+            format,
+            explicit_restore: true,
+            only_snapshot: snapshot,
+        }))),
+        Command::List { policy, format } => Ok(block_on(commands::list::run(&policy, format))),
     };
     match outcome {
         Ok(exit) => exit.into(),

@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub report: Option<PathBuf>,
     pub format: OutputFormat,
     pub explicit_restore: bool,
+    /// `restore --snapshot NAME`: restore this one, not the newest.
+    pub only_snapshot: Option<String>,
 }
 
 /// Node addresses from the policy (Kubernetes discovery comes later).
@@ -198,6 +200,7 @@ pub async fn run(opts: RunOptions) -> Exit {
         dry_run: opts.dry_run,
         scratch: scratch.path().to_path_buf(),
         guard,
+        only_snapshot: opts.only_snapshot.clone(),
         policy: p.clone(),
     });
     let state = Arc::new(Mutex::new(RunState::default()));

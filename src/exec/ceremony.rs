@@ -335,6 +335,9 @@ impl RealRunner {
                 .unwrap_or(usize::MAX)
         };
         cands.retain(|(_, store)| order(store) != usize::MAX);
+        if let Some(only) = &self.only_snapshot {
+            cands.retain(|(c, _)| &c.id == only);
+        }
         cands.sort_by(|(a, sa), (b, sb)| retention::newer(b, a).then(order(sa).cmp(&order(sb))));
         let mut items = Vec::new();
         for (c, store) in cands {

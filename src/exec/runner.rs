@@ -46,6 +46,8 @@ pub struct RealRunner {
     /// Dry-run snapshots are streamed here, never into a store.
     pub scratch: PathBuf,
     pub guard: GuardPolicy,
+    /// Restore exactly this snapshot (by file name), if set.
+    pub only_snapshot: Option<String>,
 }
 
 impl RealRunner {
