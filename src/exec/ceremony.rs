@@ -289,7 +289,7 @@ impl RealRunner {
         cancel: &CancellationToken,
     ) -> Outcome {
         let mut cands: Vec<(Candidate, String)> = Vec::new(); // (candidate, store)
-        if let Ok(inv) = self.local.inventory() {
+        if let Ok(inv) = self.local_inventory().await {
             for s in inv.into_iter().filter(|s| s.identity.is_some()) {
                 let id = s
                     .identity

@@ -55,7 +55,7 @@ impl RealRunner {
         self.targets.iter().find(|t| t.name == name)
     }
 
-    async fn local_inventory(&self) -> Result<Vec<LocalSnapshot>, String> {
+    pub(super) async fn local_inventory(&self) -> Result<Vec<LocalSnapshot>, String> {
         let local = self.local.clone();
         tokio::task::spawn_blocking(move || local.inventory())
             .await
