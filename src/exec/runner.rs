@@ -337,6 +337,14 @@ impl RealRunner {
         let this_run = state.lock().await.snapshot.clone();
         let plan = mirror_plan(&slot.rules, &remote, &local);
         let mut items = Vec::new();
+        // Leftovers of crashed runs (incomplete multipart uploads older than
+        // a day, stale temp files): never a snapshot. Not fatal.
+        if !self.dry_run {
+            match t.cleanup().await {
+                Ok(c) => items.extend(c.removed.into_iter().map(|r| format!("cleaned up {r}"))),
+                Err(e) => items.push(format!("cleanup of leftovers failed: {e}")),
+            }
+        }
         let mut bytes = 0;
         let mut failed = None;
         for conflict in &plan.conflicts {
