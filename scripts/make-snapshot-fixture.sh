@@ -24,7 +24,7 @@ for tool in curl jq python3; do
   command -v "$tool" >/dev/null || { echo "make-snapshot-fixture: needs $tool" >&2; exit 1; }
 done
 
-work="$(mktemp -d)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/snapward-fixture.XXXXXX")"
 pid=""
 cleanup() {
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
