@@ -14,6 +14,7 @@ pub mod exec;
 pub mod exit;
 pub mod guard;
 pub mod keys;
+pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod retention;

@@ -251,6 +251,30 @@ pub async fn run(opts: RunOptions) -> Exit {
         cancelled: cancel.is_cancelled(),
         actions,
     };
+    if !opts.dry_run
+        && let Some(m) = &p.doc.spec.metrics
+    {
+        let st = state.lock().await;
+        let snapshot = st
+            .snapshot
+            .as_ref()
+            .map(|t| (t.identity.file_size, t.identity.index));
+        let facts = crate::metrics::RunFacts::from_report(&report, snapshot, st.kept.clone());
+        drop(st);
+        if let Some(path) = &m.textfile {
+            let previous = std::fs::read_to_string(path).ok();
+            let text = crate::metrics::render(&facts, previous.as_deref());
+            if let Err(e) = crate::metrics::write_textfile(Path::new(path), &text) {
+                tracing::warn!(path = %path, error = %e, "cannot write the metrics textfile");
+            }
+        }
+        if let Some(url) = &m.pushgateway {
+            let text = crate::metrics::render(&facts, None);
+            if let Err(e) = crate::metrics::push(url, p.name(), &text).await {
+                tracing::warn!(error = %e, "cannot push metrics");
+            }
+        }
+    }
     let json = serde_json::to_string_pretty(&report).unwrap_or_default();
     if let Some(path) = &opts.report
         && let Err(e) = std::fs::write(path, format!("{json}\n"))

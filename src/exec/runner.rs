@@ -457,6 +457,11 @@ impl RealRunner {
             });
         }
         let decisions = retention::apply(&slot.rules, &candidates);
+        let kept = decisions
+            .iter()
+            .filter(|d| d.verdict == Verdict::Keep)
+            .count();
+        state.lock().await.kept.insert(target.to_string(), kept);
         let mut items = Vec::new();
         let mut failed = None;
         for d in decisions.iter().filter(|d| d.verdict == Verdict::Delete) {
@@ -477,10 +482,6 @@ impl RealRunner {
                 }
             }
         }
-        let kept = decisions
-            .iter()
-            .filter(|d| d.verdict == Verdict::Keep)
-            .count();
         match failed {
             Some(f) => Outcome::failed(f).with_items(items),
             None if items.is_empty() => Outcome::noop(format!("retention keeps all {kept}")),
@@ -497,8 +498,9 @@ impl RealRunner {
         let decisions = retention::apply(&self.policy.local_rules, &candidates);
         let guard_mirror =
             self.policy.doc.spec.guards.keep_unmirrored_local && !self.targets.is_empty();
-        let s = state.lock().await;
+        let mut s = state.lock().await;
         let mut items = Vec::new();
+        let mut deleted = 0;
         for snap in inv.iter().filter(|s| s.invalid.is_some()) {
             items.push(format!(
                 "invalid, not counted: {} ({})",
@@ -527,6 +529,7 @@ impl RealRunner {
                     continue;
                 }
             }
+            deleted += 1;
             if self.dry_run {
                 items.push(format!("would delete {} ({})", d.id, d.reasons.join(", ")));
                 continue;
@@ -539,6 +542,8 @@ impl RealRunner {
                 }
             }
         }
+        let valid = inv.iter().filter(|s| s.identity.is_some()).count();
+        s.kept.insert("local".into(), valid.saturating_sub(deleted));
         if items.is_empty() {
             Outcome::noop("retention keeps every local snapshot")
         } else {

@@ -50,6 +50,8 @@ pub struct RunState {
     /// Each target's listing, refreshed after its upload.
     pub remote: BTreeMap<String, Vec<RemoteSnapshot>>,
     pub restore_from: Option<RestoreSource>,
+    /// Snapshots retention kept, per store (set by the prune actions).
+    pub kept: BTreeMap<String, usize>,
     pub restore_applied: bool,
     /// Keys from init, in memory until stored and used (zeroised on drop).
     pub new_keys: Option<crate::keys::StoredKeys>,

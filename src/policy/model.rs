@@ -68,6 +68,21 @@ pub struct Spec {
     pub init: Init,
     #[serde(default)]
     pub guards: Guards,
+    /// Prometheus metrics of each run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
+}
+
+/// Where each run's Prometheus metrics go (either or both).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metrics {
+    /// A node-exporter textfile-collector file, replaced atomically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub textfile: Option<String>,
+    /// A Pushgateway base URL; metrics go to `/metrics/job/snapward/policy/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushgateway: Option<String>,
 }
 
 /// The OpenBao nodes: listed (`nodes`) or discovered (`discovery`).

@@ -671,6 +671,16 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
         );
     }
 
+    // metrics
+    if let Some(url) = spec.metrics.as_ref().and_then(|m| m.pushgateway.as_ref())
+        && let Err(e) = check_url(url)
+    {
+        out.push(
+            Finding::error(Code::EndpointNotUrl, "/spec/metrics/pushgateway", e)
+                .help("write the Pushgateway's base URL, e.g. http://pushgateway.monitoring.svc:9091"),
+        );
+    }
+
     // guards that cannot be switched off
     let g = &spec.guards;
     for (on, field, what) in [
