@@ -141,7 +141,10 @@ pub struct Decision {
 /// Higher raft `(index, term)` wins, then the later time, then the greater id
 /// (a tie-break for determinism only). Validity plays no part here.
 pub fn newer(a: &Candidate, b: &Candidate) -> Ordering {
-    (a.index, a.term, a.time, &a.id).cmp(&(b.index, b.term, b.time, &b.id))
+    use crate::snapshot::newest_key;
+    newest_key(a.index, a.term, a.time)
+        .cmp(&newest_key(b.index, b.term, b.time))
+        .then_with(|| a.id.cmp(&b.id))
 }
 
 /// [`newer`], made total over whole candidates so that sorting is independent

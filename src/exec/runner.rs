@@ -629,12 +629,12 @@ pub fn mirror_plan(
             plan.not_uploaded.push(m.name);
         }
     }
+    // Newest first, by the one rule.
     plan.upload.sort_by(|a, b| {
-        (b.identity.index, b.identity.term, &b.name).cmp(&(
-            a.identity.index,
-            a.identity.term,
-            &a.name,
-        ))
+        let key = |s: &TakenSnapshot| {
+            crate::snapshot::newest_key(s.identity.index, s.identity.term, s.time)
+        };
+        key(b).cmp(&key(a)).then_with(|| b.name.cmp(&a.name))
     });
     plan
 }

@@ -101,9 +101,13 @@ pub fn verify_file(path: &Path) -> Result<Identity, VerifyError> {
 /// position does the later time (e.g. the time in the file name) decide.
 /// `Greater` means `a` is newer.
 pub fn newest_order(a: (&Identity, jiff::Timestamp), b: (&Identity, jiff::Timestamp)) -> Ordering {
-    (a.0.index, a.0.term)
-        .cmp(&(b.0.index, b.0.term))
-        .then_with(|| a.1.cmp(&b.1))
+    newest_key(a.0.index, a.0.term, a.1).cmp(&newest_key(b.0.index, b.0.term, b.1))
+}
+
+/// The sort key behind the one "newest" rule, for every caller (retention,
+/// restore source choice, upload order): raft index, then term, then time.
+pub fn newest_key(index: u64, term: u64, time: jiff::Timestamp) -> (u64, u64, jiff::Timestamp) {
+    (index, term, time)
 }
 
 /// Inflates the outer gzip layer (and one extra, if present) and walks the
