@@ -676,8 +676,9 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
         && let Err(e) = check_url(url)
     {
         out.push(
-            Finding::error(Code::EndpointNotUrl, "/spec/metrics/pushgateway", e)
-                .help("write the Pushgateway's base URL, e.g. http://pushgateway.monitoring.svc:9091"),
+            Finding::error(Code::EndpointNotUrl, "/spec/metrics/pushgateway", e).help(
+                "write the Pushgateway's base URL, e.g. http://pushgateway.monitoring.svc:9091",
+            ),
         );
     }
 
