@@ -7,10 +7,10 @@ CARGO ?= cargo
 # developer machine): cold builds of the AWS SDK take minutes here.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/snapward/target
 
-.PHONY: test demo lint-self check fmt clippy schema
+.PHONY: test demo check schema
 
 test: check
-	eval "$$(scripts/test-env.sh)" && $(CARGO) test --locked --all-targets -- --test-threads 2
+	scripts/run-tests.sh
 
 check:
 	$(CARGO) fmt --all -- --check
