@@ -7,7 +7,7 @@ CARGO ?= cargo
 # developer machine): cold builds of the AWS SDK take minutes here.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/snapward/target
 
-.PHONY: test demo check schema
+.PHONY: test demo check schema deploy-check
 
 test: check
 	scripts/run-tests.sh
@@ -21,3 +21,6 @@ schema:
 
 demo:
 	@scripts/demo.sh
+
+deploy-check:
+	scripts/validate-deploy.sh

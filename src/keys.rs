@@ -60,6 +60,24 @@ impl FileKeyStore {
         }
     }
 
+    /// Does any entry of this store exist (any `<keyPrefix>*` or the root
+    /// token)? `Ok(false)` also for a missing directory.
+    fn any_entry(&self) -> io::Result<bool> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&self.key_prefix) || *name == *self.root_token_key {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn key_path(&self, i: usize) -> PathBuf {
         self.dir.join(format!("{}{i}", self.key_prefix))
     }
@@ -100,8 +118,7 @@ impl FileKeyStore {
     fn create_sync(&self, keys: &StoredKeys) -> Result<(), KeyStoreError> {
         fs::create_dir_all(&self.dir).map_err(|e| self.unavailable(e))?;
         let _ = fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700));
-        let exists = |p: &Path| p.symlink_metadata().is_ok();
-        if exists(&self.key_path(0)) || exists(&self.dir.join(&self.root_token_key)) {
+        if self.any_entry().map_err(|e| self.unavailable(e))? {
             return Err(KeyStoreError::AlreadyExists {
                 location: self.location(),
             });
@@ -130,16 +147,10 @@ impl KeyStore for FileKeyStore {
         format!("files:{}", self.dir.display())
     }
 
+    /// Any entry counts as "keys present": a partial or mixed store must
+    /// never look empty (that would allow init over surviving keys).
     async fn probe(&self) -> Result<bool, KeyStoreError> {
-        match fs::symlink_metadata(self.key_path(0)) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::read_dir(&self.dir) {
-                Ok(_) => Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(self.unavailable(e)),
-            },
-            Err(e) => Err(self.unavailable(e)),
-        }
+        self.any_entry().map_err(|e| self.unavailable(e))
     }
 
     async fn read(&self) -> Result<StoredKeys, KeyStoreError> {

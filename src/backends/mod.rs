@@ -6,6 +6,7 @@
 //! Stage: execute. I/O lives here and in the implementations only.
 
 pub mod filesystem;
+pub mod kube;
 pub mod openbao;
 pub mod s3;
 

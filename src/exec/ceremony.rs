@@ -64,15 +64,36 @@ async fn unseal_with(
     c: &dyn Ceremony,
     node: usize,
     keys: &[Secret],
+    wait: Duration,
+    cancel: &CancellationToken,
 ) -> Result<SealState, BaoError> {
-    let mut last = c.seal_status(node).await?;
-    for k in keys {
-        if !last.sealed {
-            break;
-        }
-        last = c.unseal(node, k).await?;
+    let first = c.seal_status(node).await?;
+    if !first.sealed {
+        return Ok(first);
     }
-    Ok(last)
+    // Exactly `threshold` shares: a node that has just joined answers the
+    // last one with `sealed: true, progress: 0` and unseals a moment later;
+    // another key would start a new round.
+    let threshold = if first.threshold == 0 {
+        keys.len()
+    } else {
+        first.threshold as usize
+    };
+    let mut last = first;
+    for k in keys
+        .iter()
+        .take(threshold.saturating_sub(last.progress as usize).max(1))
+    {
+        last = c.unseal(node, k).await?;
+        if !last.sealed {
+            return Ok(last);
+        }
+    }
+    Ok(poll(wait, POLL, cancel, || async move {
+        c.seal_status(node).await.ok().filter(|s| !s.sealed)
+    })
+    .await
+    .unwrap_or(last))
 }
 
 impl RealRunner {
@@ -111,7 +132,7 @@ impl RealRunner {
                 continue;
             }
             // Keys sent before a follower has joined are lost: it has joined now.
-            let s = unseal_with(c, node, keys)
+            let s = unseal_with(c, node, keys, self.policy.join_timeout, cancel)
                 .await
                 .map_err(|e| format!("{name}: {e}"))?;
             if s.sealed {
@@ -159,7 +180,15 @@ impl RealRunner {
         };
         let mut items = Vec::new();
         for (node, name) in &sealed {
-            match unseal_with(self.ceremony(), *node, &keys.keys).await {
+            match unseal_with(
+                self.ceremony(),
+                *node,
+                &keys.keys,
+                self.policy.join_timeout,
+                cancel,
+            )
+            .await
+            {
                 Ok(s) if !s.sealed => items.push(format!("{name}: unsealed")),
                 Ok(_) => {
                     return Outcome::failed(format!(
@@ -269,7 +298,15 @@ impl RealRunner {
             return Outcome::failed("no keys from init");
         };
         let mut items = Vec::new();
-        match unseal_with(self.ceremony(), 0, &keys.keys).await {
+        match unseal_with(
+            self.ceremony(),
+            0,
+            &keys.keys,
+            self.policy.apply_timeout,
+            cancel,
+        )
+        .await
+        {
             Ok(s) if !s.sealed => items.push("node 0: unsealed".to_string()),
             Ok(_) => return Outcome::failed("node 0 is still sealed after every new key"),
             Err(e) => return Outcome::failed(format!("node 0: {e}")),
@@ -446,7 +483,7 @@ impl RealRunner {
             "node 0 temp-initialised ({} shares, threshold {})",
             init.shares, init.threshold
         ));
-        match unseal_with(c, 0, &temp.keys).await {
+        match unseal_with(c, 0, &temp.keys, self.policy.apply_timeout, cancel).await {
             Ok(s) if !s.sealed => items.push("node 0 unsealed with the temporary keys".into()),
             Ok(_) => {
                 return Outcome::failed("node 0 still sealed after the temporary keys")
@@ -508,7 +545,15 @@ impl RealRunner {
             Err(e) => return Outcome::failed(e),
         };
         let mut items = Vec::new();
-        match unseal_with(self.ceremony(), 0, &keys.keys).await {
+        match unseal_with(
+            self.ceremony(),
+            0,
+            &keys.keys,
+            self.policy.apply_timeout,
+            cancel,
+        )
+        .await
+        {
             Ok(s) if !s.sealed => items.push("node 0: unsealed with the stored keys".to_string()),
             Ok(_) => return Outcome::failed("node 0 is still sealed after every stored key"),
             Err(e) if invalid_key_size(&e) => {

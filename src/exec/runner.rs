@@ -421,6 +421,17 @@ impl RealRunner {
                 Err(e) => failed = failed.or(Some(format!("listing after upload failed: {e}"))),
             }
         }
+        // This run's snapshot must end up confirmed here, or the run is not done.
+        if failed.is_none()
+            && !self.dry_run
+            && let Some(tr) = &this_run
+            && !state.lock().await.confirmed.contains_key(target)
+        {
+            failed = Some(format!(
+                "this run's snapshot {} was not confirmed on `{target}`",
+                tr.name
+            ));
+        }
         match failed {
             Some(f) => Outcome::failed(f).with_items(items).with_bytes(bytes),
             None if items.is_empty() => {
@@ -494,7 +505,21 @@ impl RealRunner {
             Ok(i) => i,
             Err(e) => return Outcome::failed(e),
         };
-        let candidates: Vec<Candidate> = inv.iter().map(local_candidate).collect();
+        let mut candidates: Vec<Candidate> = inv.iter().map(local_candidate).collect();
+        // In a dry run, this run's snapshot (kept in a scratch dir) counts as
+        // present, so the plan shows exactly what the real run deletes.
+        if self.dry_run
+            && let Some(tr) = &state.lock().await.snapshot
+            && !inv.iter().any(|s| s.name == tr.name)
+        {
+            candidates.push(Candidate {
+                id: tr.name.clone(),
+                time: tr.time,
+                index: tr.identity.index,
+                term: tr.identity.term,
+                valid: true,
+            });
+        }
         let decisions = retention::apply(&self.policy.local_rules, &candidates);
         let guard_mirror =
             self.policy.doc.spec.guards.keep_unmirrored_local && !self.targets.is_empty();
@@ -542,7 +567,7 @@ impl RealRunner {
                 }
             }
         }
-        let valid = inv.iter().filter(|s| s.identity.is_some()).count();
+        let valid = candidates.iter().filter(|c| c.valid).count();
         s.kept.insert("local".into(), valid.saturating_sub(deleted));
         if items.is_empty() {
             Outcome::noop("retention keeps every local snapshot")
@@ -600,7 +625,9 @@ pub fn mirror_plan(
     for l in local {
         match remote.iter().find(|r| r.name == l.name) {
             None => missing.push(l.clone()),
-            Some(r) if r.sha256.as_deref().is_some_and(|s| s != l.identity.sha256) => {
+            // Same name: never overwritten; it counts only if it is this
+            // very snapshot (snapward's SHA-256 metadata matches).
+            Some(r) if r.sha256.as_deref() != Some(l.identity.sha256.as_str()) => {
                 plan.conflicts.push(l.name.clone())
             }
             Some(_) => {}
