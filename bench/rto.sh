@@ -129,23 +129,31 @@ r_manual() {
     show_cmd "curl -X PUT -d '{\"key\":\"<original key 1|2>\"}' $A/v1/sys/unseal   # ×2"
     show_cmd "until curl -H 'X-Vault-Token: <original root>' $A/v1/secret/data/bench-canary; do sleep $POLL; done"
   fi
-  t=$(now_ns)
+  local steps="" m
+  t=$(now_ns); m=$t
+  lap() { steps+=" $1 $(secs_since "$m")"; m=$(now_ns); }
   init=$(curl -sf -X PUT -d '{"secret_shares":3,"secret_threshold":2}' "$A/v1/sys/init")
   tmp=$(jq -r .root_token <<<"$init")
   for k in $(jq -r '.keys_base64[0,1]' <<<"$init"); do
     curl -sf -X PUT -d "{\"key\":\"$k\"}" "$A/v1/sys/unseal" >/dev/null
   done
+  lap init+unseal
   poll_until is_self
+  lap leader
   curl -sf -X POST -H "X-Vault-Token: $tmp" --data-binary @"$SNAP" \
     "$A/v1/sys/storage/raft/snapshot-force" >/dev/null
+  lap snapshot-force
   poll_until is_sealed
+  lap sealed
   for k in "$KEYS/unseal-key-0" "$KEYS/unseal-key-1"; do
     curl -sf -X PUT -d "{\"key\":\"$(cat "$k")\"}" "$A/v1/sys/unseal" >/dev/null
   done
+  lap unseal
   poll_until canary_ok
+  lap canary
   s=$(secs_since "$t")
   MAN+=("$s")
-  note "  round $i manual curl ceremony + canary:          $s s"
+  note "  round $i manual curl ceremony + canary:          $s s  (steps, s:$steps)"
 }
 
 say "RTO: wipe → canary readable with the original root token, $ROUNDS rounds (order alternating)"

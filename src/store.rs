@@ -4,10 +4,13 @@
 //!
 //! Stage: execute. Blocking file I/O: call from `spawn_blocking`.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -32,7 +35,13 @@ pub struct LocalStore {
     pub dir: PathBuf,
     pub prefix: String,
     pub mode: u32,
+    /// Verification results of this run, by (name, length, mtime): a file
+    /// is verified once per run unless it changes. Shared by clones.
+    verified: Arc<Mutex<HashMap<CacheKey, Result<Identity, String>>>>,
 }
+
+/// (file name, length, mtime): a changed file is verified again.
+type CacheKey = (String, u64, SystemTime);
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -44,6 +53,7 @@ impl LocalStore {
             dir: dir.into(),
             prefix: prefix.into(),
             mode,
+            verified: Arc::default(),
         }
     }
 
@@ -74,9 +84,9 @@ impl LocalStore {
             if !entry.file_type()?.is_file() {
                 continue;
             }
-            let (identity, invalid) = match snapshot::verify_file(&entry.path()) {
+            let (identity, invalid) = match self.verify_cached(&name, &entry.path()) {
                 Ok(id) => (Some(id), None),
-                Err(e) => (None, Some(format!("{}: {e}", e.check()))),
+                Err(e) => (None, Some(e)),
             };
             out.push(LocalSnapshot {
                 name,
@@ -87,6 +97,26 @@ impl LocalStore {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    fn cache_key(name: &str, path: &Path) -> Option<CacheKey> {
+        let m = fs::metadata(path).ok()?;
+        Some((name.to_string(), m.len(), m.modified().ok()?))
+    }
+
+    /// Verify a store file, at most once per run while it is unchanged.
+    fn verify_cached(&self, name: &str, path: &Path) -> Result<Identity, String> {
+        let key = Self::cache_key(name, path);
+        if let Some(k) = &key
+            && let Some(hit) = self.verified.lock().ok().and_then(|c| c.get(k).cloned())
+        {
+            return hit;
+        }
+        let result = snapshot::verify_file(path).map_err(|e| format!("{}: {e}", e.check()));
+        if let (Some(k), Ok(mut c)) = (key, self.verified.lock()) {
+            c.insert(k, result.clone());
+        }
+        result
     }
 
     /// Remove `.<prefix>*.partial` files left by a crashed run. Call only
@@ -131,6 +161,10 @@ impl LocalStore {
             fs::set_permissions(partial, fs::Permissions::from_mode(self.mode))
                 .map_err(CommitError::Io)?;
             fs::hard_link(partial, &dest).map_err(CommitError::Io)?;
+            // Verified just now: the inventory need not read it again.
+            if let (Some(k), Ok(mut c)) = (Self::cache_key(name, &dest), self.verified.lock()) {
+                c.insert(k, Ok(identity.clone()));
+            }
             Ok((dest, identity))
         })();
         let _ = fs::remove_file(partial);
