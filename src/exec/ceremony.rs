@@ -107,6 +107,11 @@ impl RealRunner {
             .ok_or_else(|| "the policy names no unseal-key store (spec.unsealKeys)".to_string())
     }
 
+    /// The stored unseal keys (read-only: a restore never writes them).
+    async fn read_stored_keys(&self) -> Result<StoredKeys, String> {
+        self.key_store()?.read().await.map_err(|e| e.to_string())
+    }
+
     /// Followers: once joined (initialised), unseal them with `keys`.
     async fn unseal_followers(
         &self,
@@ -171,11 +176,8 @@ impl RealRunner {
                 .collect();
             return Outcome::ok("dry run").with_items(names);
         }
-        let keys = match self.key_store() {
-            Ok(ks) => match ks.read().await {
-                Ok(k) => k,
-                Err(e) => return Outcome::failed(e.to_string()),
-            },
+        let keys = match self.read_stored_keys().await {
+            Ok(k) => k,
             Err(e) => return Outcome::failed(e),
         };
         let mut items = Vec::new();
@@ -457,11 +459,8 @@ impl RealRunner {
             ));
         }
         // The stored keys must be readable before anything is changed.
-        let stored = match self.key_store() {
-            Ok(ks) => match ks.read().await {
-                Ok(k) => k,
-                Err(e) => return Outcome::failed(e.to_string()),
-            },
+        let stored = match self.read_stored_keys().await {
+            Ok(k) => k,
             Err(e) => return Outcome::failed(e),
         };
         if (stored.keys.len() as u32) < init.threshold {
@@ -537,11 +536,8 @@ impl RealRunner {
         if self.dry_run {
             return Outcome::ok("would unseal every node with the stored keys");
         }
-        let keys = match self.key_store() {
-            Ok(ks) => match ks.read().await {
-                Ok(k) => k,
-                Err(e) => return Outcome::failed(e.to_string()),
-            },
+        let keys = match self.read_stored_keys().await {
+            Ok(k) => k,
             Err(e) => return Outcome::failed(e),
         };
         let mut items = Vec::new();
