@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::plan::Scenario;
 use crate::plan::render::Format as PlanFormat;
@@ -29,6 +29,28 @@ pub enum LogFormat {
 pub enum OutputFormat {
     Human,
     Json,
+}
+
+/// Where `run`/`restore` read the policy, and how they reach Kubernetes.
+#[derive(Debug, Clone, Args)]
+pub struct PolicySource {
+    /// The policy: a file, or a ConfigMap-mounted directory.
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "SNAPWARD_POLICY",
+        required_unless_present = "policy_configmap",
+        conflicts_with = "policy_configmap"
+    )]
+    pub policy: Option<PathBuf>,
+    /// Read the policy from a ConfigMap through the Kubernetes API instead
+    /// of a file. Without KEY the ConfigMap must hold exactly one *.yaml key.
+    #[arg(long, value_name = "NAMESPACE/NAME[:KEY]")]
+    pub policy_configmap: Option<String>,
+    /// Kubeconfig for the Kubernetes API (default: $KUBECONFIG or
+    /// ~/.kube/config if present, else the pod's service account).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,8 +103,8 @@ pub enum Command {
     /// Exit 0 done, 1 invalid policy, 2 usage/I/O, 3 refused by a guard (a
     /// human must act), 4 failed (retry), 5 busy (another run holds the lock).
     Run {
-        #[arg(short = 'f', long = "file", env = "SNAPWARD_POLICY")]
-        policy: PathBuf,
+        #[command(flatten)]
+        source: PolicySource,
         /// Read everything, write nothing: writes become "would ..." items.
         #[arg(long)]
         dry_run: bool,
@@ -96,8 +118,8 @@ pub enum Command {
     /// Restore explicitly (restore mode `manual`): the guard still has to
     /// see a wiped cluster, stored keys and a valid snapshot.
     Restore {
-        #[arg(short = 'f', long = "file", env = "SNAPWARD_POLICY")]
-        policy: PathBuf,
+        #[command(flatten)]
+        source: PolicySource,
         /// Restore this snapshot (file name) instead of the newest valid one.
         #[arg(long)]
         snapshot: Option<String>,

@@ -58,6 +58,7 @@ codes! {
     KeyStoreKind => "key-store-kind",
     GuardAlways => "guard-always",
     NodeAddress => "node-address",
+    RestartPodNeedsService => "restart-pod-needs-service",
 }
 
 impl fmt::Display for Code {

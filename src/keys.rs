@@ -42,6 +42,17 @@ pub trait KeyStore: Send + Sync {
     async fn read(&self) -> Result<StoredKeys, KeyStoreError>;
     /// Store keys that do not exist yet. Refuses if any entry exists.
     async fn create(&self, keys: &StoredKeys) -> Result<(), KeyStoreError>;
+    /// Right before a fresh init: prove that `create` would succeed — the
+    /// store is still empty *and* writable — so init never creates a
+    /// barrier whose keys cannot be stored. Stores nothing.
+    async fn check_create(&self) -> Result<(), KeyStoreError> {
+        if self.probe().await? {
+            return Err(KeyStoreError::AlreadyExists {
+                location: self.location(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// One file per entry in a directory: `<prefix>0..`, `root-token`; 0600.
@@ -167,6 +178,21 @@ impl KeyStore for FileKeyStore {
             .await
             .map_err(|e| self.unavailable(e))?
     }
+
+    /// Empty, and a file can be created in the directory (made if missing).
+    async fn check_create(&self) -> Result<(), KeyStoreError> {
+        if self.any_entry().map_err(|e| self.unavailable(e))? {
+            return Err(KeyStoreError::AlreadyExists {
+                location: self.location(),
+            });
+        }
+        fs::create_dir_all(&self.dir).map_err(|e| self.unavailable(e))?;
+        tempfile::Builder::new()
+            .prefix(".snapward-write-check")
+            .tempfile_in(&self.dir)
+            .map(drop)
+            .map_err(|e| self.unavailable(format!("not writable: {e}")))
+    }
 }
 
 /// A key store this build cannot reach (e.g. a Kubernetes Secret before the
@@ -203,23 +229,39 @@ impl KeyStore for UnavailableKeyStore {
     }
 }
 
-/// The key store a policy names, if any.
-pub fn from_policy(p: &crate::policy::ValidPolicy) -> Option<std::sync::Arc<dyn KeyStore>> {
+/// The key store a policy names, if any. A Kubernetes Secret needs `kube`
+/// (a client and the namespace to use when the policy names none: the
+/// policy's `metadata.namespace`, else the client's default namespace);
+/// without one the store is unavailable, so the guard sees the keys as
+/// unknown — never as absent.
+pub fn from_policy(
+    p: &crate::policy::ValidPolicy,
+    kube: Option<(&::kube::Client, &str)>,
+) -> Option<std::sync::Arc<dyn KeyStore>> {
     let k = p.doc.spec.unseal_keys.as_ref()?;
-    Some(match (&k.files, &k.kubernetes_secret) {
-        (Some(f), _) => std::sync::Arc::new(FileKeyStore {
+    Some(match (&k.files, &k.kubernetes_secret, kube) {
+        (Some(f), _, _) => std::sync::Arc::new(FileKeyStore {
             dir: PathBuf::from(&f.directory),
             key_prefix: k.key_prefix.clone(),
             root_token_key: k.root_token_key.clone(),
         }),
-        (None, Some(s)) => std::sync::Arc::new(UnavailableKeyStore {
+        (None, Some(s), Some((client, default_ns))) => {
+            std::sync::Arc::new(crate::backends::kube::SecretKeyStore::new(
+                client.clone(),
+                s.namespace.as_deref().unwrap_or(default_ns),
+                &s.name,
+                &k.key_prefix,
+                &k.root_token_key,
+            ))
+        }
+        (None, Some(s), None) => std::sync::Arc::new(UnavailableKeyStore {
             location: format!(
                 "secret {}/{}",
                 s.namespace.as_deref().unwrap_or("<policy namespace>"),
                 s.name
             ),
-            reason: "the Kubernetes Secret key store is not available in this build".into(),
+            reason: "no Kubernetes API client (run in a pod with a service account, or pass --kubeconfig)".into(),
         }),
-        (None, None) => return None,
+        (None, None, _) => return None,
     })
 }

@@ -74,12 +74,12 @@ fn main() -> ExitCode {
         Command::Verify { files, format } => Ok(commands::verify::run(&files, format)),
         Command::Schema => Ok(commands::schema::run()),
         Command::Run {
-            policy,
+            source,
             dry_run,
             report,
             format,
         } => Ok(block_on(commands::run::run(commands::run::RunOptions {
-            policy,
+            source,
             dry_run,
             report,
             format,
@@ -87,13 +87,13 @@ fn main() -> ExitCode {
             only_snapshot: None,
         }))),
         Command::Restore {
-            policy,
+            source,
             snapshot,
             dry_run,
             report,
             format,
         } => Ok(block_on(commands::run::run(commands::run::RunOptions {
-            policy,
+            source,
             dry_run,
             report,
             format,

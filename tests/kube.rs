@@ -528,6 +528,7 @@ fn discovery(service: Option<&str>) -> KubernetesDiscovery {
         port: 8200,
         scheme: Scheme::Https,
         service_name: service.map(String::from),
+        trust: Default::default(),
     }
 }
 

@@ -107,6 +107,11 @@ invalid_fixture!(
     ["policy::restore-auto-without-keys"]
 );
 invalid_fixture!(
+    restart_pod_needs_service,
+    "restart-pod-needs-service.yaml",
+    ["policy::restart-pod-needs-service"]
+);
+invalid_fixture!(
     init_threshold,
     "init-threshold.yaml",
     ["policy::init-threshold"]

@@ -634,6 +634,14 @@ pub struct DiscoveredOpenBao<B> {
     inner: B,
     nodes: Vec<DiscoveredNode>,
     readiness: Readiness,
+    restart: Option<PodRestart>,
+}
+
+/// What [`DiscoveredOpenBao`] needs to restart a pod.
+struct PodRestart {
+    client: Client,
+    namespace: String,
+    timeout: Duration,
 }
 
 impl<B> DiscoveredOpenBao<B> {
@@ -643,7 +651,19 @@ impl<B> DiscoveredOpenBao<B> {
             inner,
             nodes,
             readiness: Readiness::Ready,
+            restart: None,
         }
+    }
+
+    /// Lets [`Ceremony::restart`] delete a pod (in `namespace`) and wait up
+    /// to `timeout` for its StatefulSet to bring it back (see [`restart_pod`]).
+    pub fn with_restart(mut self, client: Client, namespace: &str, timeout: Duration) -> Self {
+        self.restart = Some(PodRestart {
+            client,
+            namespace: namespace.to_string(),
+            timeout,
+        });
+        self
     }
 
     /// Chooses which pods are trusted (see [`Readiness`]).
@@ -752,6 +772,21 @@ impl<B: Ceremony> Ceremony for DiscoveredOpenBao<B> {
         path: &str,
     ) -> Result<serde_json::Value, BaoError> {
         self.inner.read(node, token, path).await
+    }
+    async fn restart(&self, node: usize) -> Result<bool, BaoError> {
+        let Some(r) = &self.restart else {
+            return Ok(false);
+        };
+        let Some(name) = self.nodes.get(node).map(|n| n.name.clone()) else {
+            return Ok(false);
+        };
+        restart_pod(&r.client, &r.namespace, &name, self.readiness, r.timeout)
+            .await
+            .map(|()| true)
+            .map_err(|e| BaoError::Failed {
+                node: name,
+                detail: format!("restarting the pod: {e}"),
+            })
     }
 }
 
@@ -871,19 +906,6 @@ impl SecretKeyStore {
             return Err(self.unavailable(format!("entry `{entry}` is empty")));
         }
         Ok(Secret::new(trimmed))
-    }
-
-    /// Server-side dry run of `create` (`?dryRun=All`): proves, before a
-    /// fresh init creates a barrier, that the Secret does not exist yet and
-    /// that RBAC allows creating it. Nothing is stored.
-    ///
-    /// Errors: [`KeyStoreError::AlreadyExists`] on 409, `Unavailable` else.
-    pub async fn check_create(&self) -> Result<(), KeyStoreError> {
-        let probe = StoredKeys {
-            keys: vec![Secret::new("dry-run")],
-            root_token: None,
-        };
-        self.post(&probe, true).await
     }
 
     async fn post(&self, keys: &StoredKeys, dry_run: bool) -> Result<(), KeyStoreError> {
@@ -1012,6 +1034,19 @@ impl KeyStore for SecretKeyStore {
 
     async fn create(&self, keys: &StoredKeys) -> Result<(), KeyStoreError> {
         self.post(keys, false).await
+    }
+
+    /// Server-side dry run of `create` (`?dryRun=All`): proves, before a
+    /// fresh init creates a barrier, that the Secret does not exist yet and
+    /// that RBAC allows creating it. Nothing is stored.
+    ///
+    /// Errors: [`KeyStoreError::AlreadyExists`] on 409, `Unavailable` else.
+    async fn check_create(&self) -> Result<(), KeyStoreError> {
+        let probe = StoredKeys {
+            keys: vec![Secret::new("dry-run")],
+            root_token: None,
+        };
+        self.post(&probe, true).await
     }
 }
 
@@ -1684,4 +1719,15 @@ pub async fn read_policy_configmap(
         });
     };
     Ok((format!("configmap {}/{}:{key}", r.namespace, r.name), text))
+}
+
+#[async_trait]
+impl crate::exec::events::Notifier for EventSink {
+    async fn notify(&self, severity: crate::exec::events::Severity, reason: &str, note: &str) {
+        let kind = match severity {
+            crate::exec::events::Severity::Normal => EventKind::Normal,
+            crate::exec::events::Severity::Warning => EventKind::Warning,
+        };
+        self.emit(kind, reason, note).await;
+    }
 }

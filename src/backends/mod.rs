@@ -244,6 +244,13 @@ pub trait Ceremony: Send + Sync {
         token: &crate::secret::Secret,
         path: &str,
     ) -> Result<serde_json::Value, BaoError>;
+    /// Restart node `node`'s server process and wait until it runs again
+    /// (Kubernetes: delete the pod; its StatefulSet recreates it). Needed
+    /// when a restored node rejects the stored keys ("invalid key size",
+    /// DESIGN.md §6). `Ok(false)`: this backend cannot restart nodes.
+    async fn restart(&self, _node: usize) -> Result<bool, BaoError> {
+        Ok(false)
+    }
 }
 
 /// Parse the UTC time out of `<prefix>YYYYMMDD-HHMMSS.snap`.

@@ -1,30 +1,35 @@
 //! `snapward run -f POLICY [--dry-run]`: the Job's entry point. Builds the
-//! real backends, takes the run lock, executes the DAG, writes the report
-//! and maps the outcome to an exit code.
+//! real backends (Kubernetes discovery, Secret key store, Lease and Events
+//! when the policy or the environment asks for them), takes the run lock,
+//! executes the DAG, writes the report and maps the outcome to an exit code.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::backends::filesystem::FsTarget;
+use crate::backends::kube::{self as k8s, DiscoveredOpenBao, KubeError, LeaseGuard, Readiness};
 use crate::backends::openbao::{HttpOpenBao, Timeouts};
 use crate::backends::s3::S3Target;
-use crate::backends::{Target, TargetError};
-use crate::cli::OutputFormat;
+use crate::backends::{Ceremony, OpenBao, Target, TargetError};
+use crate::cli::{OutputFormat, PolicySource};
+use crate::exec::events::Announcing;
 use crate::exec::report::RunReport;
 use crate::exec::runner::{RealRunner, TargetSlot};
-use crate::exec::{self, RunState, Status};
+use crate::exec::{self, RunState, Runner, Status};
 use crate::exit::Exit;
 use crate::guard::Branch;
 use crate::plan;
+use crate::policy::model::PodTrust;
 use crate::policy::{self, ValidPolicy};
 use crate::store::LocalStore;
 
-/// Options of `run` (and, later, `restore`).
+/// Options of `run` and `restore`.
 pub struct RunOptions {
-    pub policy: PathBuf,
+    pub source: PolicySource,
     pub dry_run: bool,
     pub report: Option<PathBuf>,
     pub format: OutputFormat,
@@ -33,19 +38,155 @@ pub struct RunOptions {
     pub only_snapshot: Option<String>,
 }
 
-/// Node addresses from the policy (Kubernetes discovery comes later).
-fn nodes(p: &ValidPolicy) -> Result<Vec<(String, url::Url)>, String> {
-    let Some(nodes) = &p.doc.spec.cluster.nodes else {
-        return Err("Kubernetes node discovery is not available in this version: list the nodes in spec.cluster.nodes".into());
+/// How long the run Lease lasts without renewal (renewed every third of
+/// it): a crashed run blocks the next one for at most this long.
+const LEASE_DURATION: Duration = Duration::from_secs(60);
+
+/// The Kubernetes side of a run: a client and the namespace used when the
+/// policy names none (its `metadata.namespace`, else the client's default:
+/// the pod's own namespace in a Job, the kubeconfig context's on a laptop).
+struct Kube {
+    client: ::kube::Client,
+    namespace: String,
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+/// Does this run need the Kubernetes API? (Discovery, a Secret key store,
+/// a policy ConfigMap, an explicit kubeconfig.) In a pod (the service
+/// account is mounted) the API is used anyway, for the Lease and Events.
+fn wants_kube(p: &ValidPolicy, source: &PolicySource) -> (bool, bool) {
+    let keys_in_secret = p
+        .doc
+        .spec
+        .unseal_keys
+        .as_ref()
+        .is_some_and(|k| k.files.is_none() && k.kubernetes_secret.is_some());
+    let needed = p.doc.spec.cluster.discovery.is_some()
+        || keys_in_secret
+        || source.policy_configmap.is_some()
+        || source.kubeconfig.is_some();
+    let in_cluster = env("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty());
+    (needed, in_cluster)
+}
+
+fn kube_exit(e: &KubeError) -> Exit {
+    match e {
+        KubeError::Config { .. } => Exit::Usage,
+        _ => Exit::Retry,
+    }
+}
+
+async fn load(source: &PolicySource) -> Result<(ValidPolicy, Option<::kube::Client>), Exit> {
+    if let Some(reference) = &source.policy_configmap {
+        let client = k8s::client(source.kubeconfig.as_deref())
+            .await
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                kube_exit(&e)
+            })?;
+        let (origin, text) = k8s::read_policy_configmap(&client, reference)
+            .await
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                match e {
+                    KubeError::Invalid { .. } | KubeError::NotFound { .. } => Exit::Usage,
+                    other => kube_exit(&other),
+                }
+            })?;
+        return policy::load_policy_text(&origin, &text)
+            .map(|p| (p, Some(client)))
+            .map_err(|e| {
+                eprintln!("{:?}", miette::Report::new(e));
+                Exit::Invalid
+            });
+    }
+    let Some(path) = &source.policy else {
+        eprintln!("error: no policy: pass -f FILE or --policy-configmap NAMESPACE/NAME[:KEY]");
+        return Err(Exit::Usage);
     };
-    nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let url = url::Url::parse(&n.address).map_err(|e| format!("node {i}: {e}"))?;
-            Ok((n.name.clone().unwrap_or_else(|| format!("node-{i}")), url))
-        })
-        .collect()
+    policy::load_policy(path).map(|p| (p, None)).map_err(|e| {
+        let exit = if matches!(e, policy::PolicyError::Io { .. }) {
+            Exit::Usage
+        } else {
+            Exit::Invalid
+        };
+        eprintln!("{:?}", miette::Report::new(e));
+        exit
+    })
+}
+
+/// The OpenBao backend: the policy's nodes, or the pods discovery finds
+/// (wrapped so that a pod that is not serving is `unknown`).
+async fn cluster(
+    p: &ValidPolicy,
+    kube: Option<&Kube>,
+) -> Result<(Arc<dyn OpenBao>, Arc<dyn Ceremony>), (Exit, String)> {
+    let timeouts = Timeouts {
+        connect: p.connect_timeout,
+        request: p.request_timeout,
+        stream_idle: p.stream_idle_timeout,
+    };
+    let cluster = &p.doc.spec.cluster;
+    if let Some(nodes) = &cluster.nodes {
+        let mut list = Vec::with_capacity(nodes.len());
+        for (i, n) in nodes.iter().enumerate() {
+            let url = url::Url::parse(&n.address)
+                .map_err(|e| (Exit::Usage, format!("spec.cluster.nodes[{i}]: {e}")))?;
+            list.push((n.name.clone().unwrap_or_else(|| format!("node-{i}")), url));
+        }
+        let b = Arc::new(
+            HttpOpenBao::new(list, cluster, timeouts).map_err(|e| (Exit::Retry, e.to_string()))?,
+        );
+        return Ok((b.clone(), b));
+    }
+    let Some(d) = &cluster.discovery else {
+        return Err((
+            Exit::Invalid,
+            "spec.cluster names neither nodes nor discovery".into(),
+        ));
+    };
+    let Some(kube) = kube else {
+        return Err((
+            Exit::Usage,
+            "spec.cluster.discovery needs the Kubernetes API".into(),
+        ));
+    };
+    let d = &d.kubernetes;
+    let found = k8s::discover_nodes(&kube.client, d)
+        .await
+        .map_err(|e| (Exit::Retry, format!("node discovery: {e}")))?;
+    for n in &found {
+        tracing::info!(pod = %n.name, address = %n.url, running = n.running, ready = n.ready, reason = n.reason.as_deref().unwrap_or(""), "discovered");
+    }
+    let http = HttpOpenBao::new(k8s::addresses(&found), cluster, timeouts)
+        .map_err(|e| (Exit::Retry, e.to_string()))?;
+    let readiness = match d.trust {
+        PodTrust::Running => Readiness::Running,
+        PodTrust::Ready => Readiness::Ready,
+    };
+    let mut b = DiscoveredOpenBao::new(http, found).with_readiness(readiness);
+    if p.doc.spec.restore.restart_pod {
+        b = b.with_restart(kube.client.clone(), &d.namespace, p.apply_timeout);
+    }
+    let b = Arc::new(b);
+    Ok((b.clone(), b))
+}
+
+/// The run Lease `snapward-<policy>` (single flight across pods).
+/// `Ok(None)`: another run holds it.
+async fn lease(p: &ValidPolicy, kube: &Kube) -> Result<Option<LeaseGuard>, KubeError> {
+    let holder = k8s::holder_identity(env);
+    k8s::LeaseLock::acquire(
+        &kube.client,
+        &kube.namespace,
+        &format!("snapward-{}", p.name()),
+        &holder,
+        LEASE_DURATION,
+    )
+    .await
 }
 
 pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
@@ -115,17 +256,9 @@ fn cancel_on_signals(cancel: CancellationToken) {
 }
 
 pub async fn run(opts: RunOptions) -> Exit {
-    let p = match policy::load_policy(&opts.policy) {
-        Ok(p) => p,
-        Err(e) => {
-            let exit = if matches!(e, policy::PolicyError::Io { .. }) {
-                Exit::Usage
-            } else {
-                Exit::Invalid
-            };
-            eprintln!("{:?}", miette::Report::new(e));
-            return exit;
-        }
+    let (p, client) = match load(&opts.source).await {
+        Ok(x) => x,
+        Err(exit) => return exit,
     };
     let started_at = jiff::Timestamp::now();
     let dag = match plan::compile(&p) {
@@ -135,23 +268,38 @@ pub async fn run(opts: RunOptions) -> Exit {
             return Exit::Invalid;
         }
     };
-    let node_list = match nodes(&p) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::Usage;
+    let (needed, in_cluster) = wants_kube(&p, &opts.source);
+    let client = match client {
+        Some(c) => Some(c),
+        None if needed || in_cluster => {
+            match k8s::client(opts.source.kubeconfig.as_deref()).await {
+                Ok(c) => Some(c),
+                Err(e) if needed => {
+                    eprintln!("error: {e}");
+                    return kube_exit(&e);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no Kubernetes API: running without the Lease and Events");
+                    None
+                }
+            }
         }
+        None => None,
     };
-    let timeouts = Timeouts {
-        connect: p.connect_timeout,
-        request: p.request_timeout,
-        stream_idle: p.stream_idle_timeout,
-    };
-    let bao = match HttpOpenBao::new(node_list, &p.doc.spec.cluster, timeouts) {
-        Ok(b) => Arc::new(b),
-        Err(e) => {
+    let kube = client.map(|client| Kube {
+        namespace: p
+            .doc
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string()),
+        client,
+    });
+    let (bao, ceremony) = match cluster(&p, kube.as_ref()).await {
+        Ok(b) => b,
+        Err((exit, e)) => {
             eprintln!("error: {e}");
-            return Exit::Retry;
+            return exit;
         }
     };
     // One run at a time. Dry runs write nothing, so they take no lock.
@@ -176,6 +324,25 @@ pub async fn run(opts: RunOptions) -> Exit {
             }
         }
     };
+    let lease = match &kube {
+        Some(k) if !opts.dry_run => match lease(&p, k).await {
+            Ok(Some(g)) => Some(g),
+            Ok(None) => {
+                eprintln!(
+                    "busy: another run of policy `{}` holds the Lease {}/snapward-{}; nothing was touched",
+                    p.name(),
+                    k.namespace,
+                    p.name()
+                );
+                return Exit::Busy;
+            }
+            Err(e) => {
+                eprintln!("error: cannot take the run Lease: {e}");
+                return Exit::Retry;
+            }
+        },
+        _ => None,
+    };
     let scratch = match tempfile::Builder::new()
         .prefix("snapward-dry-run")
         .tempdir()
@@ -187,15 +354,16 @@ pub async fn run(opts: RunOptions) -> Exit {
         }
     };
     let guard = plan::guard_policy(&p, opts.explicit_restore);
-    let runner = Arc::new(RealRunner {
+    let key_kube = kube.as_ref().map(|k| (&k.client, k.namespace.as_str()));
+    let real = Arc::new(RealRunner {
         targets: build_targets(&p).await,
         local: LocalStore::new(
             &p.doc.spec.local.path,
             &p.doc.spec.local.prefix,
             p.file_mode,
         ),
-        key_store: crate::keys::from_policy(&p),
-        ceremony: bao.clone(),
+        key_store: crate::keys::from_policy(&p, key_kube),
+        ceremony,
         bao,
         dry_run: opts.dry_run,
         scratch: scratch.path().to_path_buf(),
@@ -203,10 +371,46 @@ pub async fn run(opts: RunOptions) -> Exit {
         only_snapshot: opts.only_snapshot.clone(),
         policy: p.clone(),
     });
+    let events = match &kube {
+        Some(k) if !opts.dry_run => {
+            let cm = opts
+                .source
+                .policy_configmap
+                .as_deref()
+                .and_then(|r| r.parse::<k8s::ConfigMapRef>().ok());
+            k8s::event_target(
+                env,
+                cm.as_ref().map(|c| (c.namespace.as_str(), c.name.as_str())),
+            )
+            .map(|target| k8s::EventSink::new(k.client.clone(), target, env("POD_NAME")))
+        }
+        _ => None,
+    };
+    let runner: Arc<dyn Runner> = match events {
+        Some(sink) => Arc::new(Announcing {
+            inner: real,
+            notifier: Arc::new(sink),
+        }),
+        None => real,
+    };
     let state = Arc::new(Mutex::new(RunState::default()));
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
+    let lease_lost = lease.as_ref().map(|l| l.lost_token());
+    if let Some(lost) = lease_lost.clone() {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            lost.cancelled().await;
+            tracing::error!("the run Lease was lost: stopping (another run may have taken over)");
+            cancel.cancel();
+        });
+    }
     let actions = exec::execute(&dag, runner, state.clone(), cancel.clone(), 4).await;
+    if let Some(l) = lease
+        && let Err(e) = l.release().await
+    {
+        tracing::warn!(error = %e, "cannot release the run Lease (it expires by itself)");
+    }
     let decision = state.lock().await.decision.clone();
     let failed = actions.iter().any(|a| a.status == Status::Failed);
     let exit = match decision.as_ref().map(|d| d.branch) {
@@ -226,6 +430,9 @@ pub async fn run(opts: RunOptions) -> Exit {
                 ""
             }
         ),
+        _ if lease_lost.as_ref().is_some_and(|l| l.is_cancelled()) => {
+            "stopped — retry: the run Lease was lost (another run may have taken over)".to_string()
+        }
         (Some(d), Exit::Refused) => {
             format!("refused by a guard — a human must act: {}", d.explanation)
         }

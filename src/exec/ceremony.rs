@@ -22,7 +22,7 @@ use super::runner::RealRunner;
 use super::state::{RestoreSource, RunState};
 use crate::backends::{BaoError, Ceremony, SealState};
 use crate::guard::InitState;
-use crate::keys::{KeyStore, StoredKeys};
+use crate::keys::{KeyStore, KeyStoreError, StoredKeys};
 use crate::retention::{self, Candidate};
 use crate::secret::Secret;
 
@@ -230,14 +230,22 @@ impl RealRunner {
                 init.shares, init.threshold
             ));
         }
-        // Re-check right before the destructive step: keys must still be absent.
+        // Re-check right before the destructive step: keys must still be
+        // absent, and storing the new ones must be possible (a barrier whose
+        // keys cannot be stored would be lost with this process).
         match self.key_store() {
-            Ok(ks) => match ks.probe().await {
-                Ok(false) => {}
-                Ok(true) => {
-                    return Outcome::failed("the key store now holds keys: refusing to initialise");
+            Ok(ks) => match ks.check_create().await {
+                Ok(()) => {}
+                Err(KeyStoreError::AlreadyExists { location }) => {
+                    return Outcome::failed(format!(
+                        "{location} now holds keys: refusing to initialise"
+                    ));
                 }
-                Err(e) => return Outcome::failed(e.to_string()),
+                Err(e) => {
+                    return Outcome::failed(format!(
+                        "refusing to initialise: the new keys could not be stored: {e}"
+                    ));
+                }
             },
             Err(e) => return Outcome::failed(e),
         }
@@ -531,6 +539,52 @@ impl RealRunner {
             .with_bytes(src.identity.file_size)
     }
 
+    /// Node 0 rejected the stored keys with "invalid key size" (DESIGN.md
+    /// §6: the temporary barrier had another shape): restart its server
+    /// process if the backend can (`restore.restartPod`), wait until it
+    /// answers sealed, and unseal again.
+    async fn restart_node0(
+        &self,
+        rejected: &BaoError,
+        keys: &[Secret],
+        cancel: &CancellationToken,
+        items: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let by_hand = "the server process must restart before they work (in Kubernetes: delete the node-0 pod, or set restore.restartPod: true), then rerun";
+        if !self.policy.doc.spec.restore.restart_pod {
+            return Err(format!(
+                "node 0 rejects the stored keys ({rejected}): {by_hand}"
+            ));
+        }
+        let c = self.ceremony();
+        match c.restart(0).await {
+            Ok(true) => items.push(format!(
+                "node 0 rejected the stored keys ({rejected}); its pod was restarted"
+            )),
+            Ok(false) => {
+                return Err(format!(
+                    "node 0 rejects the stored keys ({rejected}): {by_hand}"
+                ));
+            }
+            Err(e) => return Err(format!("node 0 rejects the stored keys; {e}")),
+        }
+        let answered = poll(self.policy.apply_timeout, POLL, cancel, || async move {
+            c.seal_status(0).await.ok().filter(|s| s.initialized)
+        })
+        .await;
+        if answered.is_none() {
+            return Err("node 0 did not answer as initialised after its restart".into());
+        }
+        match unseal_with(c, 0, keys, self.policy.apply_timeout, cancel).await {
+            Ok(s) if !s.sealed => {
+                items.push("node 0: unsealed with the stored keys after the restart".into());
+                Ok(())
+            }
+            Ok(_) => Err("node 0 is still sealed after its restart and every stored key".into()),
+            Err(e) => Err(format!("node 0 after its restart: {e}")),
+        }
+    }
+
     /// Restore branch: unseal node 0, then the followers, with the stored keys.
     pub(super) async fn restore_unseal(&self, cancel: &CancellationToken) -> Outcome {
         if self.dry_run {
@@ -553,9 +607,9 @@ impl RealRunner {
             Ok(s) if !s.sealed => items.push("node 0: unsealed with the stored keys".to_string()),
             Ok(_) => return Outcome::failed("node 0 is still sealed after every stored key"),
             Err(e) if invalid_key_size(&e) => {
-                return Outcome::failed(format!(
-                    "node 0 rejects the stored keys ({e}): the server process must restart before they work (in Kubernetes: delete the node-0 pod), then rerun"
-                ));
+                if let Err(why) = self.restart_node0(&e, &keys.keys, cancel, &mut items).await {
+                    return Outcome::failed(why).with_items(items);
+                }
             }
             Err(e) => return Outcome::failed(format!("node 0: {e}")),
         }

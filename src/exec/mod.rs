@@ -8,6 +8,7 @@
 //! Stage: execute. No backend types here: actions are run by a `Runner`.
 
 pub mod ceremony;
+pub mod events;
 pub mod report;
 pub mod runner;
 pub mod state;

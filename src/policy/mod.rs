@@ -174,15 +174,37 @@ pub fn load_policy(path: &Path) -> Result<ValidPolicy, PolicyError> {
     } else {
         vec![path.to_path_buf()]
     };
-    let mut found = Vec::new();
-    let mut diagnostics = Vec::new();
-    let mut seen = 0;
+    let mut texts = Vec::with_capacity(files.len());
     for f in &files {
         let text = std::fs::read_to_string(f).map_err(|source| PolicyError::Io {
             path: f.clone(),
             source,
         })?;
-        let r = lint_text(&f.display().to_string(), &text, !path.is_dir());
+        texts.push((f.display().to_string(), text));
+    }
+    one_policy(path, texts, !path.is_dir())
+}
+
+/// Load exactly one valid policy from text read elsewhere (a ConfigMap
+/// through the API). `origin` names the source in every diagnostic.
+pub fn load_policy_text(origin: &str, text: &str) -> Result<ValidPolicy, PolicyError> {
+    one_policy(
+        Path::new(origin),
+        vec![(origin.to_string(), text.to_string())],
+        true,
+    )
+}
+
+fn one_policy(
+    path: &Path,
+    texts: Vec<(String, String)>,
+    require_policy: bool,
+) -> Result<ValidPolicy, PolicyError> {
+    let mut found = Vec::new();
+    let mut diagnostics = Vec::new();
+    let mut seen = 0;
+    for (origin, text) in &texts {
+        let r = lint_text(origin, text, require_policy);
         seen += r.policies_seen;
         found.extend(r.policies);
         diagnostics.extend(
@@ -191,7 +213,7 @@ pub fn load_policy(path: &Path) -> Result<ValidPolicy, PolicyError> {
                 .filter(|d| d.severity == Severity::Error),
         );
     }
-    if !diagnostics.is_empty() || (seen == 0 && path.is_dir()) {
+    if !diagnostics.is_empty() || (seen == 0 && !require_policy) {
         return Err(PolicyError::Invalid {
             path: path.to_path_buf(),
             errors: diagnostics.len().max(1),

@@ -135,6 +135,25 @@ pub struct KubernetesDiscovery {
     /// Without it the pod IP is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
+    /// Which pods' answers are trusted. `running` (default): every container
+    /// runs and the pod is not terminating — the readiness probe is ignored,
+    /// because the OpenBao Helm chart's default probe fails while a server
+    /// is sealed, and a sealed or wiped cluster is exactly what snapward
+    /// must see. `ready`: the pod's Ready condition must be True too (use it
+    /// when the probe passes on a sealed server, e.g. `sys/health` with
+    /// `sealedcode=204&uninitcode=204`). A pod that is not trusted is
+    /// `unknown`, never `uninitialised`.
+    #[serde(default)]
+    pub trust: PodTrust,
+}
+
+/// See [`KubernetesDiscovery::trust`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PodTrust {
+    #[default]
+    Running,
+    Ready,
 }
 
 fn default_port() -> u16 {
@@ -427,6 +446,15 @@ pub struct Restore {
     /// After a restore, read this path with this token to prove data is back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<Canary>,
+    /// When node 0 rejects the stored keys after a restore ("invalid key
+    /// size": the policy's `init` shape differs from the stored keys'),
+    /// delete the node-0 pod, wait until its StatefulSet brings it back,
+    /// and unseal again. Needs `cluster.discovery` with `serviceName` (the
+    /// pod's IP changes) and RBAC `delete` on that pod
+    /// (deploy/components/pod-restart). Off: the run fails with a message
+    /// saying to restart the pod by hand.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_pod: bool,
 }
 
 impl Default for Restore {
@@ -437,6 +465,7 @@ impl Default for Restore {
             apply_timeout: default_apply_timeout(),
             join_timeout: default_join_timeout(),
             canary: None,
+            restart_pod: false,
         }
     }
 }
