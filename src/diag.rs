@@ -58,7 +58,7 @@ codes! {
     KeyStoreKind => "key-store-kind",
     GuardAlways => "guard-always",
     NodeAddress => "node-address",
-    RestartPodNeedsService => "restart-pod-needs-service",
+    RestartPodNeedsDiscovery => "restart-pod-needs-discovery",
 }
 
 impl fmt::Display for Code {

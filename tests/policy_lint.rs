@@ -107,9 +107,9 @@ invalid_fixture!(
     ["policy::restore-auto-without-keys"]
 );
 invalid_fixture!(
-    restart_pod_needs_service,
-    "restart-pod-needs-service.yaml",
-    ["policy::restart-pod-needs-service"]
+    restart_pod_needs_discovery,
+    "restart-pod-needs-discovery.yaml",
+    ["policy::restart-pod-needs-discovery"]
 );
 invalid_fixture!(
     init_threshold,

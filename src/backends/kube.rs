@@ -637,10 +637,10 @@ pub struct DiscoveredOpenBao<B> {
     restart: Option<PodRestart>,
 }
 
-/// What [`DiscoveredOpenBao`] needs to restart a pod.
+/// What [`DiscoveredOpenBao`] needs to restart a pod and find it again.
 struct PodRestart {
     client: Client,
-    namespace: String,
+    discovery: KubernetesDiscovery,
     timeout: Duration,
 }
 
@@ -655,12 +655,18 @@ impl<B> DiscoveredOpenBao<B> {
         }
     }
 
-    /// Lets [`Ceremony::restart`] delete a pod (in `namespace`) and wait up
-    /// to `timeout` for its StatefulSet to bring it back (see [`restart_pod`]).
-    pub fn with_restart(mut self, client: Client, namespace: &str, timeout: Duration) -> Self {
+    /// Lets [`Ceremony::restart`] delete a pod found by `discovery` and
+    /// wait up to `timeout` for its StatefulSet to bring it back (see
+    /// [`restart_pod`]).
+    pub fn with_restart(
+        mut self,
+        client: Client,
+        discovery: &KubernetesDiscovery,
+        timeout: Duration,
+    ) -> Self {
         self.restart = Some(PodRestart {
             client,
-            namespace: namespace.to_string(),
+            discovery: discovery.clone(),
             timeout,
         });
         self
@@ -773,20 +779,36 @@ impl<B: Ceremony> Ceremony for DiscoveredOpenBao<B> {
     ) -> Result<serde_json::Value, BaoError> {
         self.inner.read(node, token, path).await
     }
+    /// Deletes the pod, waits for its replacement, then discovers again:
+    /// the backend keeps the addresses it was built with, so a replacement
+    /// at another address (a new pod IP; `serviceName` avoids that) is an
+    /// error — the next run discovers it and unseals it.
     async fn restart(&self, node: usize) -> Result<bool, BaoError> {
         let Some(r) = &self.restart else {
             return Ok(false);
         };
-        let Some(name) = self.nodes.get(node).map(|n| n.name.clone()) else {
+        let Some(old) = self.nodes.get(node) else {
             return Ok(false);
         };
-        restart_pod(&r.client, &r.namespace, &name, self.readiness, r.timeout)
+        let failed = |detail: String| BaoError::Failed {
+            node: old.name.clone(),
+            detail,
+        };
+        let ns = &r.discovery.namespace;
+        restart_pod(&r.client, ns, &old.name, self.readiness, r.timeout)
             .await
-            .map(|()| true)
-            .map_err(|e| BaoError::Failed {
-                node: name,
-                detail: format!("restarting the pod: {e}"),
-            })
+            .map_err(|e| failed(format!("restarting the pod: {e}")))?;
+        let again = discover_nodes(&r.client, &r.discovery)
+            .await
+            .map_err(|e| failed(format!("finding the restarted pod: {e}")))?;
+        match again.iter().find(|n| n.name == old.name) {
+            Some(n) if n.url == old.url => Ok(true),
+            Some(n) => Err(failed(format!(
+                "the restarted pod serves at {} instead of {}: the next run unseals it there (address pods through cluster.discovery.kubernetes.serviceName to finish in one run)",
+                n.url, old.url
+            ))),
+            None => Err(failed("the restarted pod is not found by discovery".into())),
+        }
     }
 }
 

@@ -169,7 +169,7 @@ async fn cluster(
     };
     let mut b = DiscoveredOpenBao::new(http, found).with_readiness(readiness);
     if p.doc.spec.restore.restart_pod {
-        b = b.with_restart(kube.client.clone(), &d.namespace, p.apply_timeout);
+        b = b.with_restart(kube.client.clone(), d, p.apply_timeout);
     }
     let b = Arc::new(b);
     Ok((b.clone(), b))
@@ -295,13 +295,6 @@ pub async fn run(opts: RunOptions) -> Exit {
             .unwrap_or_else(|| client.default_namespace().to_string()),
         client,
     });
-    let (bao, ceremony) = match cluster(&p, kube.as_ref()).await {
-        Ok(b) => b,
-        Err((exit, e)) => {
-            eprintln!("error: {e}");
-            return exit;
-        }
-    };
     // One run at a time. Dry runs write nothing, so they take no lock.
     let _lock = if opts.dry_run {
         None
@@ -342,6 +335,14 @@ pub async fn run(opts: RunOptions) -> Exit {
             }
         },
         _ => None,
+    };
+    // Discovery (read-only) only once this run holds the lock and Lease.
+    let (bao, ceremony) = match cluster(&p, kube.as_ref()).await {
+        Ok(b) => b,
+        Err((exit, e)) => {
+            eprintln!("error: {e}");
+            return exit;
+        }
     };
     let scratch = match tempfile::Builder::new()
         .prefix("snapward-dry-run")

@@ -449,9 +449,10 @@ pub struct Restore {
     /// When node 0 rejects the stored keys after a restore ("invalid key
     /// size": the policy's `init` shape differs from the stored keys'),
     /// delete the node-0 pod, wait until its StatefulSet brings it back,
-    /// and unseal again. Needs `cluster.discovery` with `serviceName` (the
-    /// pod's IP changes) and RBAC `delete` on that pod
-    /// (deploy/components/pod-restart). Off: the run fails with a message
+    /// and unseal again. Needs `cluster.discovery` and RBAC `delete` on that
+    /// pod (deploy/components/pod-restart). With `serviceName` the run
+    /// finishes at once; addressed by pod IP, the pod comes back at a new
+    /// IP and the next run unseals it. Off: the run fails with a message
     /// saying to restart the pod by hand.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart_pod: bool,

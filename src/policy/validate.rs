@@ -626,20 +626,14 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
                 .help("a restored cluster is sealed with its original keys: say where they live (unsealKeys.kubernetesSecret or unsealKeys.files)"),
         );
     }
-    if spec.restore.restart_pod
-        && spec
-            .cluster
-            .discovery
-            .as_ref()
-            .is_none_or(|d| d.kubernetes.service_name.is_none())
-    {
+    if spec.restore.restart_pod && spec.cluster.discovery.is_none() {
         out.push(
             Finding::error(
-                Code::RestartPodNeedsService,
+                Code::RestartPodNeedsDiscovery,
                 "/spec/restore/restartPod",
-                "`restartPod` needs `cluster.discovery.kubernetes` with `serviceName`",
+                "`restartPod` needs `cluster.discovery.kubernetes`",
             )
-            .help("a restarted pod gets a new IP: address pods through their headless Service (cluster.discovery.kubernetes.serviceName), or set restartPod: false and restart node 0 by hand when asked"),
+            .help("snapward restarts node 0 by deleting the pod it discovered: use cluster.discovery, or set restartPod: false and restart node 0 by hand when asked"),
         );
     }
     let max_restore_age =

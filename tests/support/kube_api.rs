@@ -78,6 +78,9 @@ struct State {
     /// Pods the "StatefulSet" recreates after a DELETE.
     recreate: HashMap<Key, ()>,
     after_get: Vec<(Key, Hook)>,
+    /// Run once when the object is deleted (what else a deletion does:
+    /// e.g. the test restarts the server process the pod stands for).
+    on_delete: Vec<(Key, Box<dyn FnOnce() + Send>)>,
     forbidden: Vec<(String, String)>,
 }
 
@@ -292,6 +295,20 @@ impl FakeKube {
         self.lock()
             .recreate
             .insert(("pods".into(), namespace.into(), name.into()), ());
+    }
+
+    /// Call `f` (once) when this object is deleted (not on a dry run).
+    pub fn on_delete(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        f: impl FnOnce() + Send + 'static,
+    ) {
+        self.lock().on_delete.push((
+            (resource.into(), namespace.into(), name.into()),
+            Box::new(f),
+        ));
     }
 
     /// Set a pod's Ready condition (and its container's `ready`).
@@ -712,6 +729,13 @@ fn handle(
             }
             if dry_run {
                 return (200, stored);
+            }
+            let (hooks, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut st.on_delete)
+                .into_iter()
+                .partition(|(k, _)| *k == key);
+            st.on_delete = rest;
+            for (_, f) in hooks {
+                f();
             }
             if st.recreate.contains_key(&key) {
                 let mut terminating = stored.clone();
