@@ -501,9 +501,8 @@ async fn kube_pod_not_serving_is_unknown_so_nothing_destructive_runs() {
         for id in ["init", "store-keys", "init-unseal", "restore"] {
             assert_ne!(out.status(id), "succeeded", "trust {trust}: {id} ran");
         }
-        assert_eq!(
-            seal(&bao.seal_status(0).await).0,
-            false,
+        assert!(
+            !seal(&bao.seal_status(0).await).0,
             "trust {trust}: the server must stay uninitialised"
         );
         assert!(h.kube.get("secrets", NS, SECRET).is_none());
@@ -548,7 +547,7 @@ async fn kube_live_lease_makes_a_second_run_busy_and_an_expired_one_is_taken_ove
     );
     assert!(h.kube.requests_to("secrets").is_empty());
     assert!(h.kube.requests_to("events.events.k8s.io").is_empty());
-    assert_eq!(seal(&bao.seal_status(0).await).0, false, "untouched");
+    assert!(!seal(&bao.seal_status(0).await).0, "untouched");
     let l = h
         .kube
         .get("leases.coordination.k8s.io", NS, LEASE)
@@ -663,7 +662,7 @@ async fn kube_restore_reads_keys_from_the_secret_and_restarts_node0_when_they_do
 
     bao.write_secret("after", json!({"v": "gone"})).await;
     bao.wipe(0).await;
-    assert_eq!(seal(&bao.seal_status(0).await).0, false, "wiped");
+    assert!(!seal(&bao.seal_status(0).await).0, "wiped");
 
     let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
     h.kube.recreate_on_delete(NS, "openbao-0");
