@@ -551,7 +551,10 @@ fn overlay_policies_follow_the_examples() {
             .unwrap()
             .ends_with(".r2.cloudflarestorage.com")
     );
-    assert!(r2.server_side_encryption.is_some() && r2.object_lock.is_some());
+    // R2's S3 API rejects SSE-KMS headers and per-object Object Lock: the
+    // example must not set them (every upload would fail).
+    assert!(r2.server_side_encryption.is_none() && r2.object_lock.is_none());
+    assert!(spec.restore.restart_pod, "prod restarts node 0 when needed");
 
     let local = build("overlays/local").policy();
     let spec = &local.doc.spec;
