@@ -417,6 +417,33 @@ async fn d_init_refuses_before_initialising_when_any_key_store_entry_exists() {
     }
 }
 
+/// (d, continued) The key store must be *writable* before `sys/init`: a
+/// key directory that reads as absent (so the guard chooses init) but
+/// cannot be created — under /proc, which refuses mkdir even for root —
+/// makes init refuse while the server is still uninitialised, instead of
+/// initialising and then losing the keys.
+#[tokio::test]
+async fn d_init_refuses_before_initialising_when_the_key_store_cannot_be_written() {
+    let d = Drill::single(false).await;
+    let mut o = d.opts();
+    o.keys_dir = std::path::PathBuf::from(format!("/proc/snapward-keys-{}", std::process::id()));
+    let policy = d.policy("policy", &o);
+    let r = d.run(&policy).await;
+    assert!(
+        !d.initialized(0).await,
+        "the node was initialised although its keys could not be stored\n{}",
+        r.context()
+    );
+    r.expect_code(4);
+    assert_eq!(r.status("init"), "failed", "{}", r.context());
+    assert!(
+        r.reason("init").contains("could not be stored"),
+        "{}",
+        r.context()
+    );
+    assert_eq!(r.status("store-keys"), "skipped", "{}", r.context());
+}
+
 /// (d, 3 nodes) A fresh 3-node cluster is initialised on node 0 and every
 /// follower is unsealed once it has joined (a raft follower finishes
 /// unsealing asynchronously: its answer to the last key still says

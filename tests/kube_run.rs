@@ -521,6 +521,35 @@ async fn kube_pod_not_serving_is_unknown_so_nothing_destructive_runs() {
     }
 }
 
+/// Issue 5 item 3: before `sys/init`, a server-side dry-run create proves
+/// the key Secret can be created. Without RBAC `create` on secrets (403)
+/// init refuses while the server is still uninitialised — otherwise the new
+/// keys would exist only in this process's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_init_refuses_before_initialising_when_the_secret_cannot_be_created() {
+    let bao = BaoCluster::single().await;
+    let h = Harness::new(&bao).await;
+    h.kube
+        .insert("pods", NS, pod("openbao-0", 0, "127.0.0.1", false));
+    h.kube.forbid("POST", "secrets");
+    let out = h.run(&h.policy(&Opts::default())).await;
+    out.expect_code(4);
+    assert_eq!(out.branch(), "init", "{}", out.context());
+    assert_eq!(out.status("init"), "failed", "{}", out.context());
+    let reason = out.action("init")["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("could not be stored") && reason.contains("secrets"),
+        "the reason names the store and the RBAC rule: {reason}"
+    );
+    assert!(
+        !seal(&bao.seal_status(0).await).0,
+        "the server must stay uninitialised"
+    );
+    assert!(h.kube.get("secrets", NS, SECRET).is_none());
+    let reasons = h.event_reasons();
+    assert!(reasons.contains(&"InitFailed".into()), "{reasons:?}");
+}
+
 /// Issue 5 item 4 (and issue 6 item 7 on Kubernetes): a live Lease held by
 /// another run → exit 5 "busy" before anything is read or written (no pod
 /// list, no Secret, no Event; the fresh server stays uninitialised). Once
