@@ -81,6 +81,10 @@ struct Opts {
     threshold: u32,
     trust: &'static str,
     restart_pod: bool,
+    /// `local.path` (default: the harness's `snapshots/`).
+    snap_dir: Option<PathBuf>,
+    /// `timeouts.request`.
+    request_timeout: &'static str,
 }
 
 impl Default for Opts {
@@ -90,6 +94,8 @@ impl Default for Opts {
             threshold: 2,
             trust: "running",
             restart_pod: false,
+            snap_dir: None,
+            request_timeout: "30s",
         }
     }
 }
@@ -105,6 +111,11 @@ struct Harness {
 
 impl Harness {
     async fn new(bao: &BaoCluster) -> Self {
+        Self::with_port(bao.address(0).port().expect("bao port")).await
+    }
+
+    /// A harness whose pods serve on `bao_port` of 127.0.0.1.
+    async fn with_port(bao_port: u16) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("snapward-kube-run-")
             .tempdir()
@@ -127,7 +138,7 @@ impl Harness {
             dir,
             kube,
             kubeconfig,
-            bao_port: bao.address(0).port().expect("bao port"),
+            bao_port,
         }
     }
 
@@ -158,7 +169,7 @@ impl Harness {
              \x20       scheme: http\n\
              \x20       trust: {trust}\n\
              \x20   auth: {{tokenFile: {token}}}\n\
-             \x20   timeouts: {{connect: 2s, request: 30s, streamIdle: 30s}}\n\
+             \x20   timeouts: {{connect: 2s, request: {request}, streamIdle: 30s}}\n\
              \x20 local:\n\
              \x20   path: {snaps}\n\
              \x20   prefix: openbao-\n\
@@ -174,7 +185,12 @@ impl Harness {
             port = self.bao_port,
             trust = o.trust,
             token = self.token_file().display(),
-            snaps = self.snap_dir().display(),
+            snaps = o
+                .snap_dir
+                .clone()
+                .unwrap_or_else(|| self.snap_dir())
+                .display(),
+            request = o.request_timeout,
             restart = o.restart_pod,
             shares = o.shares,
             threshold = o.threshold,
@@ -182,7 +198,11 @@ impl Harness {
     }
 
     fn policy(&self, o: &Opts) -> PathBuf {
-        let p = self.path("policy.yaml");
+        self.policy_named("policy.yaml", o)
+    }
+
+    fn policy_named(&self, file: &str, o: &Opts) -> PathBuf {
+        let p = self.path(file);
         std::fs::write(&p, self.policy_yaml(o)).expect("write policy");
         p
     }
@@ -190,6 +210,17 @@ impl Harness {
     /// `snapward <args> --kubeconfig K --report R`, as the Job pod
     /// `JOB_POD` when `as_job` (Events are then about that pod).
     async fn snapward(&self, args: &[&str], as_job: bool) -> Out {
+        let (mut cmd, all, report) = self.command(args, as_job.then_some(JOB_POD));
+        Self::finish(cmd.spawn().expect("start snapward"), all, report).await
+    }
+
+    /// The command line of [`Self::snapward`] as pod `pod` (if any),
+    /// not started.
+    fn command(
+        &self,
+        args: &[&str],
+        pod: Option<&str>,
+    ) -> (tokio::process::Command, Vec<String>, PathBuf) {
         let report = self.path(&format!(
             "report-{}.json",
             jiff::Timestamp::now().as_nanosecond()
@@ -215,10 +246,13 @@ impl Harness {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        if as_job {
-            cmd.env("POD_NAME", JOB_POD).env("POD_NAMESPACE", NS);
+        if let Some(pod) = pod {
+            cmd.env("POD_NAME", pod).env("POD_NAMESPACE", NS);
         }
-        let child = cmd.spawn().expect("start snapward");
+        (cmd, all, report)
+    }
+
+    async fn finish(child: tokio::process::Child, all: Vec<String>, report: PathBuf) -> Out {
         let out = tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output())
             .await
             .unwrap_or_else(|_| panic!("snapward {all:?} did not finish"))
@@ -603,6 +637,100 @@ async fn kube_live_lease_makes_a_second_run_busy_and_an_expired_one_is_taken_ove
         "released after the run: {l}"
     );
     h.assert_no_secret_leaked(&[&busy, &next], &[]);
+}
+
+/// Issue 6 item 7 on Kubernetes: two runs of one policy at once, in two
+/// pods (each with its own snapshot volume, so only the Lease keeps them
+/// apart). Run A holds the Lease while it waits on a node that never
+/// answers; run B, started once the Lease shows A as holder, exits 5 and
+/// writes nothing. No timing decides the outcome: B starts only after the
+/// API server holds A's Lease, and A is killed afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_two_runs_at_once_one_holds_the_lease_and_the_other_is_busy() {
+    // A "node" that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock);
+        }
+    });
+    let h = Harness::with_port(port).await;
+    h.kube
+        .insert("pods", NS, pod("openbao-0", 0, "127.0.0.1", true));
+    let a_policy = h.policy_named(
+        "a.yaml",
+        &Opts {
+            snap_dir: Some(h.path("a-snapshots")),
+            request_timeout: "600s",
+            ..Opts::default()
+        },
+    );
+    let b_policy = h.policy_named(
+        "b.yaml",
+        &Opts {
+            snap_dir: Some(h.path("b-snapshots")),
+            ..Opts::default()
+        },
+    );
+    let (mut a_cmd, _, _) = h.command(
+        &["run", "-f", &a_policy.display().to_string()],
+        Some("run-a"),
+    );
+    let mut a = a_cmd.spawn().expect("start run A");
+    // Wait until the API server holds A's Lease (an upper bound, not a race).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let holder = h
+            .kube
+            .get("leases.coordination.k8s.io", NS, LEASE)
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from));
+        if holder.as_deref() == Some("run-a") {
+            break;
+        }
+        assert!(
+            a.try_wait().expect("poll run A").is_none(),
+            "run A ended before it held the Lease"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run A never took the Lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (b_cmd, b_all, b_report) = h.command(
+        &["run", "-f", &b_policy.display().to_string()],
+        Some("run-b"),
+    );
+    let mut b_cmd = b_cmd;
+    let b = Harness::finish(b_cmd.spawn().expect("start run B"), b_all, b_report).await;
+    b.expect_code(5);
+    assert!(
+        b.stderr.contains("holds the Lease"),
+        "B names the Lease: {}",
+        b.context()
+    );
+    let b_snaps = std::fs::read_dir(h.path("b-snapshots"))
+        .map(|d| d.flatten().count())
+        .unwrap_or(0);
+    assert_eq!(b_snaps, 0, "B wrote nothing into its snapshot volume");
+    let l = h
+        .kube
+        .get("leases.coordination.k8s.io", NS, LEASE)
+        .expect("lease");
+    assert_eq!(
+        l["spec"]["holderIdentity"], "run-a",
+        "B did not take A's Lease"
+    );
+    assert!(
+        a.try_wait().expect("poll run A").is_none(),
+        "run A is still under way (holding the Lease)"
+    );
+    a.kill().await.expect("kill run A");
+    hold.abort();
 }
 
 /// Issue 5 item 7: `--policy-configmap NAMESPACE/NAME[:KEY]` reads the
