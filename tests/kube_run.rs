@@ -713,10 +713,17 @@ async fn kube_two_runs_at_once_one_holds_the_lease_and_the_other_is_busy() {
         "B names the Lease: {}",
         b.context()
     );
-    let b_snaps = std::fs::read_dir(h.path("b-snapshots"))
-        .map(|d| d.flatten().count())
-        .unwrap_or(0);
-    assert_eq!(b_snaps, 0, "B wrote nothing into its snapshot volume");
+    let b_files: Vec<String> = std::fs::read_dir(h.path("b-snapshots"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        b_files.iter().all(|f| f == ".snapward-kdrill.lock"),
+        "B wrote nothing but its (empty) lock file: {b_files:?}"
+    );
     let l = h
         .kube
         .get("leases.coordination.k8s.io", NS, LEASE)
