@@ -1118,7 +1118,9 @@ async fn invariant_4_a_cut_stream_never_becomes_a_snapshot() {
 // ---- invariant 9 ---------------------------------------------------------------
 
 /// The token and the S3 secrets never reach stdout, stderr (JSON and human
-/// logs, at trace level), reports, plans or listings — in successful runs,
+/// logs, at trace level), reports, plans, listings, the metrics textfile or
+/// the output of any other command (lint, verify, restore, schema) — in
+/// successful runs,
 /// dry runs, and failing runs whose errors come from the S3 server (a wrong
 /// secret on s3s-fs, which checks signatures) or from OpenBao (a rejected
 /// token).
@@ -1154,7 +1156,13 @@ async fn invariant_9_secrets_never_reach_logs_reports_or_errors() {
         p["spec"]["targets"] = json!([target]);
         work.write_policy(file, &p)
     };
-    let good = with(&token, &good_target, "good.yaml");
+    let metrics = work.path("metrics.prom");
+    let good = {
+        let mut p = work.policy("inv9", bao.nodes(), &token, &local, json!({"keepLast": 3}));
+        p["spec"]["targets"] = json!([good_target.clone()]);
+        p["spec"]["metrics"] = json!({"textfile": metrics.display().to_string()});
+        work.write_policy("good.yaml", &p)
+    };
     let wrong_s3 = with(&token, &wrong_target, "wrong-s3.yaml");
     let wrong_bao = with(&bad_token, &good_target, "wrong-token.yaml");
 
@@ -1225,6 +1233,55 @@ async fn invariant_9_secrets_never_reach_logs_reports_or_errors() {
             .await;
         texts.push((what.to_string(), format!("{out}\n{err}")));
     }
+    // Every other command, with the same secrets in reach.
+    let a_snapshot = local
+        .join(snaps(&local).into_iter().next().expect("a snapshot"))
+        .display()
+        .to_string();
+    let commands: Vec<(&str, Vec<OsString>)> = vec![
+        (
+            "lint",
+            vec![
+                "lint".into(),
+                good.clone().into(),
+                wrong_s3.clone().into(),
+                wrong_bao.clone().into(),
+            ],
+        ),
+        (
+            "verify",
+            vec![
+                "verify".into(),
+                "--format".into(),
+                "json".into(),
+                a_snapshot.into(),
+            ],
+        ),
+        (
+            "restore on a healthy cluster (refused)",
+            vec!["restore".into(), "-f".into(), good.clone().into()],
+        ),
+        (
+            "restore --dry-run",
+            vec![
+                "restore".into(),
+                "--dry-run".into(),
+                "-f".into(),
+                good.clone().into(),
+            ],
+        ),
+        ("schema", vec!["schema".into()]),
+    ];
+    for (what, args) in commands {
+        let mut all: Vec<OsString> = vec!["--log-format".into(), "json".into()];
+        all.extend(args);
+        let (_, out, err) = work.snapward(&all, Some("trace")).await;
+        texts.push((what.to_string(), format!("{out}\n{err}")));
+    }
+    texts.push((
+        "the metrics textfile".into(),
+        std::fs::read_to_string(&metrics).expect("metrics textfile written"),
+    ));
     for (what, text) in &texts {
         assert!(!text.trim().is_empty(), "{what}: no output at all");
         assert_no_secret(what, text, &secrets);
