@@ -175,6 +175,15 @@ async fn cluster(
     Ok((b.clone(), b))
 }
 
+/// Gives the run Lease back (the next run need not wait for its expiry).
+async fn release(lease: Option<LeaseGuard>) {
+    if let Some(l) = lease
+        && let Err(e) = l.release().await
+    {
+        tracing::warn!(error = %e, "cannot release the run Lease (it expires by itself)");
+    }
+}
+
 /// The run Lease `snapward-<policy>` (single flight across pods).
 /// `Ok(None)`: another run holds it.
 async fn lease(p: &ValidPolicy, kube: &Kube) -> Result<Option<LeaseGuard>, KubeError> {
@@ -341,6 +350,7 @@ pub async fn run(opts: RunOptions) -> Exit {
         Ok(b) => b,
         Err((exit, e)) => {
             eprintln!("error: {e}");
+            release(lease).await;
             return exit;
         }
     };
@@ -351,6 +361,7 @@ pub async fn run(opts: RunOptions) -> Exit {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: cannot create a temp dir: {e}");
+            release(lease).await;
             return Exit::Retry;
         }
     };
@@ -407,11 +418,7 @@ pub async fn run(opts: RunOptions) -> Exit {
         });
     }
     let actions = exec::execute(&dag, runner, state.clone(), cancel.clone(), 4).await;
-    if let Some(l) = lease
-        && let Err(e) = l.release().await
-    {
-        tracing::warn!(error = %e, "cannot release the run Lease (it expires by itself)");
-    }
+    release(lease).await;
     let decision = state.lock().await.decision.clone();
     let failed = actions.iter().any(|a| a.status == Status::Failed);
     let exit = match decision.as_ref().map(|d| d.branch) {
