@@ -584,6 +584,33 @@ async fn kube_init_refuses_before_initialising_when_the_secret_cannot_be_created
     assert!(reasons.contains(&"InitFailed".into()), "{reasons:?}");
 }
 
+/// Discovery that finds no pod is a clear "retry" (exit 4) naming the
+/// selector, and the Lease is given back at once (the next run does not
+/// wait for it to expire).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_no_pod_found_is_retry_and_the_lease_is_released() {
+    let h = Harness::with_port(8200).await;
+    let out = h.run(&h.policy(&Opts::default())).await;
+    out.expect_code(4);
+    assert!(
+        out.stderr.contains("no pod matches the label selector")
+            && out.stderr.contains("app.kubernetes.io/name=openbao"),
+        "{}",
+        out.context()
+    );
+    let l = h
+        .kube
+        .get("leases.coordination.k8s.io", NS, LEASE)
+        .expect("the Lease was taken before discovery");
+    assert!(
+        l["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "released: {l}"
+    );
+}
+
 /// Issue 5 item 4 (and issue 6 item 7 on Kubernetes): a live Lease held by
 /// another run → exit 5 "busy" before anything is read or written (no pod
 /// list, no Secret, no Event; the fresh server stays uninitialised). Once
