@@ -1,0 +1,205 @@
+//! The CI smoke run of the two fuzz targets (issue 6 item 4): the same
+//! properties as `fuzz/fuzz_targets/{policy,verify}.rs`, checked on a few
+//! thousand inputs mutated from the real fixtures with proptest (cargo-fuzz
+//! needs a nightly-only sanitizer build and minutes of runtime; the long
+//! runs are documented in the README). Any regression input a long run
+//! finds goes into `fixtures/fuzz/<target>/`, and every file there is
+//! replayed here.
+//!
+//! - policy: `lint_text` never panics and every diagnostic's span lies
+//!   inside the text;
+//! - verify: `verify_reader` never panics, and whatever it accepts has the
+//!   input's length as its file size.
+
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(files(&p, ext));
+        } else if p
+            .file_name()
+            .is_some_and(|n| n == "README.md" || n == ".gitkeep")
+        {
+            continue;
+        } else if ext.is_empty() || p.extension().is_some_and(|e| e == ext) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn policy_seeds() -> &'static [String] {
+    static SEEDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    SEEDS.get_or_init(read_policy_seeds)
+}
+
+fn read_policy_seeds() -> Vec<String> {
+    let mut seeds: Vec<String> = files(&root().join("fixtures/policies"), "yaml")
+        .into_iter()
+        .chain(files(&root().join("policies"), "yaml"))
+        .map(|p| std::fs::read_to_string(p).expect("read seed"))
+        .collect();
+    assert!(seeds.len() >= 10, "the policy fixtures are the seeds");
+    seeds.sort();
+    seeds
+}
+
+fn snapshot_seed() -> Vec<u8> {
+    static SEED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    SEED.get_or_init(|| {
+        std::fs::read(root().join("fixtures/snapshots/openbao-2.7.2-small.snap")).expect("fixture")
+    })
+    .clone()
+}
+
+fn policy_property(text: &str) {
+    let report = snapward::policy::lint_text("fuzz.yaml", text, true);
+    for d in &report.diagnostics {
+        assert!(d.span.offset() <= text.len(), "span outside the file");
+    }
+}
+
+fn verify_property(data: &[u8]) {
+    if let Ok(id) = snapward::snapshot::verify_reader(data) {
+        assert_eq!(id.file_size, data.len() as u64);
+    }
+}
+
+/// One edit of a byte string: replace, insert or delete a range.
+#[derive(Debug, Clone)]
+enum Edit {
+    Set(usize, u8),
+    Insert(usize, Vec<u8>),
+    Delete(usize, usize),
+    Truncate(usize),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Set(i, b)),
+        (
+            any::<usize>(),
+            proptest::collection::vec(any::<u8>(), 1..16)
+        )
+            .prop_map(|(i, v)| Edit::Insert(i, v)),
+        (any::<usize>(), 1usize..64).prop_map(|(i, n)| Edit::Delete(i, n)),
+        any::<usize>().prop_map(Edit::Truncate),
+    ]
+}
+
+fn apply(mut data: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
+    for e in edits {
+        let len = data.len().max(1);
+        match e {
+            Edit::Set(i, b) => {
+                if !data.is_empty() {
+                    let i = i % data.len();
+                    data[i] = *b;
+                }
+            }
+            Edit::Insert(i, v) => {
+                let i = i % (data.len() + 1);
+                data.splice(i..i, v.iter().copied());
+            }
+            Edit::Delete(i, n) => {
+                let i = i % len;
+                let end = (i + n).min(data.len());
+                if i < end {
+                    data.drain(i..end);
+                }
+            }
+            Edit::Truncate(i) => data.truncate(i % len),
+        }
+    }
+    data
+}
+
+/// YAML-shaped edits: tokens that stress the parser and the validator.
+fn yaml_token() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        ": ",
+        "\n",
+        "  ",
+        "- ",
+        "{",
+        "}",
+        "[",
+        "]",
+        "&a ",
+        "*a",
+        "!!str ",
+        "~",
+        "null",
+        "'",
+        "\"",
+        "#",
+        "<<: *a",
+        "0o777",
+        "1e309",
+        "-1",
+        "99999999999999999999",
+        "\t",
+        "---\n",
+        "…",
+        "\u{feff}",
+        "kind: ConfigMap\n",
+        "apiVersion: v1\n",
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 2000,
+        failure_persistence: None,
+        .. ProptestConfig::default()
+    })]
+
+    #[test]
+    fn policy_lint_never_panics_on_mutated_policies(
+        seed in any::<prop::sample::Index>(),
+        edits in proptest::collection::vec(edit(), 1..6),
+        tokens in proptest::collection::vec((any::<usize>(), yaml_token()), 0..4),
+    ) {
+        let mut bytes = seed.get(policy_seeds()).as_bytes().to_vec();
+        for (at, t) in &tokens {
+            let i = at % (bytes.len() + 1);
+            bytes.splice(i..i, t.bytes());
+        }
+        let bytes = apply(bytes, &edits);
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            policy_property(text);
+        }
+        // Invalid UTF-8 is what `lint` reports as unreadable; lossy text
+        // must still lint without a panic.
+        policy_property(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn snapshot_verify_never_panics_on_mutated_snapshots(
+        edits in proptest::collection::vec(edit(), 1..4),
+    ) {
+        verify_property(&apply(snapshot_seed(), &edits));
+    }
+}
+
+/// Crash inputs found by long `cargo fuzz` runs, kept as fixtures.
+#[test]
+fn fuzz_regression_fixtures_replay() {
+    for p in files(&root().join("fixtures/fuzz/policy"), "") {
+        let bytes = std::fs::read(&p).expect("read");
+        policy_property(&String::from_utf8_lossy(&bytes));
+    }
+    for p in files(&root().join("fixtures/fuzz/verify"), "") {
+        verify_property(&std::fs::read(&p).expect("read"));
+    }
+}
