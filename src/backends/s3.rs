@@ -39,6 +39,10 @@
 //!   A second retry layer (backon) would multiply the attempts, so there is
 //!   none. 403/SignatureDoesNotMatch/NoSuchBucket are never retried and
 //!   become [`TargetError::Refused`] with what to check.
+//! - **Timeouts** (the target's `timeouts`): `connect`, and `request` for
+//!   one attempt of one request, its body included; an attempt that runs
+//!   out of time is retried like a 5xx, so a stalled store fails the upload
+//!   after at most [`MAX_ATTEMPTS`] × `request` plus backoff.
 //! - **Secrets** (secret key, session token) are read from their files into
 //!   [`SecretString`], handed to the SDK's `Credentials` (whose `Debug`
 //!   redacts), and never formatted: `Debug` of [`S3Target`] omits them and
@@ -85,6 +89,7 @@ use super::{
     Cleanup, Confirmed, DeleteOutcome, RemoteSnapshot, Target, TargetError, snapshot_time,
 };
 use crate::policy::model;
+use crate::policy::validate::parse_timeout;
 use crate::snapshot::Identity;
 
 /// Files up to this size go up in one PutObject.
@@ -100,6 +105,10 @@ pub const BODY_BUF: usize = 256 * 1024;
 const HASH_BUF: usize = 1024 * 1024;
 /// Attempts per request (first try included) for transient failures.
 pub const MAX_ATTEMPTS: u32 = 5;
+/// Default `timeouts.connect`: TCP + TLS connect.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `timeouts.request`: one attempt of one request, body included.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// How old an incomplete multipart upload must be before `cleanup` aborts it.
 pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -496,9 +505,10 @@ impl S3Target {
             .with_max_attempts(MAX_ATTEMPTS)
             .with_initial_backoff(Duration::from_millis(200))
             .with_max_backoff(Duration::from_secs(10));
+        let (connect, attempt) = timeouts(cfg.timeouts.as_ref());
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .operation_attempt_timeout(Duration::from_secs(300))
+            .connect_timeout(connect)
+            .operation_attempt_timeout(attempt)
             .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(Region::new(cfg.region.clone()))
@@ -1257,6 +1267,19 @@ impl S3Target {
     }
 }
 
+/// (connect, one attempt) from the policy (validated), else the defaults.
+fn timeouts(cfg: Option<&model::S3Timeouts>) -> (Duration, Duration) {
+    let parse = |v: Option<&String>, default: Duration| {
+        v.and_then(|v| parse_timeout(v).ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(default)
+    };
+    (
+        parse(cfg.map(|t| &t.connect), DEFAULT_CONNECT_TIMEOUT),
+        parse(cfg.map(|t| &t.request), DEFAULT_REQUEST_TIMEOUT),
+    )
+}
+
 /// The standard chain must produce credentials now, or the target counts
 /// as having none (an `optional` target is then skipped).
 async fn probe_chain(name: &str, sdk: &aws_config::SdkConfig) -> Result<(), TargetError> {
@@ -1592,6 +1615,7 @@ mod tests {
             credentials: None,
             server_side_encryption: None,
             object_lock: None,
+            timeouts: None,
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let (ak, sk) = (dir.path().join("ak"), dir.path().join("sk"));
