@@ -9,7 +9,9 @@
 //!   CompleteMultipartUpload carry `If-None-Match: *`, so a racing writer
 //!   gets HTTP 412 instead of overwriting. A 412 is only accepted as success
 //!   when the object holds exactly this upload (an SDK retry of a request
-//!   whose first answer was lost).
+//!   whose first answer was lost); so is a failed CompleteMultipartUpload
+//!   retry (the upload is gone: NoSuchUpload, or AccessDenied on s3s-fs)
+//!   when the object is there with this size and SHA-256.
 //! - **SHA-256 on every request body.** Each body (the whole file, or one
 //!   part) is hashed just before it is streamed from the file, and sent with
 //!   that `x-amz-checksum-sha256` (computed here, so the SDK never needs
@@ -725,6 +727,16 @@ impl S3Target {
         }
     }
 
+    /// Does `key` hold an object of this size with this `snapward-sha256`?
+    async fn holds(&self, key: &str, size: u64, want_sha: &str) -> Result<bool, TargetError> {
+        Ok(self.head(key).await?.is_some_and(|h| {
+            h.content_length() == Some(size as i64)
+                && h.metadata()
+                    .and_then(|m| m.get(META_SHA256))
+                    .is_some_and(|s| s == want_sha)
+        }))
+    }
+
     fn already_exists(&self, key: &str) -> TargetError {
         TargetError::AlreadyExists {
             target: self.ctx.target.clone(),
@@ -823,18 +835,29 @@ impl S3Target {
             }
             r = complete.send() => r,
         };
+        let sent = Sent {
+            size,
+            checksums: vec![b64(&Sha256::digest(&concat)), b64(&hex_to_bytes(want_sha))],
+        };
         match res {
             Ok(_) => {
                 let mut guard = guard;
                 guard.armed = false;
-                Ok(Sent {
-                    size,
-                    checksums: vec![b64(&Sha256::digest(&concat)), b64(&hex_to_bytes(want_sha))],
-                })
+                Ok(sent)
             }
             Err(e) => {
-                guard.abort().await;
                 let f = failure(&e);
+                // An SDK retry of a Complete whose answer was lost finds the
+                // upload already completed: NoSuchUpload (s3s-fs says
+                // AccessDenied). If the object is ours, it is done.
+                if !f.precondition_failed()
+                    && self.holds(key, size, want_sha).await.unwrap_or(false)
+                {
+                    let mut guard = guard;
+                    guard.armed = false;
+                    return Ok(sent);
+                }
+                guard.abort().await;
                 if f.precondition_failed() {
                     Err(self.already_exists(key))
                 } else {
@@ -1411,11 +1434,7 @@ impl Target for S3Target {
                 // 412 after our HEAD said absent: either a racing writer or
                 // an SDK retry whose first attempt succeeded. Only the
                 // latter is ours: same size and SHA-256.
-                let ours = self.head(&key).await?.is_some_and(|h| {
-                    h.content_length() == Some(size as i64)
-                        && h.metadata().and_then(|m| m.get(META_SHA256)) == Some(&want_sha)
-                });
-                if !ours {
+                if !self.holds(&key, size, &want_sha).await? {
                     return Err(TargetError::AlreadyExists { target, name });
                 }
                 // The parts of that attempt are unknown: confirm by size
