@@ -9,7 +9,9 @@
 //!   CompleteMultipartUpload carry `If-None-Match: *`, so a racing writer
 //!   gets HTTP 412 instead of overwriting. A 412 is only accepted as success
 //!   when the object holds exactly this upload (an SDK retry of a request
-//!   whose first answer was lost).
+//!   whose first answer was lost); so is a failed CompleteMultipartUpload
+//!   retry (the upload is gone: NoSuchUpload, or AccessDenied on s3s-fs)
+//!   when the object is there with this size and SHA-256.
 //! - **SHA-256 on every request body.** Each body (the whole file, or one
 //!   part) is hashed just before it is streamed from the file, and sent with
 //!   that `x-amz-checksum-sha256` (computed here, so the SDK never needs
@@ -39,6 +41,10 @@
 //!   A second retry layer (backon) would multiply the attempts, so there is
 //!   none. 403/SignatureDoesNotMatch/NoSuchBucket are never retried and
 //!   become [`TargetError::Refused`] with what to check.
+//! - **Timeouts** (the target's `timeouts`): `connect`, and `request` for
+//!   one attempt of one request, its body included; an attempt that runs
+//!   out of time is retried like a 5xx, so a stalled store fails the upload
+//!   after at most [`MAX_ATTEMPTS`] × `request` plus backoff.
 //! - **Secrets** (secret key, session token) are read from their files into
 //!   [`SecretString`], handed to the SDK's `Credentials` (whose `Debug`
 //!   redacts), and never formatted: `Debug` of [`S3Target`] omits them and
@@ -85,6 +91,7 @@ use super::{
     Cleanup, Confirmed, DeleteOutcome, RemoteSnapshot, Target, TargetError, snapshot_time,
 };
 use crate::policy::model;
+use crate::policy::validate::parse_timeout;
 use crate::snapshot::Identity;
 
 /// Files up to this size go up in one PutObject.
@@ -100,6 +107,10 @@ pub const BODY_BUF: usize = 256 * 1024;
 const HASH_BUF: usize = 1024 * 1024;
 /// Attempts per request (first try included) for transient failures.
 pub const MAX_ATTEMPTS: u32 = 5;
+/// Default `timeouts.connect`: TCP + TLS connect.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `timeouts.request`: one attempt of one request, body included.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// How old an incomplete multipart upload must be before `cleanup` aborts it.
 pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -496,9 +507,10 @@ impl S3Target {
             .with_max_attempts(MAX_ATTEMPTS)
             .with_initial_backoff(Duration::from_millis(200))
             .with_max_backoff(Duration::from_secs(10));
+        let (connect, attempt) = timeouts(cfg.timeouts.as_ref());
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .operation_attempt_timeout(Duration::from_secs(300))
+            .connect_timeout(connect)
+            .operation_attempt_timeout(attempt)
             .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(Region::new(cfg.region.clone()))
@@ -715,6 +727,16 @@ impl S3Target {
         }
     }
 
+    /// Does `key` hold an object of this size with this `snapward-sha256`?
+    async fn holds(&self, key: &str, size: u64, want_sha: &str) -> Result<bool, TargetError> {
+        Ok(self.head(key).await?.is_some_and(|h| {
+            h.content_length() == Some(size as i64)
+                && h.metadata()
+                    .and_then(|m| m.get(META_SHA256))
+                    .is_some_and(|s| s == want_sha)
+        }))
+    }
+
     fn already_exists(&self, key: &str) -> TargetError {
         TargetError::AlreadyExists {
             target: self.ctx.target.clone(),
@@ -813,18 +835,29 @@ impl S3Target {
             }
             r = complete.send() => r,
         };
+        let sent = Sent {
+            size,
+            checksums: vec![b64(&Sha256::digest(&concat)), b64(&hex_to_bytes(want_sha))],
+        };
         match res {
             Ok(_) => {
                 let mut guard = guard;
                 guard.armed = false;
-                Ok(Sent {
-                    size,
-                    checksums: vec![b64(&Sha256::digest(&concat)), b64(&hex_to_bytes(want_sha))],
-                })
+                Ok(sent)
             }
             Err(e) => {
-                guard.abort().await;
                 let f = failure(&e);
+                // An SDK retry of a Complete whose answer was lost finds the
+                // upload already completed: NoSuchUpload (s3s-fs says
+                // AccessDenied). If the object is ours, it is done.
+                if !f.precondition_failed()
+                    && self.holds(key, size, want_sha).await.unwrap_or(false)
+                {
+                    let mut guard = guard;
+                    guard.armed = false;
+                    return Ok(sent);
+                }
+                guard.abort().await;
                 if f.precondition_failed() {
                     Err(self.already_exists(key))
                 } else {
@@ -1257,6 +1290,19 @@ impl S3Target {
     }
 }
 
+/// (connect, one attempt) from the policy (validated), else the defaults.
+fn timeouts(cfg: Option<&model::S3Timeouts>) -> (Duration, Duration) {
+    let parse = |v: Option<&String>, default: Duration| {
+        v.and_then(|v| parse_timeout(v).ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(default)
+    };
+    (
+        parse(cfg.map(|t| &t.connect), DEFAULT_CONNECT_TIMEOUT),
+        parse(cfg.map(|t| &t.request), DEFAULT_REQUEST_TIMEOUT),
+    )
+}
+
 /// The standard chain must produce credentials now, or the target counts
 /// as having none (an `optional` target is then skipped).
 async fn probe_chain(name: &str, sdk: &aws_config::SdkConfig) -> Result<(), TargetError> {
@@ -1388,11 +1434,7 @@ impl Target for S3Target {
                 // 412 after our HEAD said absent: either a racing writer or
                 // an SDK retry whose first attempt succeeded. Only the
                 // latter is ours: same size and SHA-256.
-                let ours = self.head(&key).await?.is_some_and(|h| {
-                    h.content_length() == Some(size as i64)
-                        && h.metadata().and_then(|m| m.get(META_SHA256)) == Some(&want_sha)
-                });
-                if !ours {
+                if !self.holds(&key, size, &want_sha).await? {
                     return Err(TargetError::AlreadyExists { target, name });
                 }
                 // The parts of that attempt are unknown: confirm by size
@@ -1592,6 +1634,7 @@ mod tests {
             credentials: None,
             server_side_encryption: None,
             object_lock: None,
+            timeouts: None,
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let (ak, sk) = (dir.path().join("ak"), dir.path().join("sk"));

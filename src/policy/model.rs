@@ -331,10 +331,34 @@ pub struct S3Target {
     pub server_side_encryption: Option<ServerSideEncryption>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_lock: Option<ObjectLock>,
+    /// Limits of every S3 request (defaults: `connect: 10s`, `request: 5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<S3Timeouts>,
 }
 
 fn default_region() -> String {
     "us-east-1".into()
+}
+
+/// Durations like `10s`, `5m`. An attempt that runs out of time fails and is
+/// retried with backoff, like a 5xx (5 attempts per request in all).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct S3Timeouts {
+    /// TCP + TLS connect.
+    #[serde(default = "default_s3_connect")]
+    pub connect: String,
+    /// One attempt of one request, its body included (a whole part: 16 MiB
+    /// or more): keep it above the time one part takes on the slowest link.
+    #[serde(default = "default_s3_request")]
+    pub request: String,
+}
+
+fn default_s3_connect() -> String {
+    "10s".into()
+}
+fn default_s3_request() -> String {
+    "5m".into()
 }
 
 /// Static credentials read from files (e.g. a mounted Secret).

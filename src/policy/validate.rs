@@ -544,6 +544,20 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
                 }
             }
             s3_locations.push((i, endpoint_key, s3.bucket.clone(), s3.prefix.clone()));
+            if let Some(t) = &s3.timeouts {
+                for (field, val) in [("connect", &t.connect), ("request", &t.request)] {
+                    if !parse_timeout(val).is_ok_and(|d| !d.is_zero()) {
+                        out.push(
+                            Finding::error(
+                                Code::BadDuration,
+                                format!("{sp}/timeouts/{field}"),
+                                format!("bad duration {val:?}"),
+                            )
+                            .help("write a positive duration such as 10s, 2m or 1h"),
+                        );
+                    }
+                }
+            }
         }
         if let Some(fs) = &t.filesystem {
             let key = fs.path.trim_end_matches('/').to_string();

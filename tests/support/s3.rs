@@ -274,6 +274,7 @@ impl S3Server {
             credentials: Some(self.credential_files("good", ACCESS_KEY, SECRET_KEY)),
             server_side_encryption: None,
             object_lock: None,
+            timeouts: None,
         }
     }
 }

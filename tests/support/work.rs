@@ -1,0 +1,493 @@
+//! One test's temp dir, policies and runs of the real `snapward` binary
+//! (exit code, stdout, stderr and the `--report` JSON), plus what the
+//! fault tests (`tests/s3_faults.rs`, `tests/bao_faults.rs`) need around
+//! them: a real OpenBao cluster with a snapshot-only token, filling it with
+//! data, and reading what the local store and an S3 bucket hold.
+//!
+//! Test-only code: panics (with context) instead of returning errors.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::bao::BaoCluster;
+use super::s3::S3Server;
+
+/// `local.prefix` of every policy here.
+pub const PREFIX: &str = "openbao-";
+/// The least privilege a backup needs (DESIGN.md §5, §6).
+const SNAPSHOT_ACL: &str = r#"path "sys/storage/raft/snapshot" { capabilities = ["read"] }"#;
+/// Longest one `snapward` process may run: the "no hang" bound of every
+/// fault test (a run that takes longer fails the test).
+pub const RUN_LIMIT: Duration = Duration::from_secs(240);
+/// Longest a poll here waits.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A running, initialised, unsealed cluster with KV v2, one secret, and a
+/// token that may only read `sys/storage/raft/snapshot`.
+pub struct Bao {
+    pub cluster: BaoCluster,
+    pub keys: Vec<String>,
+    /// The snapshot-only token snapward authenticates with.
+    pub token: String,
+}
+
+impl Bao {
+    pub async fn setup(mut cluster: BaoCluster) -> Self {
+        let (keys, _root) = cluster.init_unsealed(1, 1).await;
+        cluster.enable_kv().await;
+        cluster
+            .write_secret("app/db", json!({"password": "correct horse"}))
+            .await;
+        cluster
+            .write_policy("snapward-snapshot", SNAPSHOT_ACL)
+            .await;
+        let token = cluster.create_token(&["snapward-snapshot"]).await;
+        Self {
+            cluster,
+            keys,
+            token,
+        }
+    }
+
+    pub async fn single() -> Self {
+        Self::setup(BaoCluster::single().await).await
+    }
+
+    /// One more raft write, so the next snapshot is newer than the last.
+    pub async fn advance(&self, tag: &str) {
+        self.cluster
+            .write_secret(&format!("app/{tag}"), json!({"at": tag}))
+            .await;
+    }
+
+    /// Writes at least `mib` MiB of incompressible secrets (512 KiB values,
+    /// below raft's 1 MiB entry limit), 4 at a time, so the next snapshot is
+    /// at least that large (`state.bin` is encrypted: gzip cannot shrink it).
+    pub async fn fill(&self, mib: usize) {
+        use base64::Engine as _;
+        use futures::StreamExt as _;
+        const VALUE: usize = 512 * 1024;
+        let count = mib * 1024 * 1024 / VALUE + 1;
+        let c = &self.cluster;
+        let writes = futures::stream::iter(0..count).map(|i| async move {
+            // Deterministic, incompressible (xorshift64*), base64 → VALUE bytes.
+            let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut raw = Vec::with_capacity(VALUE * 3 / 4 + 8);
+            while raw.len() < VALUE * 3 / 4 {
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                raw.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+            }
+            let value = base64::engine::general_purpose::STANDARD.encode(&raw);
+            c.write_secret(&format!("fill/{i}"), json!({ "v": value }))
+                .await;
+        });
+        writes.buffer_unordered(4).collect::<Vec<()>>().await;
+    }
+}
+
+/// The policy's `cluster.nodes`: `(name, address)` pairs.
+pub fn nodes_json(nodes: &[(&str, &str)]) -> Value {
+    Value::Array(
+        nodes
+            .iter()
+            .map(|(n, a)| json!({"name": n, "address": a}))
+            .collect(),
+    )
+}
+
+/// One run of the binary.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// The `--report` file (`Value::Null` if none was written).
+    pub report: Value,
+}
+
+impl Run {
+    pub fn context(&self) -> String {
+        let mut s = format!(
+            "exit {:?}\nsummary: {}\n",
+            self.code, self.report["summary"]
+        );
+        for a in self.report["actions"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "  {:<18} {:<14} {}\n",
+                a["id"].as_str().unwrap_or("?"),
+                a["status"].as_str().unwrap_or("?"),
+                a["reason"].as_str().unwrap_or("")
+            ));
+            for i in a["items"].as_array().into_iter().flatten() {
+                s.push_str(&format!("  {:<33} - {}\n", "", i.as_str().unwrap_or("")));
+            }
+        }
+        let tail: Vec<&str> = self.stderr.lines().collect();
+        s.push_str("--- stderr tail ---\n");
+        s.push_str(&tail[tail.len().saturating_sub(40)..].join("\n"));
+        s
+    }
+
+    #[track_caller]
+    pub fn expect_exit(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "{}", self.context());
+        assert_eq!(self.report["exitCode"], code, "{}", self.context());
+        self
+    }
+
+    #[track_caller]
+    pub fn action(&self, id: &str) -> &Value {
+        self.report["actions"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["id"] == id))
+            .unwrap_or_else(|| panic!("no action `{id}` in the report\n{}", self.context()))
+    }
+
+    #[track_caller]
+    pub fn status(&self, id: &str) -> &str {
+        self.action(id)["status"].as_str().unwrap_or_default()
+    }
+
+    #[track_caller]
+    pub fn reason(&self, id: &str) -> &str {
+        self.action(id)["reason"].as_str().unwrap_or_default()
+    }
+
+    #[track_caller]
+    pub fn items(&self, id: &str) -> Vec<String> {
+        self.action(id)["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|i| i.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[track_caller]
+    pub fn expect_status(&self, id: &str, status: &str) -> &Self {
+        assert_eq!(self.status(id), status, "action `{id}`: {}", self.context());
+        self
+    }
+
+    /// The name of this run's snapshot ("streamed NAME from active node X").
+    #[track_caller]
+    pub fn snapshot_name(&self) -> String {
+        let r = self.reason("snapshot");
+        r.strip_prefix("streamed ")
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or_else(|| panic!("snapshot reason `{r}`\n{}", self.context()))
+            .to_string()
+    }
+
+    /// Everything the run printed or wrote.
+    pub fn everything(&self) -> String {
+        format!("{}\n{}\n{}", self.stdout, self.stderr, self.report)
+    }
+}
+
+/// A test's temp dir; runs in it never share a snapshot name.
+pub struct Work {
+    dir: tempfile::TempDir,
+    runs: Mutex<usize>,
+    /// The UTC second the previous run ended in: the next run starts in a
+    /// later one, so two runs never name a snapshot alike.
+    last_second: Mutex<Option<i64>>,
+}
+
+impl Default for Work {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Work {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::Builder::new()
+                .prefix("snapward-faults-")
+                .tempdir()
+                .expect("temp dir"),
+            runs: Mutex::new(0),
+            last_second: Mutex::new(None),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A file holding `content`.
+    pub fn file(&self, rel: &str, content: &str) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, content).expect("write");
+        p
+    }
+
+    /// A policy with one cluster (short connect/request timeouts, the given
+    /// stream idle timeout), a token file and a local store.
+    pub fn policy(
+        &self,
+        name: &str,
+        nodes: Value,
+        token: &Path,
+        local: &Path,
+        keep: Value,
+        stream_idle: &str,
+    ) -> Value {
+        json!({
+            "apiVersion": "snapward.dev/v1alpha1",
+            "kind": "SnapshotPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "cluster": {
+                    "nodes": nodes,
+                    "auth": {"tokenFile": token.display().to_string()},
+                    "timeouts": {"connect": "2s", "request": "20s", "streamIdle": stream_idle}
+                },
+                "local": {"path": local.display().to_string(), "retention": keep},
+            }
+        })
+    }
+
+    /// Writes `policy` (JSON is YAML) under `rel`.
+    pub fn write_policy(&self, rel: &str, policy: &Value) -> PathBuf {
+        self.file(
+            rel,
+            &serde_json::to_string_pretty(policy).expect("policy json"),
+        )
+    }
+
+    /// A `snapward` command with `args`, logs as JSON at the default level.
+    pub fn command(&self, args: &[OsString]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_snapward"));
+        cmd.args(args)
+            .kill_on_drop(true)
+            .env_remove("SNAPWARD_LOG")
+            .env_remove("SNAPWARD_LOG_FORMAT");
+        cmd
+    }
+
+    /// Runs a command to its end, at most [`RUN_LIMIT`].
+    pub async fn output(&self, mut cmd: tokio::process::Command) -> (Option<i32>, String, String) {
+        let out = tokio::time::timeout(RUN_LIMIT, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("snapward did not finish within {RUN_LIMIT:?} (a hang)"))
+            .expect("spawn snapward");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `snapward --log-format json run -f POLICY --report FILE`.
+    pub async fn run(&self, policy: &Path) -> Run {
+        let (args, report) = self.run_args(policy).await;
+        let (code, stdout, stderr) = self.output(self.command(&args)).await;
+        self.finish(code, stdout, stderr, &report)
+    }
+
+    /// The arguments of the next run and its report path (waits for a new
+    /// UTC second first); pair with [`Work::finish`].
+    pub async fn run_args(&self, policy: &Path) -> (Vec<OsString>, PathBuf) {
+        self.wait_for_a_new_second().await;
+        let report = {
+            let mut n = self.runs.lock().expect("lock");
+            *n += 1;
+            self.path(&format!("report-{n}.json"))
+        };
+        let args = vec![
+            "--log-format".into(),
+            "json".into(),
+            "run".into(),
+            "-f".into(),
+            policy.into(),
+            "--report".into(),
+            report.clone().into(),
+        ];
+        (args, report)
+    }
+
+    pub fn finish(&self, code: Option<i32>, stdout: String, stderr: String, report: &Path) -> Run {
+        *self.last_second.lock().expect("lock") = Some(jiff::Timestamp::now().as_second());
+        let report = match std::fs::read(report) {
+            Ok(b) => serde_json::from_slice(&b).expect("the report is JSON"),
+            Err(_) => Value::Null,
+        };
+        Run {
+            code,
+            stdout,
+            stderr,
+            report,
+        }
+    }
+
+    async fn wait_for_a_new_second(&self) {
+        let Some(last) = *self.last_second.lock().expect("lock") else {
+            return;
+        };
+        poll("the next UTC second", || async {
+            (jiff::Timestamp::now().as_second() > last).then_some(())
+        })
+        .await;
+    }
+
+    /// `snapward list --format json -f POLICY`: store → snapshot names.
+    pub async fn list(&self, policy: &Path) -> BTreeMap<String, BTreeSet<String>> {
+        let args: Vec<OsString> = vec![
+            "list".into(),
+            "--format".into(),
+            "json".into(),
+            "-f".into(),
+            policy.into(),
+        ];
+        let (code, stdout, stderr) = self.output(self.command(&args)).await;
+        assert_eq!(code, Some(0), "list: {stdout}{stderr}");
+        let v: Value = serde_json::from_str(&stdout).expect("list json");
+        v.as_array()
+            .expect("a list of stores")
+            .iter()
+            .map(|s| {
+                let names = s["snapshots"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r["valid"] == true)
+                    .map(|r| r["name"].as_str().unwrap_or_default().to_string())
+                    .collect();
+                (s["store"].as_str().unwrap_or_default().to_string(), names)
+            })
+            .collect()
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, at most [`WAIT`].
+pub async fn poll<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---- stores -------------------------------------------------------------------
+
+pub fn sha256_file(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).expect("read")))
+}
+
+/// `openbao-<stamp>.snap` for a `YYYYMMDD-HHMMSS` stamp.
+pub fn snap(stamp: &str) -> String {
+    format!("{PREFIX}{stamp}.snap")
+}
+
+/// Every entry name in `dir` (empty if it is missing).
+pub fn names(dir: &Path) -> BTreeSet<String> {
+    match std::fs::read_dir(dir) {
+        Ok(d) => d
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    }
+}
+
+/// The `.snap` files in `dir`.
+pub fn snaps(dir: &Path) -> BTreeSet<String> {
+    names(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".snap"))
+        .collect()
+}
+
+/// Temp files of a snapshot stream (`.<name>.partial`) in `dir`.
+pub fn partials(dir: &Path) -> BTreeSet<String> {
+    names(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".partial") || n.starts_with(&format!(".{PREFIX}")))
+        .collect()
+}
+
+/// Copies `src` into `dir` under each of `names`.
+pub fn copy_as(src: &Path, dir: &Path, names: &[&str]) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    for n in names {
+        std::fs::copy(src, dir.join(n)).expect("copy snapshot");
+    }
+}
+
+/// Key → (ETag, size) of every object in `bucket` (straight to the server).
+pub async fn s3_objects(server: &S3Server, bucket: &str) -> BTreeMap<String, (String, i64)> {
+    let mut out = BTreeMap::new();
+    let mut pages = server
+        .client()
+        .list_objects_v2()
+        .bucket(bucket)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.unwrap_or_else(|e| panic!("list {bucket}: {e:?}"));
+        for o in page.contents() {
+            out.insert(
+                o.key().unwrap_or_default().to_string(),
+                (
+                    o.e_tag().unwrap_or_default().to_string(),
+                    o.size().unwrap_or(-1),
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// Keys of the incomplete multipart uploads in `bucket` (moto).
+pub async fn s3_uploads(server: &S3Server, bucket: &str) -> Vec<String> {
+    server
+        .client()
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("list uploads of {bucket}: {e:?}"))
+        .uploads()
+        .iter()
+        .map(|u| u.key().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// SHA-256 (hex) of an object's bytes, read straight from the server.
+pub async fn s3_object_sha256(server: &S3Server, bucket: &str, key: &str) -> String {
+    let out = server
+        .client()
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {key}: {e:?}"));
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .expect("read the object")
+        .into_bytes();
+    hex::encode(Sha256::digest(&bytes))
+}
