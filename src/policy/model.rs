@@ -228,8 +228,10 @@ fn default_stream_idle() -> String {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LocalStore {
     pub path: String,
-    /// Files are `<prefix>YYYYMMDD-HHMMSS.snap` (UTC).
+    /// Files are `<prefix>YYYYMMDD-HHMMSS.snap` (UTC). A plain file-name
+    /// prefix: no `/`, not starting with `.` (temp files are `.<name>.partial`).
     #[serde(default = "default_prefix")]
+    #[schemars(regex(pattern = r"^([A-Za-z0-9][A-Za-z0-9._-]*)?$"))]
     pub prefix: String,
     /// Octal, as a string (`"0640"`): the next container (another UID, same
     /// fsGroup) must be able to read it.

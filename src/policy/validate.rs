@@ -57,11 +57,20 @@ pub fn validate(value: &Value) -> (Option<ValidPolicy>, Vec<Finding>) {
         }
     }
     let typed = if findings.iter().all(|f| f.code == Code::UnknownField) {
-        serde_json::from_value::<PolicyDocument>(pruned).ok()
+        Some(serde_json::from_value::<PolicyDocument>(pruned))
     } else {
         None
     };
     let mut valid = None;
+    let mut type_error = None;
+    let typed = match typed {
+        Some(Ok(doc)) => Some(doc),
+        Some(Err(e)) => {
+            type_error = Some(e.to_string());
+            None
+        }
+        None => None,
+    };
     if let Some(doc) = typed {
         let mut sem = Vec::new();
         let v = semantic(doc, &mut sem);
@@ -70,11 +79,19 @@ pub fn validate(value: &Value) -> (Option<ValidPolicy>, Vec<Finding>) {
             valid = v;
         }
     } else if findings.is_empty() {
-        findings.push(Finding::error(
-            Code::Schema,
-            "",
-            "the policy does not match snapward's types",
-        ));
+        // The schema should catch every such problem with its location;
+        // if one slips through, at least say what serde saw.
+        findings.push(
+            Finding::error(
+                Code::Schema,
+                "",
+                format!(
+                    "the policy does not match snapward's types: {}",
+                    type_error.as_deref().unwrap_or("unknown reason")
+                ),
+            )
+            .help("compare the policy with `snapward schema`"),
+        );
     }
     (valid, findings)
 }
@@ -97,6 +114,28 @@ fn describe(v: &Value) -> String {
         Value::String(s) => format!("string {s:?}"),
         Value::Array(_) => "a list".into(),
         Value::Object(_) => "a mapping".into(),
+    }
+}
+
+/// A schema `type` (`"integer"`, `["string", "integer"]`) in YAML words
+/// with an article: `an integer`, `a string or an integer`.
+fn expected_type(t: &Value) -> String {
+    let one = |name: &str| match name {
+        "object" => "a mapping".to_string(),
+        "array" => "a list".to_string(),
+        "integer" => "an integer".to_string(),
+        "boolean" => "true or false".to_string(),
+        other => format!("a {other}"),
+    };
+    match t {
+        Value::String(name) => one(name),
+        Value::Array(names) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .map(one)
+            .collect::<Vec<_>>()
+            .join(" or "),
+        other => other.to_string(),
     }
 }
 
@@ -178,9 +217,9 @@ fn schema_findings(value: &Value) -> Vec<Finding> {
             }
             ValidationErrorKind::Type { .. } => {
                 let expected = schema_at(&spath)
-                    .map(|t| t.to_string().replace('"', ""))
+                    .map(expected_type)
                     .unwrap_or_else(|| "another type".into());
-                let mut help = format!("write a {expected} here");
+                let mut help = format!("write {expected} here");
                 if path.ends_with("/fileMode") {
                     help = "quote octal modes, e.g. fileMode: \"0640\" (unquoted 0640 is the number 640)".into();
                 }
