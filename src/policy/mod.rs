@@ -119,18 +119,26 @@ fn span_for(doc: &yaml::Document, f: &Finding) -> ByteSpan {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum PolicyError {
     #[error("cannot read policy {path}")]
-    #[diagnostic(
-        code(policy::io),
-        help("check the path and that this user can read it")
-    )]
+    #[diagnostic(code(policy::io), help("{hint}"))]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+        /// How to fix it, for this kind of error.
+        hint: &'static str,
     },
     #[error("{path}: found {count} policies; snapward runs one policy at a time")]
-    #[diagnostic(code(policy::ambiguous), help("point -f at one file"))]
+    #[diagnostic(
+        code(policy::ambiguous),
+        help("point -f at a file (or a ConfigMap directory) holding exactly one SnapshotPolicy")
+    )]
     Ambiguous { path: PathBuf, count: usize },
+    #[error("no SnapshotPolicy in {path}: no *.yaml/*.yml file there holds one")]
+    #[diagnostic(
+        code("policy::no-policy"),
+        help("mount the ConfigMap that holds the policy there, or point -f at the policy file")
+    )]
+    NoPolicy { path: PathBuf },
     #[error("the policy has {errors} error(s): run `snapward lint {path}` to see them")]
     #[diagnostic(code(policy::invalid))]
     Invalid {
@@ -165,12 +173,24 @@ pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Load exactly one valid policy from a file or a ConfigMap-mounted directory.
 pub fn load_policy(path: &Path) -> Result<ValidPolicy, PolicyError> {
-    let io = |source| PolicyError::Io {
-        path: path.to_path_buf(),
-        source,
+    let io = |path: &Path, source: std::io::Error| {
+        let hint = match source.kind() {
+            std::io::ErrorKind::InvalidData => {
+                "the file is not UTF-8 text: save the policy as UTF-8 YAML (is -f pointing at the right file?)"
+            }
+            std::io::ErrorKind::IsADirectory => {
+                "point -f at the policy file or at a directory of *.yaml files"
+            }
+            _ => "check the path and that this user can read it",
+        };
+        PolicyError::Io {
+            path: path.to_path_buf(),
+            source,
+            hint,
+        }
     };
     let files = if path.is_dir() {
-        yaml_files(path).map_err(io)?
+        yaml_files(path).map_err(|e| io(path, e))?
     } else {
         vec![path.to_path_buf()]
     };
@@ -178,10 +198,7 @@ pub fn load_policy(path: &Path) -> Result<ValidPolicy, PolicyError> {
     let mut diagnostics = Vec::new();
     let mut seen = 0;
     for f in &files {
-        let text = std::fs::read_to_string(f).map_err(|source| PolicyError::Io {
-            path: f.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(f).map_err(|e| io(f, e))?;
         let r = lint_text(&f.display().to_string(), &text, !path.is_dir());
         seen += r.policies_seen;
         found.extend(r.policies);
@@ -191,11 +208,16 @@ pub fn load_policy(path: &Path) -> Result<ValidPolicy, PolicyError> {
                 .filter(|d| d.severity == Severity::Error),
         );
     }
-    if !diagnostics.is_empty() || (seen == 0 && path.is_dir()) {
+    if !diagnostics.is_empty() {
         return Err(PolicyError::Invalid {
             path: path.to_path_buf(),
-            errors: diagnostics.len().max(1),
+            errors: diagnostics.len(),
             diagnostics,
+        });
+    }
+    if seen == 0 && path.is_dir() {
+        return Err(PolicyError::NoPolicy {
+            path: path.to_path_buf(),
         });
     }
     if found.len() != 1 {
