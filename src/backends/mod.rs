@@ -84,7 +84,8 @@ pub enum TargetError {
     Failed { target: String, detail: String },
     #[error("cancelled")]
     Cancelled,
-    #[error("local file error on {path}")]
+    /// The cause is part of the message: the executor prints only this error.
+    #[error("cannot read or write {path}: {source}")]
     Io {
         path: String,
         #[source]
