@@ -59,10 +59,12 @@ const POLL: Duration = Duration::from_millis(250);
 /// and of the run differ a little) before its age is not trusted.
 const CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
 
-/// A duration for people: `3 days`, `5 hours`, `12 minutes`, `40 seconds`.
+/// A duration for people: `73 years`, `3 days`, `5 hours`, `12 minutes`,
+/// `40 seconds` (rounded down).
 fn approx(d: jiff::SignedDuration) -> String {
     let s = d.as_secs().unsigned_abs();
     match s {
+        s if s >= 2 * 365 * 86_400 => format!("{} years", s / (365 * 86_400)),
         s if s >= 2 * 86_400 => format!("{} days", s / 86_400),
         s if s >= 2 * 3_600 => format!("{} hours", s / 3_600),
         s if s >= 120 => format!("{} minutes", s / 60),
