@@ -58,6 +58,7 @@ codes! {
     KeyStoreKind => "key-store-kind",
     GuardAlways => "guard-always",
     NodeAddress => "node-address",
+    CredentialsInUrl => "credentials-in-url",
 }
 
 impl fmt::Display for Code {

@@ -74,7 +74,7 @@ pub struct Spec {
 }
 
 /// Where each run's Prometheus metrics go (either or both).
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metrics {
     /// A node-exporter textfile-collector file, replaced atomically.
@@ -83,6 +83,19 @@ pub struct Metrics {
     /// A Pushgateway base URL; metrics go to `/metrics/job/snapward/policy/<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pushgateway: Option<String>,
+}
+
+/// The Pushgateway URL may carry basic-auth credentials: never printed.
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("textfile", &self.textfile)
+            .field(
+                "pushgateway",
+                &self.pushgateway.as_deref().map(crate::secret::redact_url),
+            )
+            .finish()
+    }
 }
 
 /// The OpenBao nodes: listed (`nodes`) or discovered (`discovery`).

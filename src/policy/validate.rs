@@ -269,6 +269,11 @@ fn is_loopback_host(host: &str) -> bool {
             .unwrap_or(false)
 }
 
+/// Does the URL carry `user:password@`? (Never echo them.)
+fn has_credentials(u: &url::Url) -> bool {
+    !u.username().is_empty() || u.password().is_some()
+}
+
 /// Parse an http(s) URL; `Err` says what is wrong.
 fn check_url(s: &str) -> Result<url::Url, String> {
     let u = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
@@ -412,6 +417,16 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
                 ))
             }
             Ok(u) => {
+                if has_credentials(&u) {
+                    out.push(
+                        Finding::error(
+                            Code::CredentialsInUrl,
+                            p.clone(),
+                            "the node address holds credentials (`user:password@`): they would end up in logs and reports",
+                        )
+                        .help("remove them: snapward authenticates with cluster.auth (a token file or Kubernetes auth)"),
+                    );
+                }
                 if u.scheme() == "http" && !is_loopback_host(u.host_str().unwrap_or("")) {
                     out.push(
                         Finding::warning(
@@ -544,6 +559,16 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
                             .help("write the endpoint as a URL, e.g. https://<account>.r2.cloudflarestorage.com"),
                     ),
                     Ok(u) => {
+                        if has_credentials(&u) {
+                            out.push(
+                                Finding::error(
+                                    Code::CredentialsInUrl,
+                                    format!("{sp}/endpoint"),
+                                    "the endpoint holds credentials (`user:password@`): they would end up in logs and reports",
+                                )
+                                .help("remove them: S3 credentials come from credentials.accessKeyIdFile/secretAccessKeyFile or the standard AWS chain"),
+                            );
+                        }
                         endpoint_key = format!("{}://{}", u.scheme(), u.authority());
                         if u.scheme() == "http" && !is_loopback_host(u.host_str().unwrap_or("")) {
                             out.push(
@@ -711,14 +736,25 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
     }
 
     // metrics
-    if let Some(url) = spec.metrics.as_ref().and_then(|m| m.pushgateway.as_ref())
-        && let Err(e) = check_url(url)
-    {
-        out.push(
-            Finding::error(Code::EndpointNotUrl, "/spec/metrics/pushgateway", e).help(
-                "write the Pushgateway's base URL, e.g. http://pushgateway.monitoring.svc:9091",
+    if let Some(url) = spec.metrics.as_ref().and_then(|m| m.pushgateway.as_ref()) {
+        match check_url(url) {
+            Err(e) => out.push(
+                Finding::error(Code::EndpointNotUrl, "/spec/metrics/pushgateway", e).help(
+                    "write the Pushgateway's base URL, e.g. http://pushgateway.monitoring.svc:9091",
+                ),
             ),
-        );
+            // Basic auth is how a Pushgateway behind a proxy is reached, so
+            // only a warning; snapward redacts it from what it prints.
+            Ok(u) if has_credentials(&u) => out.push(
+                Finding::warning(
+                    Code::CredentialsInUrl,
+                    "/spec/metrics/pushgateway",
+                    "the Pushgateway URL holds credentials (`user:password@`): the policy (a ConfigMap) stores them in clear",
+                )
+                .help("prefer a Pushgateway reachable without credentials inside the cluster (a NetworkPolicy limits who may push)"),
+            ),
+            Ok(_) => {}
+        }
     }
 
     // guards that cannot be switched off
