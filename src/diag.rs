@@ -59,6 +59,7 @@ codes! {
     GuardAlways => "guard-always",
     NodeAddress => "node-address",
     RestartPodNeedsDiscovery => "restart-pod-needs-discovery",
+    CredentialsInUrl => "credentials-in-url",
 }
 
 impl fmt::Display for Code {

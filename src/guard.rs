@@ -79,6 +79,33 @@ pub struct GuardPolicy {
 }
 
 pub fn decide(obs: &Observation, policy: GuardPolicy) -> Decision {
+    let d = decide_table(obs, policy);
+    // `snapward restore` asks for a restore and nothing else: on a cluster
+    // that is up (or fresh) it must not back up, unseal or initialise.
+    if policy.explicit_restore && matches!(d.branch, Branch::Backup | Branch::Init) {
+        let would = crate::plan::action::branch_name(d.branch);
+        return Decision {
+            branch: Branch::Refuse,
+            rule: "restore requested, cluster not wiped",
+            explanation: format!(
+                "`snapward restore` restores only a wiped cluster (every node uninitialised, unseal keys stored, a valid snapshot); this one is not ({}). Nothing was changed; `snapward run` would take the `{would}` branch.",
+                d.observed
+            ),
+            backup_allowed: false,
+            observed: d.observed,
+        };
+    }
+    if policy.explicit_restore {
+        return Decision {
+            backup_allowed: false,
+            ..d
+        };
+    }
+    d
+}
+
+/// The decision table itself (DESIGN.md §4).
+fn decide_table(obs: &Observation, policy: GuardPolicy) -> Decision {
     let count = |s: InitState| obs.nodes.iter().filter(|n| n.init == s).count();
     let (init, uninit, unknown) = (
         count(InitState::Initialized),
@@ -203,5 +230,58 @@ pub fn decide(obs: &Observation, policy: GuardPolicy) -> Decision {
                 false,
             ),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(init: InitState, keys: bool, snapshot: bool) -> Observation {
+        Observation {
+            nodes: vec![NodeObservation {
+                name: "n0".into(),
+                init,
+                sealed: false,
+                active: init == InitState::Initialized,
+            }],
+            keys_present: Some(keys),
+            newest_snapshot_in: snapshot.then(|| "local".to_string()),
+        }
+    }
+
+    fn policy(explicit_restore: bool) -> GuardPolicy {
+        GuardPolicy {
+            restore_mode: RestoreMode::Manual,
+            init_allowed: true,
+            explicit_restore,
+        }
+    }
+
+    #[test]
+    fn explicit_restore_never_backs_up_or_initialises() {
+        let up = obs(InitState::Initialized, true, true);
+        assert_eq!(decide(&up, policy(false)).branch, Branch::Backup);
+        let d = decide(&up, policy(true));
+        assert_eq!(d.branch, Branch::Refuse);
+        assert!(!d.backup_allowed);
+        assert!(
+            d.explanation.contains("restores only a wiped cluster"),
+            "{}",
+            d.explanation
+        );
+        assert!(
+            d.explanation.contains("would take the `backup` branch"),
+            "{}",
+            d.explanation
+        );
+
+        let fresh = obs(InitState::Uninitialized, false, false);
+        assert_eq!(decide(&fresh, policy(false)).branch, Branch::Init);
+        assert_eq!(decide(&fresh, policy(true)).branch, Branch::Refuse);
+
+        let wiped = obs(InitState::Uninitialized, true, true);
+        assert_eq!(decide(&wiped, policy(false)).branch, Branch::Refuse);
+        assert_eq!(decide(&wiped, policy(true)).branch, Branch::Restore);
     }
 }

@@ -222,11 +222,22 @@ pub async fn push(base: &str, policy: &str, text: &str) -> Result<(), String> {
         .body(text.to_string())
         .send()
         .await
-        .map_err(|e| format!("push to {url} failed: {e}"))?;
+        // reqwest's error quotes the URL: print it without its password.
+        .map_err(|e| {
+            format!(
+                "push to {} failed: {}",
+                crate::secret::redact_url(&url),
+                e.without_url()
+            )
+        })?;
     if resp.status().is_success() {
         Ok(())
     } else {
-        Err(format!("push to {url} answered {}", resp.status()))
+        Err(format!(
+            "push to {} answered {}",
+            crate::secret::redact_url(&url),
+            resp.status()
+        ))
     }
 }
 

@@ -62,6 +62,18 @@ impl serde::Serialize for Secret {
     }
 }
 
+/// `url` with its password (`user:password@`) replaced by `[redacted]`,
+/// for printing. Anything that does not parse as a URL is returned as is.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some(REDACTED));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Reads a secret from a file (a mounted Kubernetes Secret, a token file),
 /// trimming surrounding whitespace (the trailing newline most tools write).
 ///
@@ -114,6 +126,18 @@ mod tests {
         })
         .unwrap();
         assert_eq!(json, r#"{"token":"[redacted]"}"#);
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        let r = redact_url("https://push:hunter2@pushgateway.example:9091/x");
+        assert!(!r.contains("hunter2"), "{r}");
+        assert!(
+            r.contains("push:") && r.contains("pushgateway.example:9091/x"),
+            "{r}"
+        );
+        assert_eq!(redact_url("http://a.example/"), "http://a.example/");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 
     #[test]

@@ -160,7 +160,12 @@ impl LocalStore {
             let dest = self.path_of(name);
             fs::set_permissions(partial, fs::Permissions::from_mode(self.mode))
                 .map_err(CommitError::Io)?;
-            fs::hard_link(partial, &dest).map_err(CommitError::Io)?;
+            fs::hard_link(partial, &dest).map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => CommitError::Exists {
+                    name: name.to_string(),
+                },
+                _ => CommitError::Io(e),
+            })?;
             // Verified just now: the inventory need not read it again.
             if let (Some(k), Ok(mut c)) = (Self::cache_key(name, &dest), self.verified.lock()) {
                 c.insert(k, Ok(identity.clone()));
@@ -183,6 +188,13 @@ impl LocalStore {
 pub enum CommitError {
     #[error("the snapshot failed verification ({check}): {0}", check = .0.check())]
     Invalid(#[source] snapshot::VerifyError),
-    #[error("could not move the snapshot into place")]
+    /// Never replaced. Names have one-second resolution, so this means a
+    /// file dated now already exists: a clock that was ahead named it.
+    #[error(
+        "`{name}` already exists in the local store and is never replaced: a snapshot dated in the future (a clock that was ahead, or is now behind) took this name; check the clocks; nothing was overwritten"
+    )]
+    Exists { name: String },
+    /// The cause is part of the message: callers print only this error.
+    #[error("could not move the snapshot into place: {0}")]
     Io(#[source] io::Error),
 }

@@ -84,7 +84,8 @@ pub enum TargetError {
     Failed { target: String, detail: String },
     #[error("cancelled")]
     Cancelled,
-    #[error("local file error on {path}")]
+    /// The cause is part of the message: the executor prints only this error.
+    #[error("cannot read or write {path}: {source}")]
     Io {
         path: String,
         #[source]
@@ -160,7 +161,8 @@ pub enum BaoError {
     Stalled { node: String, seconds: u64 },
     #[error("cancelled")]
     Cancelled,
-    #[error("writing the snapshot failed")]
+    /// The cause is part of the message: the executor prints only this error.
+    #[error("writing the snapshot to the local store failed: {0}")]
     Io(#[source] std::io::Error),
 }
 

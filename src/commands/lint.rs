@@ -74,11 +74,12 @@ pub fn run(
     let errors: usize = reports.iter().map(FileReport::errors).sum();
     let warnings: usize = reports.iter().map(FileReport::warnings).sum();
     let policies: usize = reports.iter().map(|r| r.policies_seen).sum();
+    let mut stdout = String::new();
     match format {
         OutputFormat::Json => {
             let items: Vec<_> = diags.iter().map(|d| d.to_json()).collect();
-            println!(
-                "{}",
+            stdout = format!(
+                "{}\n",
                 serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
             );
         }
@@ -92,11 +93,12 @@ pub fn run(
             );
         }
     }
-    if io_failed {
+    let exit = if io_failed {
         Exit::Usage
     } else if errors > 0 || (deny_warnings && warnings > 0) {
         Exit::Invalid
     } else {
         Exit::Success
-    }
+    };
+    super::emit(&stdout, exit)
 }

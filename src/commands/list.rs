@@ -137,7 +137,10 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
             failed = true;
             out.push(StoreListing {
                 store: "local".into(),
-                error: Some(e.to_string()),
+                error: Some(format!(
+                    "cannot read the local store {} (spec.local.path): {e}",
+                    p.doc.spec.local.path
+                )),
                 snapshots: vec![],
             });
         }
@@ -178,15 +181,19 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
         };
         out.push(listing);
     }
+    let mut text = String::new();
     match format {
         OutputFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())
+            text = format!(
+                "{}\n",
+                serde_json::to_string_pretty(&out).unwrap_or_default()
+            )
         }
         OutputFormat::Human => {
             for s in &out {
-                println!("{}:", s.store);
+                text.push_str(&format!("{}:\n", s.store));
                 if let Some(e) = &s.error {
-                    println!("  unavailable: {e}");
+                    text.push_str(&format!("  unavailable: {e}\n"));
                 }
                 for r in &s.snapshots {
                     let id = match (r.index, r.term) {
@@ -198,19 +205,19 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
                         Verdict::Delete => "delete",
                         Verdict::Ignore => "ignore",
                     };
-                    println!(
-                        "  {}  {:<24} {:<7} {}",
+                    text.push_str(&format!(
+                        "  {}  {:<24} {:<7} {}\n",
                         r.name,
                         id,
                         verdict,
                         r.reasons.join(", ")
-                    );
+                    ));
                     if let Some(i) = &r.invalid {
-                        println!("      {i}");
+                        text.push_str(&format!("      {i}\n"));
                     }
                 }
             }
         }
     }
-    if failed { Exit::Retry } else { Exit::Success }
+    super::emit(&text, if failed { Exit::Retry } else { Exit::Success })
 }

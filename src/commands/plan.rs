@@ -23,6 +23,5 @@ pub fn run(
     };
     let dag = plan::compile(&p)?;
     let built = plan::build(&p, &dag, scenario, None)?;
-    print!("{}", render::render(&built, format));
-    Ok(Exit::Success)
+    Ok(super::emit(&render::render(&built, format), Exit::Success))
 }

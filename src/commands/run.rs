@@ -231,6 +231,12 @@ pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
 /// The lock file that keeps runs of one policy apart (filesystem shape).
 fn lock(p: &ValidPolicy) -> Result<Option<std::fs::File>, std::io::Error> {
     let dir = Path::new(&p.doc.spec.local.path);
+    if dir.exists() && !dir.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "it exists but is not a directory",
+        ));
+    }
     std::fs::create_dir_all(dir)?;
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -269,6 +275,19 @@ pub async fn run(opts: RunOptions) -> Exit {
         Ok(x) => x,
         Err(exit) => return exit,
     };
+    if let Some(name) = &opts.only_snapshot
+        && crate::backends::snapshot_time(&p.doc.spec.local.prefix, name).is_none()
+    {
+        eprintln!(
+            "error: `{name}` is not a snapshot name: --snapshot takes a file name like {}YYYYMMDD-HHMMSS.snap; `snapward list -f {}` shows every store's snapshots",
+            p.doc.spec.local.prefix,
+            opts.source
+                .policy
+                .as_deref()
+                .map_or_else(|| "POLICY".into(), |f| f.display().to_string())
+        );
+        return Exit::Usage;
+    }
     let started_at = jiff::Timestamp::now();
     let dag = match plan::compile(&p) {
         Ok(d) => d,
@@ -319,7 +338,7 @@ pub async fn run(opts: RunOptions) -> Exit {
             }
             Err(e) => {
                 eprintln!(
-                    "error: cannot take the run lock in {}: {e}",
+                    "error: cannot take the run lock in {} (spec.local.path): {e}; it must be a directory this user can create files in; nothing was touched",
                     p.doc.spec.local.path
                 );
                 return Exit::Retry;
@@ -496,17 +515,29 @@ pub async fn run(opts: RunOptions) -> Exit {
     {
         eprintln!("error: cannot write the report to {}: {e}", path.display());
     }
+    let mut out = String::new();
     match opts.format {
-        OutputFormat::Json => println!("{json}"),
+        OutputFormat::Json => out = format!("{json}\n"),
         OutputFormat::Human => {
             for a in &report.actions {
-                println!("{:<16} {:<17} {}", a.id, a.status.word(), a.reason);
+                out.push_str(&format!(
+                    "{:<16} {:<17} {}\n",
+                    a.id,
+                    a.status.word(),
+                    a.reason
+                ));
                 for item in &a.items {
-                    println!("{:<16}   {item}", "");
+                    out.push_str(&format!("{:<16}   {item}\n", ""));
                 }
             }
-            println!("{summary}");
+            out.push_str(&format!("{summary}\n"));
         }
+    }
+    // The run's outcome stands even if nobody reads its summary.
+    if let Err(e) = super::print_stdout(&out) {
+        super::print_stderr(&format!(
+            "error: cannot write to stdout: {e}; the run itself ended: {summary}"
+        ));
     }
     exit
 }

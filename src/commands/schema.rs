@@ -3,6 +3,5 @@
 use crate::exit::Exit;
 
 pub fn run() -> Exit {
-    print!("{}", crate::policy::schema::generate_pretty());
-    Exit::Success
+    super::emit(&crate::policy::schema::generate_pretty(), Exit::Success)
 }

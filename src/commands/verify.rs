@@ -54,27 +54,30 @@ pub fn run(files: &[PathBuf], format: OutputFormat) -> Exit {
             }
         }
     }
+    let mut out = String::new();
     match format {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        ),
+        OutputFormat::Json => {
+            out = format!(
+                "{}\n",
+                serde_json::to_string_pretty(&rows).unwrap_or_default()
+            )
+        }
         OutputFormat::Human => {
             for r in &rows {
                 match (r.identity, r.check) {
-                    (Some(id), _) => println!(
-                        "{}: valid  index={} term={} size={} sha256={}",
+                    (Some(id), _) => out.push_str(&format!(
+                        "{}: valid  index={} term={} size={} sha256={}\n",
                         r.file, id.index, id.term, id.file_size, id.sha256
-                    ),
-                    (None, check) => println!(
-                        "{}: INVALID  check={}  {}",
+                    )),
+                    (None, check) => out.push_str(&format!(
+                        "{}: INVALID  check={}  {}\n",
                         r.file,
                         check.unwrap_or("?"),
                         r.error.as_deref().unwrap_or("")
-                    ),
+                    )),
                 }
             }
         }
     }
-    exit
+    super::emit(&out, exit)
 }

@@ -55,6 +55,23 @@ where
 
 const POLL: Duration = Duration::from_millis(250);
 
+/// How far in the future a snapshot's name may lie (clocks of the nodes
+/// and of the run differ a little) before its age is not trusted.
+const CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+
+/// A duration for people: `73 years`, `3 days`, `5 hours`, `12 minutes`,
+/// `40 seconds` (rounded down).
+fn approx(d: jiff::SignedDuration) -> String {
+    let s = d.as_secs().unsigned_abs();
+    match s {
+        s if s >= 2 * 365 * 86_400 => format!("{} years", s / (365 * 86_400)),
+        s if s >= 2 * 86_400 => format!("{} days", s / 86_400),
+        s if s >= 2 * 3_600 => format!("{} hours", s / 3_600),
+        s if s >= 120 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
+    }
+}
+
 fn invalid_key_size(e: &BaoError) -> bool {
     e.to_string().contains("invalid key size")
 }
@@ -384,6 +401,12 @@ impl RealRunner {
         cands.retain(|(_, store)| order(store) != usize::MAX);
         if let Some(only) = &self.only_snapshot {
             cands.retain(|(c, _)| &c.id == only);
+            if cands.is_empty() {
+                return Outcome::failed(format!(
+                    "snapshot `{only}` is not a valid snapshot in any restore source ({}): check the name with `snapward list`",
+                    self.policy.sources.join(", ")
+                ));
+            }
         }
         cands.sort_by(|(a, sa), (b, sb)| retention::newer(b, a).then(order(sa).cmp(&order(sb))));
         let mut items = Vec::new();
@@ -449,14 +472,39 @@ impl RealRunner {
         let Some(src) = state.lock().await.restore_from.clone() else {
             return Outcome::failed("no snapshot chosen");
         };
-        if let Some(max) = self.policy.max_restore_age {
-            let age = jiff::Timestamp::now().duration_since(src.time);
-            if age > max {
-                return Outcome::failed(format!(
-                    "the newest valid snapshot {} is {} old, more than guards.maxRestoreAge: restore it by hand with `snapward restore`",
+        // guards.maxRestoreAge holds back an automatic restore only: a human
+        // running `snapward restore` has decided.
+        if let Some(max) = self.policy.max_restore_age
+            && !self.guard.explicit_restore
+        {
+            let now = jiff::Timestamp::now();
+            let age = now.duration_since(src.time);
+            let refusal = if -age > CLOCK_SKEW {
+                Some(format!(
+                    "the newest valid snapshot {} is dated {} in the future (this machine's clock says {}): a clock is wrong, so its age cannot be checked against guards.maxRestoreAge. Fix the clock, or restore by hand with `snapward restore`",
                     src.name,
-                    retention::format_duration(age)
-                ));
+                    approx(-age),
+                    now.strftime("%Y-%m-%d %H:%M:%S UTC")
+                ))
+            } else if age > max {
+                Some(format!(
+                    "the newest valid snapshot {} is {} old, more than guards.maxRestoreAge ({}): restore it by hand with `snapward restore`",
+                    src.name,
+                    approx(age),
+                    retention::format_duration(max)
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
+                // A guard refused: the run ends "refused" (a human must act),
+                // not "retry" (the snapshot will not get younger).
+                if let Some(d) = state.lock().await.decision.as_mut() {
+                    d.branch = crate::guard::Branch::Refuse;
+                    d.rule = "snapshot outside guards.maxRestoreAge";
+                    d.explanation = why.clone();
+                }
+                return Outcome::failed(why);
             }
         }
         let init = &self.policy.doc.spec.init;

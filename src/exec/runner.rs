@@ -93,12 +93,16 @@ impl RealRunner {
 
     async fn observe(&self, state: &Mutex<RunState>) -> Outcome {
         let nodes = self.bao.observe().await;
+        let mut key_error = None;
         let keys = match &self.key_store {
             None => Some(false),
             Some(ks) => match ks.probe().await {
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::warn!(error = %e, "the key store cannot be read");
+                    // In the report too: the guard's "could not be read"
+                    // needs the reason next to it.
+                    key_error = Some(e.to_string());
                     None
                 }
             },
@@ -119,6 +123,7 @@ impl RealRunner {
                 s
             })
             .collect();
+        items.extend(key_error);
         // Inventory: which stores hold a valid snapshot.
         let mut holders: BTreeMap<String, bool> = BTreeMap::new();
         match self.local_inventory().await {

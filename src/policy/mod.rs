@@ -119,18 +119,26 @@ fn span_for(doc: &yaml::Document, f: &Finding) -> ByteSpan {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum PolicyError {
     #[error("cannot read policy {path}")]
-    #[diagnostic(
-        code(policy::io),
-        help("check the path and that this user can read it")
-    )]
+    #[diagnostic(code(policy::io), help("{hint}"))]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+        /// How to fix it, for this kind of error.
+        hint: &'static str,
     },
     #[error("{path}: found {count} policies; snapward runs one policy at a time")]
-    #[diagnostic(code(policy::ambiguous), help("point -f at one file"))]
+    #[diagnostic(
+        code(policy::ambiguous),
+        help("point -f at a file (or a ConfigMap directory) holding exactly one SnapshotPolicy")
+    )]
     Ambiguous { path: PathBuf, count: usize },
+    #[error("no SnapshotPolicy in {path}: no *.yaml/*.yml file there holds one")]
+    #[diagnostic(
+        code("policy::no-policy"),
+        help("mount the ConfigMap that holds the policy there, or point -f at the policy file")
+    )]
+    NoPolicy { path: PathBuf },
     #[error("the policy has {errors} error(s): run `snapward lint {path}` to see them")]
     #[diagnostic(code(policy::invalid))]
     Invalid {
@@ -165,21 +173,30 @@ pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Load exactly one valid policy from a file or a ConfigMap-mounted directory.
 pub fn load_policy(path: &Path) -> Result<ValidPolicy, PolicyError> {
-    let io = |source| PolicyError::Io {
-        path: path.to_path_buf(),
-        source,
+    let io = |path: &Path, source: std::io::Error| {
+        let hint = match source.kind() {
+            std::io::ErrorKind::InvalidData => {
+                "the file is not UTF-8 text: save the policy as UTF-8 YAML (is -f pointing at the right file?)"
+            }
+            std::io::ErrorKind::IsADirectory => {
+                "point -f at the policy file or at a directory of *.yaml files"
+            }
+            _ => "check the path and that this user can read it",
+        };
+        PolicyError::Io {
+            path: path.to_path_buf(),
+            source,
+            hint,
+        }
     };
     let files = if path.is_dir() {
-        yaml_files(path).map_err(io)?
+        yaml_files(path).map_err(|e| io(path, e))?
     } else {
         vec![path.to_path_buf()]
     };
     let mut texts = Vec::with_capacity(files.len());
     for f in &files {
-        let text = std::fs::read_to_string(f).map_err(|source| PolicyError::Io {
-            path: f.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(f).map_err(|e| io(f, e))?;
         texts.push((f.display().to_string(), text));
     }
     one_policy(path, texts, !path.is_dir())
@@ -195,6 +212,9 @@ pub fn load_policy_text(origin: &str, text: &str) -> Result<ValidPolicy, PolicyE
     )
 }
 
+/// `require_policy`: the texts were named one by one (a file, a ConfigMap
+/// key), so each must hold a policy; otherwise (a directory) at least one
+/// of them must.
 fn one_policy(
     path: &Path,
     texts: Vec<(String, String)>,
@@ -213,11 +233,16 @@ fn one_policy(
                 .filter(|d| d.severity == Severity::Error),
         );
     }
-    if !diagnostics.is_empty() || (seen == 0 && !require_policy) {
+    if !diagnostics.is_empty() {
         return Err(PolicyError::Invalid {
             path: path.to_path_buf(),
-            errors: diagnostics.len().max(1),
+            errors: diagnostics.len(),
             diagnostics,
+        });
+    }
+    if seen == 0 && !require_policy {
+        return Err(PolicyError::NoPolicy {
+            path: path.to_path_buf(),
         });
     }
     if found.len() != 1 {

@@ -74,7 +74,7 @@ pub struct Spec {
 }
 
 /// Where each run's Prometheus metrics go (either or both).
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metrics {
     /// A node-exporter textfile-collector file, replaced atomically.
@@ -83,6 +83,19 @@ pub struct Metrics {
     /// A Pushgateway base URL; metrics go to `/metrics/job/snapward/policy/<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pushgateway: Option<String>,
+}
+
+/// The Pushgateway URL may carry basic-auth credentials: never printed.
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("textfile", &self.textfile)
+            .field(
+                "pushgateway",
+                &self.pushgateway.as_deref().map(crate::secret::redact_url),
+            )
+            .finish()
+    }
 }
 
 /// The OpenBao nodes: listed (`nodes`) or discovered (`discovery`).
@@ -247,8 +260,10 @@ fn default_stream_idle() -> String {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LocalStore {
     pub path: String,
-    /// Files are `<prefix>YYYYMMDD-HHMMSS.snap` (UTC).
+    /// Files are `<prefix>YYYYMMDD-HHMMSS.snap` (UTC). A plain file-name
+    /// prefix: no `/`, not starting with `.` (temp files are `.<name>.partial`).
     #[serde(default = "default_prefix")]
+    #[schemars(regex(pattern = r"^([A-Za-z0-9][A-Za-z0-9._-]*)?$"))]
     pub prefix: String,
     /// Octal, as a string (`"0640"`): the next container (another UID, same
     /// fsGroup) must be able to read it.

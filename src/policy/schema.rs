@@ -18,6 +18,7 @@ pub fn generate() -> Value {
     let schema = schemars::schema_for!(PolicyDocument);
     let mut v = serde_json::to_value(schema).unwrap_or(Value::Null);
     strip_null(&mut v);
+    bound_integers(&mut v);
     if let Some(obj) = v.as_object_mut() {
         obj.insert(
             "$id".into(),
@@ -71,6 +72,31 @@ fn strip_null(v: &mut Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(strip_null),
+        _ => {}
+    }
+}
+
+/// schemars marks `u32`/`u16` fields with `format: uint32`/`uint16` and
+/// `minimum: 0` only; validators ignore such formats, so a count like
+/// `99999999999` would pass the schema and fail later with no location.
+/// Give those fields their real `maximum`.
+fn bound_integers(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            let max = match map.get("format").and_then(Value::as_str) {
+                Some("uint8") => Some(u64::from(u8::MAX)),
+                Some("uint16") => Some(u64::from(u16::MAX)),
+                Some("uint32") => Some(u64::from(u32::MAX)),
+                _ => None,
+            };
+            if let Some(max) = max {
+                map.entry("maximum").or_insert_with(|| json!(max));
+            }
+            for val in map.values_mut() {
+                bound_integers(val);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_integers),
         _ => {}
     }
 }

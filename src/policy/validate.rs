@@ -57,11 +57,20 @@ pub fn validate(value: &Value) -> (Option<ValidPolicy>, Vec<Finding>) {
         }
     }
     let typed = if findings.iter().all(|f| f.code == Code::UnknownField) {
-        serde_json::from_value::<PolicyDocument>(pruned).ok()
+        Some(serde_json::from_value::<PolicyDocument>(pruned))
     } else {
         None
     };
     let mut valid = None;
+    let mut type_error = None;
+    let typed = match typed {
+        Some(Ok(doc)) => Some(doc),
+        Some(Err(e)) => {
+            type_error = Some(e.to_string());
+            None
+        }
+        None => None,
+    };
     if let Some(doc) = typed {
         let mut sem = Vec::new();
         let v = semantic(doc, &mut sem);
@@ -70,11 +79,19 @@ pub fn validate(value: &Value) -> (Option<ValidPolicy>, Vec<Finding>) {
             valid = v;
         }
     } else if findings.is_empty() {
-        findings.push(Finding::error(
-            Code::Schema,
-            "",
-            "the policy does not match snapward's types",
-        ));
+        // The schema should catch every such problem with its location;
+        // if one slips through, at least say what serde saw.
+        findings.push(
+            Finding::error(
+                Code::Schema,
+                "",
+                format!(
+                    "the policy does not match snapward's types: {}",
+                    type_error.as_deref().unwrap_or("unknown reason")
+                ),
+            )
+            .help("compare the policy with `snapward schema`"),
+        );
     }
     (valid, findings)
 }
@@ -97,6 +114,28 @@ fn describe(v: &Value) -> String {
         Value::String(s) => format!("string {s:?}"),
         Value::Array(_) => "a list".into(),
         Value::Object(_) => "a mapping".into(),
+    }
+}
+
+/// A schema `type` (`"integer"`, `["string", "integer"]`) in YAML words
+/// with an article: `an integer`, `a string or an integer`.
+fn expected_type(t: &Value) -> String {
+    let one = |name: &str| match name {
+        "object" => "a mapping".to_string(),
+        "array" => "a list".to_string(),
+        "integer" => "an integer".to_string(),
+        "boolean" => "true or false".to_string(),
+        other => format!("a {other}"),
+    };
+    match t {
+        Value::String(name) => one(name),
+        Value::Array(names) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .map(one)
+            .collect::<Vec<_>>()
+            .join(" or "),
+        other => other.to_string(),
     }
 }
 
@@ -178,9 +217,9 @@ fn schema_findings(value: &Value) -> Vec<Finding> {
             }
             ValidationErrorKind::Type { .. } => {
                 let expected = schema_at(&spath)
-                    .map(|t| t.to_string().replace('"', ""))
+                    .map(expected_type)
                     .unwrap_or_else(|| "another type".into());
-                let mut help = format!("write a {expected} here");
+                let mut help = format!("write {expected} here");
                 if path.ends_with("/fileMode") {
                     help = "quote octal modes, e.g. fileMode: \"0640\" (unquoted 0640 is the number 640)".into();
                 }
@@ -228,6 +267,11 @@ fn is_loopback_host(host: &str) -> bool {
         || h.parse::<std::net::IpAddr>()
             .map(|ip| ip.is_loopback())
             .unwrap_or(false)
+}
+
+/// Does the URL carry `user:password@`? (Never echo them.)
+fn has_credentials(u: &url::Url) -> bool {
+    !u.username().is_empty() || u.password().is_some()
 }
 
 /// Parse an http(s) URL; `Err` says what is wrong.
@@ -373,6 +417,16 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
                 ))
             }
             Ok(u) => {
+                if has_credentials(&u) {
+                    out.push(
+                        Finding::error(
+                            Code::CredentialsInUrl,
+                            p.clone(),
+                            "the node address holds credentials (`user:password@`): they would end up in logs and reports",
+                        )
+                        .help("remove them: snapward authenticates with cluster.auth (a token file or Kubernetes auth)"),
+                    );
+                }
                 if u.scheme() == "http" && !is_loopback_host(u.host_str().unwrap_or("")) {
                     out.push(
                         Finding::warning(
@@ -505,6 +559,16 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
                             .help("write the endpoint as a URL, e.g. https://<account>.r2.cloudflarestorage.com"),
                     ),
                     Ok(u) => {
+                        if has_credentials(&u) {
+                            out.push(
+                                Finding::error(
+                                    Code::CredentialsInUrl,
+                                    format!("{sp}/endpoint"),
+                                    "the endpoint holds credentials (`user:password@`): they would end up in logs and reports",
+                                )
+                                .help("remove them: S3 credentials come from credentials.accessKeyIdFile/secretAccessKeyFile or the standard AWS chain"),
+                            );
+                        }
                         endpoint_key = format!("{}://{}", u.scheme(), u.authority());
                         if u.scheme() == "http" && !is_loopback_host(u.host_str().unwrap_or("")) {
                             out.push(
@@ -696,14 +760,25 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
     }
 
     // metrics
-    if let Some(url) = spec.metrics.as_ref().and_then(|m| m.pushgateway.as_ref())
-        && let Err(e) = check_url(url)
-    {
-        out.push(
-            Finding::error(Code::EndpointNotUrl, "/spec/metrics/pushgateway", e).help(
-                "write the Pushgateway's base URL, e.g. http://pushgateway.monitoring.svc:9091",
+    if let Some(url) = spec.metrics.as_ref().and_then(|m| m.pushgateway.as_ref()) {
+        match check_url(url) {
+            Err(e) => out.push(
+                Finding::error(Code::EndpointNotUrl, "/spec/metrics/pushgateway", e).help(
+                    "write the Pushgateway's base URL, e.g. http://pushgateway.monitoring.svc:9091",
+                ),
             ),
-        );
+            // Basic auth is how a Pushgateway behind a proxy is reached, so
+            // only a warning; snapward redacts it from what it prints.
+            Ok(u) if has_credentials(&u) => out.push(
+                Finding::warning(
+                    Code::CredentialsInUrl,
+                    "/spec/metrics/pushgateway",
+                    "the Pushgateway URL holds credentials (`user:password@`): the policy (a ConfigMap) stores them in clear",
+                )
+                .help("prefer a Pushgateway reachable without credentials inside the cluster (a NetworkPolicy limits who may push)"),
+            ),
+            Ok(_) => {}
+        }
     }
 
     // guards that cannot be switched off
