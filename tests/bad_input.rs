@@ -41,8 +41,15 @@ use sha2::{Digest, Sha256};
 use support::bao::BaoCluster;
 use support::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 
-/// Output that means a panic escaped.
-const PANIC_MARKERS: [&str; 3] = ["panicked", "RUST_BACKTRACE", "stack backtrace"];
+/// Output that means a panic escaped, or an error was shown as a Debug
+/// dump of its internals instead of a sentence.
+const PANIC_MARKERS: [&str; 5] = [
+    "panicked",
+    "RUST_BACKTRACE",
+    "stack backtrace",
+    "DispatchFailure {",
+    "ConnectorError {",
+];
 /// Longest one row's process may run.
 const ROW_TIMEOUT: Duration = Duration::from_secs(180);
 const BUCKET: &str = "bad-input";

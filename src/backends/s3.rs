@@ -75,7 +75,6 @@ use aws_sdk_s3::types::{
     ServerSideEncryption,
 };
 use aws_smithy_types::byte_stream::Length;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use base64::Engine as _;
@@ -228,6 +227,22 @@ fn check_name(target: &str, name: &str) -> Result<(), TargetError> {
     Ok(())
 }
 
+/// An error and its sources, each once, joined by `: ` — what an operator
+/// reads. (The SDK's `DisplayErrorContext` appends a Debug dump of the
+/// whole error tree, which says nothing more.)
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
 /// What an SDK error boils down to.
 struct Failure {
     status: Option<u16>,
@@ -253,7 +268,7 @@ where
         status,
         code,
         message,
-        chain: DisplayErrorContext(err).to_string(),
+        chain: error_chain(err),
     }
 }
 
@@ -918,11 +933,8 @@ impl S3Target {
             .build()
             .await
             .map_err(|e| {
-                self.ctx.failed(format!(
-                    "reading {}: {}",
-                    file.display(),
-                    DisplayErrorContext(&e)
-                ))
+                self.ctx
+                    .failed(format!("reading {}: {}", file.display(), error_chain(&e)))
             })
     }
 
@@ -1320,7 +1332,7 @@ async fn probe_chain(name: &str, sdk: &aws_config::SdkConfig) -> Result<(), Targ
         Ok(Err(e)) => Err(absent(format!(
             "the standard AWS chain (environment, shared config, web identity, container or \
              instance metadata) found none: {}",
-            DisplayErrorContext(&e)
+            error_chain(&e)
         ))),
         Err(_) => Err(absent(format!(
             "the standard AWS chain found none within {}s",
@@ -1518,7 +1530,7 @@ impl Target for S3Target {
                 let chunk = chunk.map_err(|e| {
                     self.ctx.failed(format!(
                         "GetObject `{key}`: reading the body: {}",
-                        DisplayErrorContext(&e)
+                        error_chain(&e)
                     ))
                 })?;
                 hasher.update(&chunk);
