@@ -160,7 +160,9 @@ impl LocalStore {
             let dest = self.path_of(name);
             fs::set_permissions(partial, fs::Permissions::from_mode(self.mode))
                 .map_err(CommitError::Io)?;
+            crate::crash::crash_point!("local.before-link");
             fs::hard_link(partial, &dest).map_err(CommitError::Io)?;
+            crate::crash::crash_point!("local.after-link");
             // Verified just now: the inventory need not read it again.
             if let (Some(k), Ok(mut c)) = (Self::cache_key(name, &dest), self.verified.lock()) {
                 c.insert(k, Ok(identity.clone()));

@@ -766,6 +766,7 @@ impl S3Target {
             upload_id: upload_id.clone(),
             armed: true,
         };
+        crate::crash::crash_point!("s3.multipart.after-create");
         tracing::debug!(
             key,
             size,
@@ -950,6 +951,7 @@ impl S3Target {
                 let out = request.send().await.map_err(|e| {
                     ctx.error("UploadPart", &format!("{key} part {number}"), &failure(&e))
                 })?;
+                crate::crash::crash_point!("s3.multipart.after-part");
                 let total = uploaded.fetch_add(len, Ordering::Relaxed) + len;
                 if let Some(p) = progress {
                     p(total);
@@ -1404,6 +1406,7 @@ impl Target for S3Target {
             }
             Err(e) => return Err(e),
         };
+        crate::crash::crash_point!("s3.after-complete");
         let confirmed = self.confirm(&key, name, &want_sha, &sent).await?;
         tracing::info!(target_name = %self.ctx.target, key, size, "upload confirmed");
         Ok(confirmed)
@@ -1484,6 +1487,7 @@ impl Target for S3Target {
                     .await
                     .map_err(|source| io_err(dest, source))?;
                 written += chunk.len() as u64;
+                crate::crash::crash_point!("fetch.mid-download");
             }
             file.flush().await.map_err(|source| io_err(dest, source))?;
             file.sync_all()

@@ -243,6 +243,7 @@ impl RealRunner {
         }
         match self.ceremony().init(0, init.shares, init.threshold).await {
             Ok(r) => {
+                crate::crash::crash_point!("init.after-init");
                 let stored = StoredKeys {
                     keys: r.keys,
                     root_token: Some(r.root_token),
@@ -482,6 +483,7 @@ impl RealRunner {
             "node 0 temp-initialised ({} shares, threshold {})",
             init.shares, init.threshold
         ));
+        crate::crash::crash_point!("restore.after-temp-init");
         match unseal_with(c, 0, &temp.keys, self.policy.apply_timeout, cancel).await {
             Ok(s) if !s.sealed => items.push("node 0 unsealed with the temporary keys".into()),
             Ok(_) => {
@@ -501,9 +503,11 @@ impl RealRunner {
                 .with_items(items);
         }
         items.push("node 0 is the active node".into());
+        crate::crash::crash_point!("restore.after-temp-unseal");
         if let Err(e) = c.restore_force(0, &temp.root_token, &src.path).await {
             return Outcome::failed(format!("snapshot-force failed: {e}")).with_items(items);
         }
+        crate::crash::crash_point!("restore.after-force");
         drop(temp); // the temporary root token and keys are gone from memory
         items.push(format!(
             "snapshot-force sent ({} bytes)",

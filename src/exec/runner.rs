@@ -482,7 +482,8 @@ impl RealRunner {
             }
             match t.delete(&d.id).await {
                 Ok(DeleteOutcome::Deleted) => {
-                    items.push(format!("deleted {} ({})", d.id, d.reasons.join(", ")))
+                    items.push(format!("deleted {} ({})", d.id, d.reasons.join(", ")));
+                    crate::crash::crash_point!("prune.after-delete");
                 }
                 Ok(DeleteOutcome::RetainedByLock) => {
                     items.push(format!("retained by lock: {}", d.id))
