@@ -735,6 +735,7 @@ impl S3Target {
     ) -> Result<Sent, TargetError> {
         let (sse, kms) = self.sse();
         let (lock_mode, lock_until) = self.lock();
+        self.abort_crashed_uploads_of(key).await;
         let create = self
             .client
             .create_multipart_upload()
@@ -1114,6 +1115,46 @@ impl S3Target {
             }
         }
         Ok(Cleanup { removed })
+    }
+
+    /// Aborts incomplete multipart uploads of exactly `key`, whatever their
+    /// age: `put` checked the key is absent and holds the run lock, so such
+    /// an upload can only be a crashed run's upload of this very snapshot
+    /// (the age-based [`Self::cleanup_older_than`] would leave it for a
+    /// day). Best effort: a store without ListMultipartUploads, or a denied
+    /// listing, leaves it to that cleanup.
+    async fn abort_crashed_uploads_of(&self, key: &str) {
+        let listed = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.ctx.bucket)
+            .prefix(key)
+            .send()
+            .await;
+        let page = match listed {
+            Ok(p) => p,
+            Err(e) => {
+                let f = failure(&e);
+                tracing::debug!(
+                    key,
+                    code = f.code.as_deref().unwrap_or("-"),
+                    "cannot list incomplete uploads of the key; the stale-upload cleanup will abort any"
+                );
+                return;
+            }
+        };
+        for upload in page.uploads() {
+            if let (Some(k), Some(id)) = (upload.key(), upload.upload_id())
+                && k == key
+            {
+                tracing::info!(
+                    target_name = %self.ctx.target,
+                    key,
+                    "aborting an incomplete upload of this snapshot left by a crashed run"
+                );
+                abort_upload(&self.client, &self.ctx.bucket, key, id).await;
+            }
+        }
     }
 
     /// Every version id and delete marker of exactly `key`; `None` when the
