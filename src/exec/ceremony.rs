@@ -474,6 +474,9 @@ impl RealRunner {
         drop(stored);
         let c = self.ceremony();
         let mut items = Vec::new();
+        if let Some(failed) = self.mark_restore_started(&src) {
+            return failed;
+        }
         // Same shape as the stored keys: otherwise they fail with "invalid key size".
         let temp = match c.init(0, init.shares, init.threshold).await {
             Ok(t) => t,
@@ -507,6 +510,7 @@ impl RealRunner {
         if let Err(e) = c.restore_force(0, &temp.root_token, &src.path).await {
             return Outcome::failed(format!("snapshot-force failed: {e}")).with_items(items);
         }
+        self.mark_restore_handed_over();
         crate::crash::crash_point!("restore.after-force");
         drop(temp); // the temporary root token and keys are gone from memory
         items.push(format!(
