@@ -14,7 +14,7 @@ test: check
 
 check:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features failpoints -- -D warnings
 
 schema:
 	$(CARGO) run -q -- schema > schemas/snapshot-policy.schema.json

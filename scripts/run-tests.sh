@@ -7,7 +7,7 @@ eval "$(scripts/test-env.sh)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --locked --no-fail-fast --all-targets -- --test-threads 2 2>&1 | tee "$log"
+cargo test --locked --no-fail-fast --all-targets --features failpoints -- --test-threads 2 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }

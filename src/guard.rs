@@ -78,6 +78,37 @@ pub struct GuardPolicy {
     pub explicit_restore: bool,
 }
 
+/// A restore stopped (crash, kill, failure) after node 0 was
+/// temp-initialised and before the server accepted the snapshot: its
+/// marker is still in the local store. Node 0 then holds an empty barrier
+/// whose temporary keys are gone (they are never persisted) and which the
+/// stored keys do not open: no run can finish or undo that. Whatever
+/// [`decide`] chose, an initialised node now means "refuse" (an unknown
+/// node still means "retry"), and never a backup of that empty barrier.
+/// With every node uninitialised (wiped again) the decision stands: the
+/// restore starts over.
+pub fn interrupted_restore(d: Decision, obs: &Observation, marker: &str) -> Decision {
+    let initialised = obs.nodes.iter().any(|n| n.init == InitState::Initialized);
+    if !initialised {
+        return d;
+    }
+    if d.branch == Branch::Retry {
+        return Decision {
+            backup_allowed: false,
+            ..d
+        };
+    }
+    Decision {
+        branch: Branch::Refuse,
+        rule: "interrupted restore",
+        explanation: format!(
+            "a restore ({marker}) stopped after node 0 was temporarily initialised: its temporary keys are gone and the stored keys do not open it, so snapward can neither finish nor undo it. Nothing was changed. Wipe node 0's raft data (in Kubernetes: delete its data volume and pod) and rerun: the restore starts over. If the cluster was restored by other means, delete the marker `.snapward-<policy>.restore-in-progress` in the local snapshot directory."
+        ),
+        backup_allowed: false,
+        observed: d.observed,
+    }
+}
+
 pub fn decide(obs: &Observation, policy: GuardPolicy) -> Decision {
     let d = decide_table(obs, policy);
     // `snapward restore` asks for a restore and nothing else: on a cluster

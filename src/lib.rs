@@ -9,6 +9,7 @@
 pub mod backends;
 pub mod cli;
 pub mod commands;
+pub mod crash;
 pub mod diag;
 pub mod exec;
 pub mod exit;

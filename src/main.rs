@@ -41,6 +41,9 @@ fn block_on(f: impl std::future::Future<Output = Exit>) -> Exit {
 }
 
 fn main() -> ExitCode {
+    // Test builds only: arm the crash points named in FAILPOINTS.
+    #[cfg(feature = "failpoints")]
+    let _crash_points = snapward::crash::setup();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -1,6 +1,7 @@
 //! The local snapshot store (the PVC): inventory with identity and
 //! validity, crash-safe writes (temp name → fsync → verify → no-replace
-//! rename → fsync dir), stale temp cleanup, deletion by name.
+//! rename → fsync dir), stale temp cleanup, deletion by name, and the
+//! marker of a restore in progress (see `guard::interrupted_restore`).
 //!
 //! Stage: execute. Blocking file I/O: call from `spawn_blocking`.
 
@@ -160,12 +161,14 @@ impl LocalStore {
             let dest = self.path_of(name);
             fs::set_permissions(partial, fs::Permissions::from_mode(self.mode))
                 .map_err(CommitError::Io)?;
+            crate::crash::crash_point!("local.before-link");
             fs::hard_link(partial, &dest).map_err(|e| match e.kind() {
                 io::ErrorKind::AlreadyExists => CommitError::Exists {
                     name: name.to_string(),
                 },
                 _ => CommitError::Io(e),
             })?;
+            crate::crash::crash_point!("local.after-link");
             // Verified just now: the inventory need not read it again.
             if let (Some(k), Ok(mut c)) = (Self::cache_key(name, &dest), self.verified.lock()) {
                 c.insert(k, Ok(identity.clone()));
@@ -176,6 +179,42 @@ impl LocalStore {
         let out = result?;
         fsync_dir(&self.dir).map_err(CommitError::Io)?;
         Ok(out)
+    }
+
+    /// The marker of a restore in progress for `policy`:
+    /// `.snapward-<policy>.restore-in-progress`, beside the run lock.
+    pub fn restore_marker_path(&self, policy: &str) -> PathBuf {
+        self.dir
+            .join(format!(".snapward-{policy}.restore-in-progress"))
+    }
+
+    /// Record (durably: file and directory fsynced) that a restore is about
+    /// to temp-initialise node 0. `what` names the snapshot; never a secret.
+    pub fn write_restore_marker(&self, policy: &str, what: &str) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let path = self.restore_marker_path(policy);
+        let mut f = File::create(&path)?;
+        io::Write::write_all(&mut f, format!("{what}\n").as_bytes())?;
+        f.sync_all()?;
+        fsync_dir(&self.dir)
+    }
+
+    /// The marker's text, if a restore was interrupted.
+    pub fn read_restore_marker(&self, policy: &str) -> io::Result<Option<String>> {
+        match fs::read_to_string(self.restore_marker_path(policy)) {
+            Ok(s) => Ok(Some(s.trim().to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The restore no longer needs the marker (durably removed).
+    pub fn remove_restore_marker(&self, policy: &str) -> io::Result<()> {
+        match fs::remove_file(self.restore_marker_path(policy)) {
+            Ok(()) => fsync_dir(&self.dir),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn delete(&self, name: &str) -> io::Result<()> {

@@ -276,3 +276,41 @@ fn manual_restore_proceeds_only_when_a_human_asks() {
     assert_eq!(guard::decide(&obs, gp(false)).branch, Branch::Refuse);
     assert_eq!(guard::decide(&obs, gp(true)).branch, Branch::Restore);
 }
+
+/// A restore interrupted after node 0 was temp-initialised (its marker is
+/// left): an initialised node means refuse — never a backup of the empty
+/// temporary barrier, never "retry forever"; an unknown node still means
+/// retry (without backup); a wiped cluster restores again.
+#[rstest]
+#[case::temp_initialised_sealed(&[(I, true)], Branch::Refuse, false)]
+#[case::temp_unsealed_active(&[(I, false)], Branch::Refuse, false)]
+#[case::one_follower_initialised(&[(U, false), (I, true), (U, false)], Branch::Refuse, false)]
+#[case::unknown_node(&[(I, false), (X, false)], Branch::Retry, false)]
+#[case::wiped_again(&[(U, false)], Branch::Restore, false)]
+fn interrupted_restore_marker(
+    #[case] states: &[(InitState, bool)],
+    #[case] branch: Branch,
+    #[case] backup_allowed: bool,
+) {
+    let obs = Observation {
+        nodes: nodes(states),
+        keys_present: Some(true),
+        newest_snapshot_in: Some("s3".into()),
+    };
+    let gp = GuardPolicy {
+        restore_mode: RestoreMode::Auto,
+        init_allowed: false,
+        explicit_restore: false,
+    };
+    let d = guard::interrupted_restore(guard::decide(&obs, gp), &obs, "snapshot s3/x.snap");
+    assert_eq!(d.branch, branch, "{d:?}");
+    assert_eq!(d.backup_allowed, backup_allowed, "{d:?}");
+    if branch == Branch::Refuse {
+        assert_eq!(d.rule, "interrupted restore");
+        assert!(
+            d.explanation.contains("snapshot s3/x.snap") && d.explanation.contains("Wipe node 0"),
+            "names the restore and the way forward: {}",
+            d.explanation
+        );
+    }
+}

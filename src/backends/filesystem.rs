@@ -365,6 +365,7 @@ impl Inner {
                 src.display()
             )));
         }
+        crate::crash::crash_point!("fs.before-publish");
         if let Err(e) = self.publish(&tmp, &dest, name) {
             remove_quietly(&tmp);
             return Err(e);

@@ -772,6 +772,7 @@ impl S3Target {
     ) -> Result<Sent, TargetError> {
         let (sse, kms) = self.sse();
         let (lock_mode, lock_until) = self.lock();
+        self.abort_crashed_uploads_of(key).await;
         let create = self
             .client
             .create_multipart_upload()
@@ -803,6 +804,7 @@ impl S3Target {
             upload_id: upload_id.clone(),
             armed: true,
         };
+        crate::crash::crash_point!("s3.multipart.after-create");
         tracing::debug!(
             key,
             size,
@@ -995,6 +997,7 @@ impl S3Target {
                 let out = request.send().await.map_err(|e| {
                     ctx.error("UploadPart", &format!("{key} part {number}"), &failure(&e))
                 })?;
+                crate::crash::crash_point!("s3.multipart.after-part");
                 let total = uploaded.fetch_add(len, Ordering::Relaxed) + len;
                 if let Some(p) = progress {
                     p(total);
@@ -1157,6 +1160,46 @@ impl S3Target {
             }
         }
         Ok(Cleanup { removed })
+    }
+
+    /// Aborts incomplete multipart uploads of exactly `key`, whatever their
+    /// age: `put` checked the key is absent and holds the run lock, so such
+    /// an upload can only be a crashed run's upload of this very snapshot
+    /// (the age-based [`Self::cleanup_older_than`] would leave it for a
+    /// day). Best effort: a store without ListMultipartUploads, or a denied
+    /// listing, leaves it to that cleanup.
+    async fn abort_crashed_uploads_of(&self, key: &str) {
+        let listed = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.ctx.bucket)
+            .prefix(key)
+            .send()
+            .await;
+        let page = match listed {
+            Ok(p) => p,
+            Err(e) => {
+                let f = failure(&e);
+                tracing::debug!(
+                    key,
+                    code = f.code.as_deref().unwrap_or("-"),
+                    "cannot list incomplete uploads of the key; the stale-upload cleanup will abort any"
+                );
+                return;
+            }
+        };
+        for upload in page.uploads() {
+            if let (Some(k), Some(id)) = (upload.key(), upload.upload_id())
+                && k == key
+            {
+                tracing::info!(
+                    target_name = %self.ctx.target,
+                    key,
+                    "aborting an incomplete upload of this snapshot left by a crashed run"
+                );
+                abort_upload(&self.client, &self.ctx.bucket, key, id).await;
+            }
+        }
     }
 
     /// Every version id and delete marker of exactly `key`; `None` when the
@@ -1458,6 +1501,7 @@ impl Target for S3Target {
             }
             Err(e) => return Err(e),
         };
+        crate::crash::crash_point!("s3.after-complete");
         let confirmed = self.confirm(&key, name, &want_sha, &sent).await?;
         tracing::info!(target_name = %self.ctx.target, key, size, "upload confirmed");
         Ok(confirmed)
@@ -1538,6 +1582,7 @@ impl Target for S3Target {
                     .await
                     .map_err(|source| io_err(dest, source))?;
                 written += chunk.len() as u64;
+                crate::crash::crash_point!("fetch.mid-download");
             }
             file.flush().await.map_err(|source| io_err(dest, source))?;
             file.sync_all()

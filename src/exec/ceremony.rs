@@ -268,6 +268,7 @@ impl RealRunner {
         }
         match self.ceremony().init(0, init.shares, init.threshold).await {
             Ok(r) => {
+                crate::crash::crash_point!("init.after-init");
                 let stored = StoredKeys {
                     keys: r.keys,
                     root_token: Some(r.root_token),
@@ -529,6 +530,9 @@ impl RealRunner {
         drop(stored);
         let c = self.ceremony();
         let mut items = Vec::new();
+        if let Some(failed) = self.mark_restore_started(&src) {
+            return failed;
+        }
         // Same shape as the stored keys: otherwise they fail with "invalid key size".
         let temp = match c.init(0, init.shares, init.threshold).await {
             Ok(t) => t,
@@ -538,6 +542,7 @@ impl RealRunner {
             "node 0 temp-initialised ({} shares, threshold {})",
             init.shares, init.threshold
         ));
+        crate::crash::crash_point!("restore.after-temp-init");
         match unseal_with(c, 0, &temp.keys, self.policy.apply_timeout, cancel).await {
             Ok(s) if !s.sealed => items.push("node 0 unsealed with the temporary keys".into()),
             Ok(_) => {
@@ -557,9 +562,12 @@ impl RealRunner {
                 .with_items(items);
         }
         items.push("node 0 is the active node".into());
+        crate::crash::crash_point!("restore.after-temp-unseal");
         if let Err(e) = c.restore_force(0, &temp.root_token, &src.path).await {
             return Outcome::failed(format!("snapshot-force failed: {e}")).with_items(items);
         }
+        self.mark_restore_handed_over();
+        crate::crash::crash_point!("restore.after-force");
         drop(temp); // the temporary root token and keys are gone from memory
         items.push(format!(
             "snapshot-force sent ({} bytes)",

@@ -213,6 +213,7 @@ pub async fn execute(
                         tracing::info_span!("action", id = %step.id, kind = step.action.label());
                     let t0 = Instant::now();
                     let started_at = jiff::Timestamp::now();
+                    crate::crash::crash_point!(&format!("action.before.{}", step.id));
                     let fut = runner
                         .run(&step.action, &state, &cancel)
                         .instrument(span.clone());
@@ -221,6 +222,7 @@ pub async fn execute(
                         .catch_unwind()
                         .await
                         .unwrap_or_else(|_| Outcome::failed("internal error: the action panicked"));
+                    crate::crash::crash_point!(&format!("action.after.{}", step.id));
                     span.in_scope(|| match out.status {
                         Status::Failed => tracing::warn!(detail = %out.detail, "failed"),
                         _ => {

@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::state::{RunState, TakenSnapshot};
+use super::state::{RestoreSource, RunState, TakenSnapshot};
 use super::{Outcome, Runner};
 use crate::backends::{
     Ceremony, DeleteOutcome, OpenBao, RemoteSnapshot, Target, TargetError, snapshot_name,
@@ -91,6 +91,31 @@ impl RealRunner {
         Ok(out)
     }
 
+    /// Before node 0 is temp-initialised: record the restore in progress,
+    /// so that a run after a crash in the ceremony refuses instead of
+    /// retrying forever (see `guard::interrupted_restore`). `Some` is the
+    /// failed outcome when it cannot be recorded (nothing was changed).
+    pub(super) fn mark_restore_started(&self, src: &RestoreSource) -> Option<Outcome> {
+        let what = format!("snapshot {}/{}", src.store, src.name);
+        self.local
+            .write_restore_marker(self.policy.name(), &what)
+            .err()
+            .map(|e| {
+                Outcome::failed(format!(
+                    "cannot record the restore in progress in {}: {e}; nothing was changed",
+                    self.local.dir.display()
+                ))
+            })
+    }
+
+    /// The server accepted the snapshot: once it has applied it, the
+    /// stored keys open node 0, so the marker is no longer needed.
+    pub(super) fn mark_restore_handed_over(&self) {
+        if let Err(e) = self.local.remove_restore_marker(self.policy.name()) {
+            tracing::warn!(error = %e, "cannot remove the restore marker; the next run will refuse until it is removed");
+        }
+    }
+
     async fn observe(&self, state: &Mutex<RunState>) -> Outcome {
         let nodes = self.bao.observe().await;
         let mut key_error = None;
@@ -152,6 +177,16 @@ impl RealRunner {
                 Err(e) => items.push(format!("{}: {e}", slot.name)),
             }
         }
+        let interrupted = match self.local.read_restore_marker(self.policy.name()) {
+            Ok(m) => m,
+            Err(e) => {
+                items.push(format!("local: cannot read the restore marker: {e}"));
+                None
+            }
+        };
+        if let Some(m) = &interrupted {
+            items.push(format!("local: a restore was interrupted ({m})"));
+        }
         let newest_in = self
             .policy
             .sources
@@ -166,6 +201,7 @@ impl RealRunner {
         s.restore_authorized = self.guard.restore_mode == crate::policy::model::RestoreMode::Auto
             || self.guard.explicit_restore;
         s.newest_snapshot_in = newest_in;
+        s.interrupted_restore = interrupted;
         Outcome::ok(format!("{} node(s) observed", s.nodes.len())).with_items(items)
     }
 
@@ -185,7 +221,10 @@ impl RealRunner {
             keys_present: s.keys_present,
             newest_snapshot_in: s.newest_snapshot_in.clone(),
         };
-        let d = guard::decide(&obs, self.guard);
+        let mut d = guard::decide(&obs, self.guard);
+        if let Some(marker) = &s.interrupted_restore {
+            d = guard::interrupted_restore(d, &obs, marker);
+        }
         let detail = format!(
             "{}: {}",
             crate::plan::action::branch_name(d.branch),
@@ -487,7 +526,8 @@ impl RealRunner {
             }
             match t.delete(&d.id).await {
                 Ok(DeleteOutcome::Deleted) => {
-                    items.push(format!("deleted {} ({})", d.id, d.reasons.join(", ")))
+                    items.push(format!("deleted {} ({})", d.id, d.reasons.join(", ")));
+                    crate::crash::crash_point!("prune.after-delete");
                 }
                 Ok(DeleteOutcome::RetainedByLock) => {
                     items.push(format!("retained by lock: {}", d.id))

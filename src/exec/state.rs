@@ -53,6 +53,9 @@ pub struct RunState {
     /// Snapshots retention kept, per store (set by the prune actions).
     pub kept: BTreeMap<String, usize>,
     pub restore_applied: bool,
+    /// The marker of a restore that stopped after node 0 was
+    /// temp-initialised (what it restored), if one is left.
+    pub interrupted_restore: Option<String>,
     /// Keys from init, in memory until stored and used (zeroised on drop).
     pub new_keys: Option<crate::keys::StoredKeys>,
 }

@@ -54,7 +54,10 @@ pub struct PolicyOpts {
 #[derive(Debug)]
 pub struct RunOutcome {
     pub args: Vec<String>,
+    /// The exit code; -1 when a signal ended the process.
     pub code: i32,
+    /// The signal that ended the process (SIGABRT = 6 for a crash point).
+    pub signal: Option<i32>,
     /// The `--report` JSON (`Value::Null` if none was written).
     pub report: Value,
     pub stdout: String,
@@ -65,9 +68,10 @@ impl RunOutcome {
     /// Enough context to understand a failed assertion.
     pub fn context(&self) -> String {
         let mut s = format!(
-            "snapward {} → exit {}\nsummary: {}\ndecision: {}\n",
+            "snapward {} → exit {} (signal {:?})\nsummary: {}\ndecision: {}\n",
             self.args.join(" "),
             self.code,
+            self.signal,
             self.report["summary"],
             self.report["decision"]
         );
@@ -366,6 +370,18 @@ impl Drill {
     /// `snapward <subcommand> -f POLICY --report FILE [extra...]`; checks
     /// that no known secret leaked into its output.
     pub async fn snapward(&self, subcommand: &str, policy: &Path, extra: &[&str]) -> RunOutcome {
+        self.snapward_env(subcommand, policy, extra, &[]).await
+    }
+
+    /// [`Self::snapward`] with extra environment variables (e.g.
+    /// `FAILPOINTS`, which is otherwise never passed on).
+    pub async fn snapward_env(
+        &self,
+        subcommand: &str,
+        policy: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> RunOutcome {
         let n = self.reports.fetch_add(1, Ordering::SeqCst);
         let report_path = self.path(&format!("report-{n}-{subcommand}.json"));
         let mut args: Vec<String> = vec![
@@ -384,6 +400,8 @@ impl Drill {
             .env("SNAPWARD_LOG", "info")
             .env_remove("SNAPWARD_POLICY")
             .env_remove("SNAPWARD_REPORT")
+            .env_remove("FAILPOINTS")
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -401,6 +419,7 @@ impl Drill {
         let outcome = RunOutcome {
             args,
             code: out.status.code().unwrap_or(-1),
+            signal: std::os::unix::process::ExitStatusExt::signal(&out.status),
             report,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
