@@ -606,3 +606,60 @@ fn s3_target_timeouts_are_validated() {
         "{findings:?}"
     );
 }
+
+// ---- the restore's download -------------------------------------------------
+
+/// The download a restore starts with (GetObject), cut mid-body by a reset
+/// and then stalled mid-body: `fetch` fails each time — a stall is ended by
+/// the SDK's stalled-stream protection, not by waiting forever — and leaves
+/// no file behind, so no half-downloaded snapshot can be restored. With the
+/// faults gone the same fetch brings the object back byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_download_cut_or_stalled_mid_body_fails_and_leaves_no_file() {
+    let s = setup(Kind::S3sFs, 0).await;
+    let name = s.old[0].clone();
+    let local_sha = sha256_file(&s.local.join(&name));
+    let mut cfg = s.s3.target_config(BUCKET, KEY_PREFIX);
+    cfg.endpoint = Some(s.proxy.url.clone());
+    let target = S3Target::new("offsite", &cfg, PREFIX)
+        .await
+        .expect("target through the proxy");
+    let key = s.key(&name);
+    for (what, cut) in [
+        ("reset", support::fault_proxy::Cut::Reset),
+        ("stall", support::fault_proxy::Cut::Stall),
+    ] {
+        s.proxy.clear();
+        let k = key.clone();
+        s.proxy.add(Rule::new(
+            what,
+            move |r| r.method == "GET" && r.path().ends_with(&k),
+            Fault::CutResponse {
+                after: 4096,
+                then: cut,
+            },
+        ));
+        let dest = s.work.path(&format!("fetched-{what}.snap"));
+        let got = tokio::time::timeout(
+            std::time::Duration::from_secs(300),
+            target.fetch(&name, &dest, &CancellationToken::new()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the download hung:\n{}", s.proxy.log()));
+        let err = got.expect_err(&format!("{what}: a cut download must fail"));
+        assert!(s.proxy.fired(what) >= 1, "{what}:\n{}", s.proxy.log());
+        assert!(!dest.exists(), "{what}: a partial download was left: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("GetObject") && !msg.contains(SECRET_KEY),
+            "{what}: {msg}"
+        );
+    }
+    s.proxy.clear();
+    let dest = s.work.path("fetched.snap");
+    target
+        .fetch(&name, &dest, &CancellationToken::new())
+        .await
+        .expect("the download without faults");
+    assert_eq!(sha256_file(&dest), local_sha);
+}
