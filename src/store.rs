@@ -151,13 +151,27 @@ impl LocalStore {
         Ok((path, f))
     }
 
-    /// Verify the fsynced temp file, then move it into place under `name`
-    /// without replacing anything (hard link + unlink), set the mode and
-    /// fsync the directory. On any failure the temp file is removed and no
-    /// `.snap` appears.
-    pub fn commit(&self, partial: &Path, name: &str) -> Result<(PathBuf, Identity), CommitError> {
+    /// Move the fsynced, verified temp file into place under `name` without
+    /// replacing anything (hard link + unlink), set the mode and fsync the
+    /// directory. `verdict` is the verification of the bytes written (see
+    /// [`snapshot::VerifyingWriter`]); an error, or a file whose length is
+    /// not the verified length, is refused. On any failure the temp file is
+    /// removed and no `.snap` appears.
+    pub fn commit(
+        &self,
+        partial: &Path,
+        name: &str,
+        verdict: Result<Identity, snapshot::VerifyError>,
+    ) -> Result<(PathBuf, Identity), CommitError> {
         let result = (|| {
-            let identity = snapshot::verify_file(partial).map_err(CommitError::Invalid)?;
+            let identity = verdict.map_err(CommitError::Invalid)?;
+            let len = fs::metadata(partial).map_err(CommitError::Io)?.len();
+            if len != identity.file_size {
+                return Err(CommitError::Io(io::Error::other(format!(
+                    "the temp file holds {len} bytes but {} were verified",
+                    identity.file_size
+                ))));
+            }
             let dest = self.path_of(name);
             fs::set_permissions(partial, fs::Permissions::from_mode(self.mode))
                 .map_err(CommitError::Io)?;

@@ -352,3 +352,94 @@ fn newest_order_picks_one_newest() {
         .map(|(i, _)| (i.index, i.term));
     assert_eq!(newest, Some((7, 2)));
 }
+
+// ---- verification while streaming (VerifyingWriter) ----------------------
+
+/// A writer that takes at most `max` bytes a call and answers every other
+/// call `Pending` (waking itself at once): short writes and waits, as a
+/// file or socket may give them.
+struct Choppy {
+    out: Vec<u8>,
+    max: usize,
+    calls: usize,
+}
+
+impl tokio::io::AsyncWrite for Choppy {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.calls += 1;
+        if self.calls % 2 == 0 {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        let n = buf.len().min(self.max);
+        self.out.extend_from_slice(&buf[..n]);
+        std::task::Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Streams `bytes` through a `VerifyingWriter` in `chunk`-byte writes:
+/// what reached the inner writer, and the verdict's check (`None`: valid,
+/// with its identity).
+fn stream_verified(
+    bytes: &[u8],
+    chunk: usize,
+    max: usize,
+) -> (Vec<u8>, Result<Identity, &'static str>) {
+    use tokio::io::AsyncWriteExt;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut w = snapward::snapshot::VerifyingWriter::new(Choppy {
+            out: Vec::new(),
+            max,
+            calls: 0,
+        });
+        for c in bytes.chunks(chunk.max(1)) {
+            w.write_all(c).await.expect("write");
+        }
+        w.flush().await.expect("flush");
+        let (inner, verdict) = w.finish().await;
+        (inner.out, verdict.map_err(|e| e.check()))
+    })
+}
+
+/// The verdict while streaming is exactly `verify_reader`'s on the same
+/// bytes — the identity of a valid snapshot, the same check for every
+/// damaged one — however the bytes are split, and every byte reaches the
+/// inner writer unchanged (also after the verifier has stopped early).
+#[rstest]
+#[case::valid(fixture())]
+#[case::extra_gzip_layer(gzip(&fixture()))]
+#[case::cut_in_state(fixture()[..10_000].to_vec())]
+#[case::crc_flipped(flip(fixture(), from_end(8), 0x01))]
+#[case::not_gzip(b"<html>502 Bad Gateway</html>".to_vec())]
+#[case::garbage_after_member([fixture(), b"garbage".to_vec()].concat())]
+#[case::empty(Vec::new())]
+fn verifying_writer_agrees_with_verify_reader(#[case] bytes: Vec<u8>) {
+    let expected = verify_reader(&bytes[..]).map_err(|e| e.check());
+    for (chunk, max) in [(1 << 20, usize::MAX), (4096, 1000), (7, 3), (65_536, 65_536)] {
+        let (written, verdict) = stream_verified(&bytes, chunk, max);
+        assert!(written == bytes, "chunk {chunk}/{max}: bytes changed");
+        assert_eq!(verdict, expected, "chunk {chunk}/{max}");
+    }
+}

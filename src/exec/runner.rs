@@ -269,18 +269,20 @@ impl RealRunner {
                 Err(e) => return Outcome::failed(e.to_string()),
             }
         };
-        let mut out = tokio::fs::File::from_std(file);
+        // Verified while it streams: the verify action need not read it back.
+        let mut out = crate::snapshot::VerifyingWriter::new(tokio::fs::File::from_std(file));
         let node_name = state.lock().await.nodes[node].name.clone();
         let streamed = self.bao.snapshot(node, &mut out, cancel).await;
-        let synced = async {
-            out.flush().await?;
-            out.sync_all().await
-        }
-        .await;
-        drop(out);
+        let flushed = out.flush().await;
+        let (file, verdict) = out.finish().await;
+        let synced = match flushed {
+            Ok(()) => file.sync_all().await,
+            Err(e) => Err(e),
+        };
+        drop(file);
         match (streamed, synced) {
             (Ok(bytes), Ok(())) => {
-                state.lock().await.partial = Some((path, name.clone()));
+                state.lock().await.partial = Some((path, name.clone(), verdict));
                 Outcome::ok(format!("streamed {name} from active node {node_name}"))
                     .with_bytes(bytes)
             }
@@ -296,14 +298,12 @@ impl RealRunner {
     }
 
     async fn verify(&self, state: &Mutex<RunState>) -> Outcome {
-        let Some((partial, name)) = state.lock().await.partial.take() else {
+        let Some((partial, name, verdict)) = state.lock().await.partial.take() else {
             return Outcome::failed("no snapshot was streamed");
         };
         if self.dry_run {
-            let p2 = partial.clone();
-            let r = tokio::task::spawn_blocking(move || crate::snapshot::verify_file(&p2)).await;
-            return match r {
-                Ok(Ok(identity)) => {
+            return match verdict {
+                Ok(identity) => {
                     let size = identity.file_size;
                     let time = crate::backends::snapshot_time(&self.local.prefix, &name)
                         .unwrap_or_else(jiff::Timestamp::now);
@@ -319,15 +319,15 @@ impl RealRunner {
                     ))
                     .with_bytes(size)
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
+                    let _ = std::fs::remove_file(&partial);
                     Outcome::failed(format!("the snapshot is invalid ({}): {e}", e.check()))
                 }
-                Err(e) => Outcome::failed(e.to_string()),
             };
         }
         let local = self.local.clone();
         let n2 = name.clone();
-        match tokio::task::spawn_blocking(move || local.commit(&partial, &n2)).await {
+        match tokio::task::spawn_blocking(move || local.commit(&partial, &n2, verdict)).await {
             Ok(Ok((path, identity))) => {
                 let detail = format!(
                     "{name}: raft index {} term {}, sha256 {}",

@@ -40,8 +40,13 @@ pub struct RunState {
     pub newest_snapshot_in: Option<String>,
     pub init_allowed: bool,
     pub restore_authorized: bool,
-    /// Streamed but not yet verified: (temp path, final name).
-    pub partial: Option<(PathBuf, String)>,
+    /// Streamed, not yet committed: (temp path, final name, the verdict of
+    /// the verification that ran while it streamed).
+    pub partial: Option<(
+        PathBuf,
+        String,
+        Result<crate::snapshot::Identity, crate::snapshot::VerifyError>,
+    )>,
     pub snapshot: Option<TakenSnapshot>,
     /// Targets where this run's snapshot was confirmed (size + SHA-256).
     pub confirmed: BTreeMap<String, Confirmed>,

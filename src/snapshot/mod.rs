@@ -31,6 +31,7 @@ mod archive;
 mod error;
 mod gzip;
 mod source;
+mod streaming;
 
 use std::cmp::Ordering;
 use std::fs::File;
@@ -41,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 pub use archive::{SMALL_ENTRY_LIMIT, TAR_PADDING_LIMIT};
 pub use error::{Layer, VerifyError};
+pub use streaming::VerifyingWriter;
 
 use archive::read_full;
 use gzip::Gunzip;
