@@ -198,3 +198,57 @@ fn a_non_policy_file_is_an_error_when_named() {
     let r = policy::lint_text("other.yaml", "apiVersion: v1\nkind: Service\n", false);
     assert!(r.diagnostics.is_empty());
 }
+
+/// A password written into a URL is masked byte for byte wherever lint
+/// quotes the policy (source lines, messages): the lengths — and so every
+/// span, line and column — stay as they were; nothing else changes.
+#[test]
+fn lint_never_quotes_a_password_written_into_a_url() {
+    use policy::mask_url_passwords;
+    for (text, masked) in [
+        (
+            "endpoint: http://minio:hunter2@127.0.0.1:9000/x",
+            "endpoint: http://minio:*******@127.0.0.1:9000/x",
+        ),
+        (
+            "p: \"https://push:s3cr€t@push.example:9091\"\nq: x",
+            "p: \"https://push:********@push.example:9091\"\nq: x",
+        ),
+        (
+            "a: http://user@host:80 b: https://host:443/p@x",
+            "a: http://user@host:80 b: https://host:443/p@x",
+        ),
+        ("u: s3://a:b:c@h", "u: s3://a:***@h"),
+        ("no urls here: a:b@c", "no urls here: a:b@c"),
+        ("cut: http://a:", "cut: http://a:"),
+    ] {
+        assert_eq!(mask_url_passwords(text), masked, "{text}");
+        assert_eq!(mask_url_passwords(text).len(), text.len());
+    }
+    let text = std::fs::read_to_string(root().join("policies/local-ci.yaml"))
+        .expect("example policy")
+        .replacen(
+            "spec:\n",
+            "spec:\n  metrics:\n    pushgateway: https://push:hunter2@push.example:9091\n",
+            1,
+        );
+    let report = policy::lint_text("p.yaml", &text, true);
+    assert!(
+        report
+            .diagnostics
+            .iter()
+            .any(|d| d.code.as_str().ends_with("credentials-in-url")),
+        "{:?}",
+        report
+            .diagnostics
+            .iter()
+            .map(|d| &d.message)
+            .collect::<Vec<_>>()
+    );
+    let shown = render_human(&report.diagnostics);
+    assert!(
+        shown.contains("pushgateway: https://push:*******@push.example"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+}

@@ -437,7 +437,12 @@ fn stream_verified(
 #[case::empty(Vec::new())]
 fn verifying_writer_agrees_with_verify_reader(#[case] bytes: Vec<u8>) {
     let expected = verify_reader(&bytes[..]).map_err(|e| e.check());
-    for (chunk, max) in [(1 << 20, usize::MAX), (4096, 1000), (7, 3), (65_536, 65_536)] {
+    for (chunk, max) in [
+        (1 << 20, usize::MAX),
+        (4096, 1000),
+        (7, 3),
+        (65_536, 65_536),
+    ] {
         let (written, verdict) = stream_verified(&bytes, chunk, max);
         assert!(written == bytes, "chunk {chunk}/{max}: bytes changed");
         assert_eq!(verdict, expected, "chunk {chunk}/{max}");

@@ -48,7 +48,9 @@ impl FileReport {
 /// is an error (files named explicitly) rather than skipped (directory walk).
 pub fn lint_text(file: &str, text: &str, require_policy: bool) -> FileReport {
     let text: Arc<str> = Arc::from(text);
-    let source = Arc::new(NamedSource::new(file, text.clone()).with_language("yaml"));
+    // Diagnostics quote source lines: never a password written into a URL.
+    let shown: Arc<str> = Arc::from(mask_url_passwords(&text));
+    let source = Arc::new(NamedSource::new(file, shown).with_language("yaml"));
     let lines = Lines::new(&text);
     let mut report = FileReport {
         file: file.to_string(),
@@ -59,8 +61,8 @@ pub fn lint_text(file: &str, text: &str, require_policy: bool) -> FileReport {
         PolicyDiagnostic {
             code: f.code,
             severity: f.severity,
-            message: f.message,
-            help: f.help,
+            message: mask_url_passwords(&f.message),
+            help: mask_url_passwords(&f.help),
             file: file.to_string(),
             line,
             column,
@@ -252,4 +254,40 @@ fn one_policy(
         });
     }
     Ok(found.remove(0))
+}
+
+/// `text` with the password of every `scheme://user:password@host` replaced
+/// by `*`, byte for byte (so every span and line/column stays valid): the
+/// source lines diagnostics quote must not show it (lint flags such URLs as
+/// `policy::credentials-in-url`).
+pub fn mask_url_passwords(text: &str) -> String {
+    let mut out = text.as_bytes().to_vec();
+    let b = text.as_bytes();
+    let mut from = 0;
+    while let Some(at) = text.get(from..).and_then(|t| t.find("://")) {
+        let start = from + at + 3;
+        // The authority ends at a path, whitespace, a quote or a bracket.
+        let end = b
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .position(|c| {
+                matches!(
+                    c,
+                    b'/' | b'?' | b'#' | b'"' | b'\'' | b'[' | b']' | b'{' | b'}' | b','
+                ) || c.is_ascii_whitespace()
+            })
+            .map_or(b.len(), |n| start + n);
+        if let Some(auth) = text.get(start..end)
+            && let Some(at_sign) = auth.rfind('@')
+            && let Some(colon) = auth.get(..at_sign).and_then(|u| u.find(':'))
+        {
+            for c in out.iter_mut().take(start + at_sign).skip(start + colon + 1) {
+                *c = b'*';
+            }
+        }
+        from = end.max(start);
+    }
+    // Only ASCII bytes were written over whole UTF-8 sequences' bytes.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
