@@ -371,7 +371,7 @@ impl tokio::io::AsyncWrite for Choppy {
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         self.calls += 1;
-        if self.calls % 2 == 0 {
+        if self.calls.is_multiple_of(2) {
             cx.waker().wake_by_ref();
             return std::task::Poll::Pending;
         }
