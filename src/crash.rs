@@ -62,7 +62,7 @@ pub(crate) use crash_point;
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {
     fail::fail_point!(name, |_| {
-        eprintln!("crash point {name}: aborting");
+        crate::ewriteln!("crash point {name}: aborting");
         std::process::abort()
     });
 }

@@ -6,6 +6,25 @@
 //! `snapshot` (archive verification and identity), `backends` (OpenBao and
 //! the snapshot targets behind narrow traits), `commands` (the CLI).
 
+/// `eprintln!` that never panics: on a closed or broken stderr the message
+/// is lost, the exit code is not (std's `eprintln!` panics there, exit 101).
+#[macro_export]
+macro_rules! ewriteln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics (see [`ewriteln!`]).
+#[macro_export]
+macro_rules! ewrite {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::write!(::std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod backends;
 pub mod cli;
 pub mod commands;

@@ -19,7 +19,10 @@ fn init_logs(format: Option<LogFormat>) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // On a broken stderr it would report the failed write with
+        // `eprintln!`, which panics there: the log line is lost instead.
+        .log_internal_errors(false);
     if json {
         builder.json().init();
     } else {
@@ -34,7 +37,7 @@ fn block_on(f: impl std::future::Future<Output = Exit>) -> Exit {
     {
         Ok(rt) => rt.block_on(f),
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            snapward::ewriteln!("error: cannot start the async runtime: {e}");
             Exit::Retry
         }
     }
@@ -108,7 +111,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(exit) => exit.into(),
         Err(report) => {
-            eprintln!("{report:?}");
+            snapward::ewriteln!("{report:?}");
             Exit::Retry.into()
         }
     }

@@ -672,6 +672,70 @@ fn offline_bad_inputs() {
     assert!(ran >= 40, "only {ran} offline rows ran");
 }
 
+/// A broken stderr (its reader gone: `snapward … 2>&1 | head` after head
+/// quit) loses the messages, never the exit code: every invocation exits as
+/// it does with a working stderr — never 101, a panic on the failed write.
+/// `run` against a refused OpenBao also logs (tracing) on the way.
+#[test]
+fn a_broken_stderr_loses_the_message_not_the_exit_code() {
+    let p = Policies::new();
+    let token = p.write("token", "s.not-a-real-token\n");
+    let port = closed_port();
+    let run_policy = p.write(
+        "run.yaml",
+        BASE.replacen(
+            "http://127.0.0.1:8200",
+            &format!("http://127.0.0.1:{port}"),
+            1,
+        )
+        .replacen("/var/run/snapward/token", &token.to_string_lossy(), 1)
+        .replacen(
+            "/var/lib/snapward/snapshots",
+            &p.path("snapshots").to_string_lossy(),
+            1,
+        )
+        .replacen(
+            "/var/lib/snapward/keys",
+            &p.path("keys").to_string_lossy(),
+            1,
+        ),
+    );
+    let bad = p.variant("bad.yaml", "keepLast: 3", "keepLast: -3");
+    let missing = p.path("missing.yaml");
+    let corrupt = p.write("openbao-20260101-000000.snap", b"not a snapshot");
+    let cases: Vec<Vec<std::ffi::OsString>> = vec![
+        vec!["lint".into(), bad.clone().into()],
+        vec!["lint".into(), missing.clone().into()],
+        vec!["plan".into(), "-f".into(), missing.into()],
+        vec!["plan".into(), "-f".into(), bad.into()],
+        vec!["verify".into(), corrupt.into()],
+        vec!["run".into(), "-f".into(), run_policy.into()],
+        vec!["no-such-command".into()],
+    ];
+    for args in cases {
+        let spawn = |broken: bool| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_snapward"));
+            cmd.args(&args)
+                .env("NO_COLOR", "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null());
+            if broken {
+                let (reader, writer) = std::io::pipe().expect("pipe");
+                drop(reader);
+                cmd.stderr(writer);
+            } else {
+                cmd.stderr(Stdio::null());
+            }
+            cmd.status().expect("run snapward").code()
+        };
+        let normal = spawn(false);
+        let broken = spawn(true);
+        assert_ne!(normal, Some(0), "{args:?}: meant to fail");
+        assert_ne!(broken, Some(101), "{args:?}: panicked on the broken stderr");
+        assert_eq!(broken, normal, "{args:?}");
+    }
+}
+
 // ---- rows that need real servers ------------------------------------------------------
 
 /// What a row changed about the machine, undone on drop (also when the

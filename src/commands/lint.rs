@@ -52,7 +52,7 @@ pub fn run(
             match policy::yaml_files(p) {
                 Ok(f) => (f, false),
                 Err(e) => {
-                    eprintln!("error: cannot read directory {}: {e}", p.display());
+                    crate::ewriteln!("error: cannot read directory {}: {e}", p.display());
                     io_failed = true;
                     continue;
                 }
@@ -64,7 +64,7 @@ pub fn run(
             match lint_file(&f, explicit) {
                 Ok(r) => reports.push(r),
                 Err(e) => {
-                    eprintln!("error: cannot read {}: {e}", f.display());
+                    crate::ewriteln!("error: cannot read {}: {e}", f.display());
                     io_failed = true;
                 }
             }
@@ -85,8 +85,8 @@ pub fn run(
         }
         OutputFormat::Human => {
             let owned: Vec<PolicyDiagnostic> = diags.iter().map(|d| (*d).clone()).collect();
-            eprint!("{}", render_human(&owned));
-            eprintln!(
+            crate::ewrite!("{}", render_human(&owned));
+            crate::ewriteln!(
                 "{} file(s), {policies} polic{}: {errors} error(s), {warnings} warning(s)",
                 reports.len(),
                 if policies == 1 { "y" } else { "ies" }

@@ -86,7 +86,7 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
             } else {
                 Exit::Invalid
             };
-            eprintln!("{:?}", miette::Report::new(e));
+            crate::ewriteln!("{:?}", miette::Report::new(e));
             return exit;
         }
     };

@@ -17,7 +17,7 @@ pub fn run(
                 crate::policy::PolicyError::Io { .. } => Exit::Usage,
                 _ => Exit::Invalid,
             };
-            eprintln!("{:?}", miette::Report::new(e));
+            crate::ewriteln!("{:?}", miette::Report::new(e));
             return Ok(exit);
         }
     };

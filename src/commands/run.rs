@@ -84,13 +84,13 @@ async fn load(source: &PolicySource) -> Result<(ValidPolicy, Option<::kube::Clie
         let client = k8s::client(source.kubeconfig.as_deref())
             .await
             .map_err(|e| {
-                eprintln!("error: {e}");
+                crate::ewriteln!("error: {e}");
                 kube_exit(&e)
             })?;
         let (origin, text) = k8s::read_policy_configmap(&client, reference)
             .await
             .map_err(|e| {
-                eprintln!("error: {e}");
+                crate::ewriteln!("error: {e}");
                 match e {
                     KubeError::Invalid { .. } | KubeError::NotFound { .. } => Exit::Usage,
                     other => kube_exit(&other),
@@ -99,12 +99,14 @@ async fn load(source: &PolicySource) -> Result<(ValidPolicy, Option<::kube::Clie
         return policy::load_policy_text(&origin, &text)
             .map(|p| (p, Some(client)))
             .map_err(|e| {
-                eprintln!("{:?}", miette::Report::new(e));
+                crate::ewriteln!("{:?}", miette::Report::new(e));
                 Exit::Invalid
             });
     }
     let Some(path) = &source.policy else {
-        eprintln!("error: no policy: pass -f FILE or --policy-configmap NAMESPACE/NAME[:KEY]");
+        crate::ewriteln!(
+            "error: no policy: pass -f FILE or --policy-configmap NAMESPACE/NAME[:KEY]"
+        );
         return Err(Exit::Usage);
     };
     policy::load_policy(path).map(|p| (p, None)).map_err(|e| {
@@ -113,7 +115,7 @@ async fn load(source: &PolicySource) -> Result<(ValidPolicy, Option<::kube::Clie
         } else {
             Exit::Invalid
         };
-        eprintln!("{:?}", miette::Report::new(e));
+        crate::ewriteln!("{:?}", miette::Report::new(e));
         exit
     })
 }
@@ -278,7 +280,7 @@ pub async fn run(opts: RunOptions) -> Exit {
     if let Some(name) = &opts.only_snapshot
         && crate::backends::snapshot_time(&p.doc.spec.local.prefix, name).is_none()
     {
-        eprintln!(
+        crate::ewriteln!(
             "error: `{name}` is not a snapshot name: --snapshot takes a file name like {}YYYYMMDD-HHMMSS.snap; `snapward list -f {}` shows every store's snapshots",
             p.doc.spec.local.prefix,
             opts.source
@@ -292,7 +294,7 @@ pub async fn run(opts: RunOptions) -> Exit {
     let dag = match plan::compile(&p) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("{:?}", miette::Report::new(e));
+            crate::ewriteln!("{:?}", miette::Report::new(e));
             return Exit::Invalid;
         }
     };
@@ -303,7 +305,7 @@ pub async fn run(opts: RunOptions) -> Exit {
             match k8s::client(opts.source.kubeconfig.as_deref()).await {
                 Ok(c) => Some(c),
                 Err(e) if needed => {
-                    eprintln!("error: {e}");
+                    crate::ewriteln!("error: {e}");
                     return kube_exit(&e);
                 }
                 Err(e) => {
@@ -330,14 +332,14 @@ pub async fn run(opts: RunOptions) -> Exit {
         match lock(&p) {
             Ok(Some(f)) => Some(f),
             Ok(None) => {
-                eprintln!(
+                crate::ewriteln!(
                     "busy: another run of policy `{}` holds the lock; nothing was touched",
                     p.name()
                 );
                 return Exit::Busy;
             }
             Err(e) => {
-                eprintln!(
+                crate::ewriteln!(
                     "error: cannot take the run lock in {} (spec.local.path): {e}; it must be a directory this user can create files in; nothing was touched",
                     p.doc.spec.local.path
                 );
@@ -349,7 +351,7 @@ pub async fn run(opts: RunOptions) -> Exit {
         Some(k) if !opts.dry_run => match lease(&p, k).await {
             Ok(Some(g)) => Some(g),
             Ok(None) => {
-                eprintln!(
+                crate::ewriteln!(
                     "busy: another run of policy `{}` holds the Lease {}/snapward-{}; nothing was touched",
                     p.name(),
                     k.namespace,
@@ -358,7 +360,7 @@ pub async fn run(opts: RunOptions) -> Exit {
                 return Exit::Busy;
             }
             Err(e) => {
-                eprintln!("error: cannot take the run Lease: {e}");
+                crate::ewriteln!("error: cannot take the run Lease: {e}");
                 return Exit::Retry;
             }
         },
@@ -368,7 +370,7 @@ pub async fn run(opts: RunOptions) -> Exit {
     let (bao, ceremony) = match cluster(&p, kube.as_ref()).await {
         Ok(b) => b,
         Err((exit, e)) => {
-            eprintln!("error: {e}");
+            crate::ewriteln!("error: {e}");
             release(lease).await;
             return exit;
         }
@@ -379,7 +381,7 @@ pub async fn run(opts: RunOptions) -> Exit {
     {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("error: cannot create a temp dir: {e}");
+            crate::ewriteln!("error: cannot create a temp dir: {e}");
             release(lease).await;
             return Exit::Retry;
         }
@@ -513,7 +515,7 @@ pub async fn run(opts: RunOptions) -> Exit {
     if let Some(path) = &opts.report
         && let Err(e) = std::fs::write(path, format!("{json}\n"))
     {
-        eprintln!("error: cannot write the report to {}: {e}", path.display());
+        crate::ewriteln!("error: cannot write the report to {}: {e}", path.display());
     }
     let mut out = String::new();
     match opts.format {
