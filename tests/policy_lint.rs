@@ -219,6 +219,10 @@ fn lint_never_quotes_a_password_written_into_a_url() {
             "a: http://user@host:80 b: https://host:443/p@x",
         ),
         ("u: s3://a:b:c@h", "u: s3://a:***@h"),
+        (
+            "{e: 'http://a:p,w'd@h', x: y}",
+            "{e: 'http://a:*****@h', x: y}",
+        ),
         ("no urls here: a:b@c", "no urls here: a:b@c"),
         ("cut: http://a:", "cut: http://a:"),
     ] {

@@ -266,16 +266,15 @@ pub fn mask_url_passwords(text: &str) -> String {
     let mut from = 0;
     while let Some(at) = text.get(from..).and_then(|t| t.find("://")) {
         let start = from + at + 3;
-        // The authority ends at a path, whitespace, a quote or a bracket.
+        // The authority ends at a path, whitespace, a double quote or a bracket.
         let end = b
             .get(start..)
             .unwrap_or_default()
             .iter()
             .position(|c| {
-                matches!(
-                    c,
-                    b'/' | b'?' | b'#' | b'"' | b'\'' | b'[' | b']' | b'{' | b'}' | b','
-                ) || c.is_ascii_whitespace()
+                // not `,` or `'`: RFC 3986 allows them raw in a password
+                matches!(c, b'/' | b'?' | b'#' | b'"' | b'[' | b']' | b'{' | b'}')
+                    || c.is_ascii_whitespace()
             })
             .map_or(b.len(), |n| start + n);
         if let Some(auth) = text.get(start..end)
