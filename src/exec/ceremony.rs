@@ -26,8 +26,10 @@ use crate::keys::{KeyStore, KeyStoreError, StoredKeys};
 use crate::retention::{self, Candidate};
 use crate::secret::Secret;
 
-/// Poll `f` every `every` until it yields `Some`, the deadline passes, or
-/// the run is cancelled.
+/// Poll `f` until it yields `Some`, the deadline passes, or the run is
+/// cancelled. The first waits are short (a tenth of `every`, doubling up to
+/// `every`): most states the ceremony waits for arrive within a few dozen
+/// milliseconds, a slow one is then polled every `every`.
 async fn poll<T, F, Fut>(
     deadline: Duration,
     every: Duration,
@@ -39,6 +41,7 @@ where
     Fut: std::future::Future<Output = Option<T>>,
 {
     let end = tokio::time::Instant::now() + deadline;
+    let mut wait = (every / 10).max(Duration::from_millis(10)).min(every);
     loop {
         if let Some(v) = f().await {
             return Some(v);
@@ -47,9 +50,10 @@ where
             return None;
         }
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = cancel.cancelled() => return None,
         }
+        wait = (wait * 2).min(every);
     }
 }
 
