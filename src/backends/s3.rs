@@ -718,11 +718,7 @@ impl S3Target {
             .set_ssekms_key_id(kms)
             .set_object_lock_mode(lock_mode)
             .set_object_lock_retain_until_date(lock_until);
-        let res = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Err(TargetError::Cancelled),
-            r = req.send() => r,
-        };
+        let res = unless_cancelled(cancel, req.send()).await?;
         match res {
             Ok(_) => {
                 self.report_progress(size);
@@ -785,11 +781,7 @@ impl S3Target {
             .set_ssekms_key_id(kms)
             .set_object_lock_mode(lock_mode)
             .set_object_lock_retain_until_date(lock_until);
-        let created = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Err(TargetError::Cancelled),
-            r = create.send() => r,
-        };
+        let created = unless_cancelled(cancel, create.send()).await?;
         let created =
             created.map_err(|e| self.ctx.error("CreateMultipartUpload", key, &failure(&e)))?;
         let Some(upload_id) = created.upload_id().map(str::to_owned) else {
@@ -962,12 +954,9 @@ impl S3Target {
         let mut whole = Some(Sha256::new());
 
         for number in 1..=count {
-            let permit = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(TargetError::Cancelled),
-                p = slots.clone().acquire_owned() => p
-                    .map_err(|e| self.ctx.failed(format!("part scheduling: {e}")))?,
-            };
+            let permit = unless_cancelled(cancel, slots.clone().acquire_owned())
+                .await?
+                .map_err(|e| self.ctx.failed(format!("part scheduling: {e}")))?;
             while let Some(joined) = tasks.try_join_next() {
                 done.push(self.joined(joined)?);
             }
@@ -1011,11 +1000,7 @@ impl S3Target {
             });
         }
         while !tasks.is_empty() {
-            let joined = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(TargetError::Cancelled),
-                j = tasks.join_next() => j,
-            };
+            let joined = unless_cancelled(cancel, tasks.join_next()).await?;
             if let Some(joined) = joined {
                 done.push(self.joined(joined)?);
             }
@@ -1346,6 +1331,19 @@ impl S3Target {
 }
 
 /// (connect, one attempt) from the policy (validated), else the defaults.
+/// `fut`'s output, unless the run is cancelled first (checked first: a
+/// cancelled run starts and waits for nothing more).
+async fn unless_cancelled<T>(
+    cancel: &CancellationToken,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, TargetError> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(TargetError::Cancelled),
+        v = fut => Ok(v),
+    }
+}
+
 fn timeouts(cfg: Option<&model::S3Timeouts>) -> (Duration, Duration) {
     let parse = |v: Option<&String>, default: Duration| {
         v.and_then(|v| parse_timeout(v).ok())
@@ -1543,11 +1541,7 @@ impl Target for S3Target {
         check_name(&self.ctx.target, name)?;
         let key = self.key(name);
         let get = self.client.get_object().bucket(&self.ctx.bucket).key(&key);
-        let res = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Err(TargetError::Cancelled),
-            r = get.send() => r,
-        };
+        let res = unless_cancelled(cancel, get.send()).await?;
         let out = res.map_err(|e| self.ctx.error("GetObject", &key, &failure(&e)))?;
         let expected_size = out.content_length().map(|l| l.max(0) as u64);
         let expected_sha = out
@@ -1565,11 +1559,7 @@ impl Target for S3Target {
             let mut hasher = Sha256::new();
             let mut written = 0u64;
             loop {
-                let chunk = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return Err(TargetError::Cancelled),
-                    c = body.next() => c,
-                };
+                let chunk = unless_cancelled(cancel, body.next()).await?;
                 let Some(chunk) = chunk else { break };
                 let chunk = chunk.map_err(|e| {
                     self.ctx.failed(format!(
