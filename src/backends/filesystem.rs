@@ -65,10 +65,19 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// SHA-256 (hex) and length of a file, read in one pass.
-/// `None` when cancelled.
-fn hash_file(path: &Path, cancel: &CancellationToken) -> io::Result<Option<(u64, String)>> {
-    let mut f = File::open(path)?;
+/// Which side of [`copy_hashing`] failed.
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copies `input` to `out` in one pass, hashing what it read: the length
+/// and the SHA-256 (hex). `None` when cancelled.
+fn copy_hashing(
+    input: &mut impl Read,
+    out: &mut impl Write,
+    cancel: &CancellationToken,
+) -> Result<Option<(u64, String)>, CopyError> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; COPY_BUF];
     let mut n = 0u64;
@@ -76,17 +85,26 @@ fn hash_file(path: &Path, cancel: &CancellationToken) -> io::Result<Option<(u64,
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        let read = match f.read(&mut buf) {
+        let read = match input.read(&mut buf) {
             Ok(0) => break,
             Ok(r) => r,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(CopyError::Read(e)),
         };
         let chunk = buf.get(..read).unwrap_or(&[]);
         h.update(chunk);
+        out.write_all(chunk).map_err(CopyError::Write)?;
         n += read as u64;
     }
     Ok(Some((n, hex::encode(h.finalize()))))
+}
+
+/// SHA-256 (hex) and length of a file, read in one pass.
+/// `None` when cancelled.
+fn hash_file(path: &Path, cancel: &CancellationToken) -> io::Result<Option<(u64, String)>> {
+    copy_hashing(&mut File::open(path)?, &mut io::sink(), cancel).map_err(|e| match e {
+        CopyError::Read(e) | CopyError::Write(e) => e,
+    })
 }
 
 /// Removes a file, ignoring "not there".
@@ -276,28 +294,17 @@ impl Inner {
             .mode(0o600)
             .open(tmp)
             .map_err(|e| self.io(tmp, e))?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; COPY_BUF];
-        let mut n = 0u64;
-        loop {
-            if cancel.is_cancelled() {
-                return Ok(None);
-            }
-            let read = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.io(src, e)),
-            };
-            let chunk = buf.get(..read).unwrap_or(&[]);
-            h.update(chunk);
-            out.write_all(chunk).map_err(|e| self.io(tmp, e))?;
-            n += read as u64;
+        let copied = copy_hashing(&mut input, &mut out, cancel).map_err(|e| match e {
+            CopyError::Read(e) => self.io(src, e),
+            CopyError::Write(e) => self.io(tmp, e),
+        })?;
+        if copied.is_none() {
+            return Ok(None);
         }
         out.sync_all().map_err(|e| self.io(tmp, e))?;
         out.set_permissions(fs::Permissions::from_mode(self.file_mode))
             .map_err(|e| self.io(tmp, e))?;
-        Ok(Some((n, hex::encode(h.finalize()))))
+        Ok(copied)
     }
 
     /// Makes `tmp` visible as `dest` unless `dest` exists.
