@@ -275,6 +275,17 @@ struct Reply {
     body: Vec<u8>,
 }
 
+/// Sends `rb` and reads the whole answer (no timeout: the caller's).
+async fn send_and_read(rb: reqwest::RequestBuilder) -> Result<Reply, reqwest::Error> {
+    let resp = rb.send().await?;
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    Ok(Reply {
+        status,
+        body: body.to_vec(),
+    })
+}
+
 impl HttpOpenBao {
     /// `nodes` are (name, base URL) in policy order, node 0 first (listed or
     /// discovered by the caller). `cfg` supplies TLS and auth; its `nodes`
@@ -431,15 +442,7 @@ impl HttpOpenBao {
     /// Send a non-streaming request and read the whole answer, within the
     /// request timeout.
     async fn exchange(&self, node: &Node, rb: reqwest::RequestBuilder) -> Result<Reply, Attempt> {
-        let send = async {
-            let resp = rb.send().await?;
-            let status = resp.status();
-            let body = resp.bytes().await?;
-            Ok::<_, reqwest::Error>(Reply {
-                status,
-                body: body.to_vec(),
-            })
-        };
+        let send = send_and_read(rb);
         match tokio::time::timeout(self.timeouts.request, send).await {
             Err(_) => Err(Attempt::fatal(BaoError::Failed {
                 node: node.name.clone(),
@@ -979,15 +982,7 @@ impl Ceremony for HttpOpenBao {
             .body(body);
         // The upload of a large snapshot may take longer than a plain request.
         let deadline = self.timeouts.request.max(Duration::from_secs(600));
-        let send = async {
-            let resp = rb.send().await?;
-            let status = resp.status();
-            let body = resp.bytes().await?;
-            Ok::<_, reqwest::Error>(Reply {
-                status,
-                body: body.to_vec(),
-            })
-        };
+        let send = send_and_read(rb);
         let reply = match tokio::time::timeout(deadline, send).await {
             Err(_) => {
                 return Err(BaoError::Failed {
