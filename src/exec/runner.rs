@@ -503,13 +503,7 @@ impl RealRunner {
             && let Some(tr) = &state.lock().await.snapshot
             && !remote.iter().any(|r| r.name == tr.name)
         {
-            candidates.push(Candidate {
-                id: tr.name.clone(),
-                time: tr.time,
-                index: tr.identity.index,
-                term: tr.identity.term,
-                valid: true,
-            });
+            candidates.push(taken_candidate(tr));
         }
         let decisions = retention::apply(&slot.rules, &candidates);
         let kept = decisions
@@ -557,13 +551,7 @@ impl RealRunner {
             && let Some(tr) = &state.lock().await.snapshot
             && !inv.iter().any(|s| s.name == tr.name)
         {
-            candidates.push(Candidate {
-                id: tr.name.clone(),
-                time: tr.time,
-                index: tr.identity.index,
-                term: tr.identity.term,
-                valid: true,
-            });
+            candidates.push(taken_candidate(tr));
         }
         let decisions = retention::apply(&self.policy.local_rules, &candidates);
         let guard_mirror =
@@ -636,6 +624,18 @@ fn remote_candidate(r: &RemoteSnapshot) -> Candidate {
     }
 }
 
+/// A verified snapshot (this run's, or a valid local one) as a retention
+/// candidate.
+fn taken_candidate(tr: &TakenSnapshot) -> Candidate {
+    Candidate {
+        id: tr.name.clone(),
+        time: tr.time,
+        index: tr.identity.index,
+        term: tr.identity.term,
+        valid: true,
+    }
+}
+
 fn local_candidate(s: &LocalSnapshot) -> Candidate {
     Candidate {
         id: s.name.clone(),
@@ -679,15 +679,7 @@ pub fn mirror_plan(
         }
     }
     let mut candidates: Vec<Candidate> = remote.iter().map(remote_candidate).collect();
-    for m in &missing {
-        candidates.push(Candidate {
-            id: m.name.clone(),
-            time: m.time,
-            index: m.identity.index,
-            term: m.identity.term,
-            valid: true,
-        });
-    }
+    candidates.extend(missing.iter().map(taken_candidate));
     let decisions = retention::apply(rules, &candidates);
     let keep = |name: &str| {
         decisions
