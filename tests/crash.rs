@@ -31,8 +31,7 @@ use std::time::{Duration, Instant};
 use rstest::rstest;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::drill::{BUCKET, Drill, RunOutcome, S3_PREFIX, SHARES, SNAP_PREFIX, THRESHOLD};
-use support::s3::{ACCESS_KEY, SECRET_KEY};
+use support::drill::{BUCKET, Drill, PolicyOpts, RunOutcome, S3_PREFIX, SNAP_PREFIX};
 
 /// The signal a crash point ends the process with.
 const SIGABRT: i32 = 6;
@@ -58,72 +57,20 @@ fn nfs_dir(d: &Drill) -> PathBuf {
     d.path("nfs")
 }
 
-/// Writes `<name>.yaml`: local store (keepLast 10), S3 target `s3`, the
-/// filesystem target `nfs` if asked, file key store (root token kept),
-/// restore `auto`, init allowed (3 shares, threshold 2).
+/// Writes `<name>.yaml`: the drill's policy (local store keepLast 10, S3
+/// target `s3`, file key store with the root token, restore `auto`, init
+/// allowed 3/2) with the S3 `keepLast` and the filesystem target `nfs` of
+/// the knobs.
 fn policy(d: &Drill, name: &str, k: Knobs) -> PathBuf {
-    let s3 = d.s3.as_ref().expect("these tests always have S3");
-    let creds = s3.credential_files("crash", ACCESS_KEY, SECRET_KEY);
-    let nodes: String = (0..d.bao.len())
-        .map(|i| {
-            format!(
-                "      - {{name: {}, address: \"{}\"}}\n",
-                d.bao.name(i),
-                d.bao.address(i).as_str().trim_end_matches('/')
-            )
-        })
-        .collect();
-    let fs_target = if k.fs {
-        format!(
-            "    - name: nfs\n      filesystem: {{path: {}}}\n      retention: {{keepLast: 10}}\n",
-            nfs_dir(d).display()
-        )
-    } else {
-        String::new()
-    };
-    let yaml = format!(
-        "apiVersion: snapward.dev/v1alpha1\n\
-         kind: SnapshotPolicy\n\
-         metadata: {{name: crash}}\n\
-         spec:\n\
-         \x20 cluster:\n\
-         \x20   nodes:\n{nodes}\
-         \x20   auth: {{tokenFile: {keys}/root-token}}\n\
-         \x20   timeouts: {{connect: 2s, request: 30s, streamIdle: 30s}}\n\
-         \x20 local:\n\
-         \x20   path: {snaps}\n\
-         \x20   prefix: {SNAP_PREFIX}\n\
-         \x20   retention: {{keepLast: 10}}\n\
-         \x20 targets:\n\
-         \x20   - name: s3\n\
-         \x20     s3:\n\
-         \x20       endpoint: {endpoint}\n\
-         \x20       region: us-east-1\n\
-         \x20       bucket: {BUCKET}\n\
-         \x20       prefix: {S3_PREFIX}\n\
-         \x20       pathStyle: true\n\
-         \x20       credentials:\n\
-         \x20         accessKeyIdFile: {ak}\n\
-         \x20         secretAccessKeyFile: {sk}\n\
-         \x20     retention: {{keepLast: {s3_keep}}}\n\
-         {fs_target}\
-         \x20 unsealKeys:\n\
-         \x20   files: {{directory: {keys}}}\n\
-         \x20 restore:\n\
-         \x20   mode: auto\n\
-         \x20   applyTimeout: 90s\n\
-         \x20   joinTimeout: 90s\n\
-         \x20 init: {{allowed: true, shares: {SHARES}, threshold: {THRESHOLD}, storeRootToken: true}}\n",
-        keys = d.keys_dir().display(),
-        snaps = d.snap_dir().display(),
-        endpoint = s3.endpoint,
-        ak = creds.access_key_id_file,
-        sk = creds.secret_access_key_file,
-        s3_keep = k.s3_keep,
-    );
-    let path = d.path(&format!("{name}.yaml"));
-    fs::write(&path, yaml).expect("write policy");
-    path
+    assert!(d.s3.is_some(), "these tests always have S3");
+    d.policy(
+        name,
+        &PolicyOpts {
+            s3_keep: k.s3_keep,
+            nfs: k.fs.then(|| nfs_dir(d)),
+            ..d.opts()
+        },
+    )
 }
 
 // ---- the crash ---------------------------------------------------------

@@ -48,6 +48,10 @@ pub struct PolicyOpts {
     pub snap_dir: PathBuf,
     /// Add the S3 target `s3` (needs the drill's S3 server).
     pub s3: bool,
+    /// `keepLast` of the S3 target.
+    pub s3_keep: u32,
+    /// Add the filesystem target `nfs` at this directory (keepLast 10).
+    pub nfs: Option<PathBuf>,
 }
 
 /// One run of the binary.
@@ -262,6 +266,8 @@ impl Drill {
             keys_dir: self.keys_dir(),
             snap_dir: self.snap_dir(),
             s3: self.s3.is_some(),
+            s3_keep: 10,
+            nfs: None,
         }
     }
 
@@ -294,13 +300,26 @@ impl Drill {
                  \x20       credentials:\n\
                  \x20         accessKeyIdFile: {ak}\n\
                  \x20         secretAccessKeyFile: {sk}\n\
-                 \x20     retention: {{keepLast: 10}}\n",
+                 \x20     retention: {{keepLast: {keep}}}\n",
                 endpoint = s3.endpoint,
                 ak = creds.access_key_id_file,
                 sk = creds.secret_access_key_file,
+                keep = o.s3_keep,
             )
         } else {
             String::new()
+        };
+        let targets = match &o.nfs {
+            None => targets,
+            Some(dir) => format!(
+                "{}    - name: nfs\n      filesystem: {{path: {}}}\n      retention: {{keepLast: 10}}\n",
+                if o.s3 {
+                    targets
+                } else {
+                    "  targets:\n".to_owned()
+                },
+                dir.display()
+            ),
         };
         let yaml = format!(
             "apiVersion: snapward.dev/v1alpha1\n\
