@@ -141,3 +141,22 @@ pub enum Command {
     /// Print the policy JSON Schema.
     Schema,
 }
+
+// The plan stage names no CLI crate: its enums become clap values here.
+impl ValueEnum for Scenario {
+    fn value_variants<'a>() -> &'a [Self] {
+        Scenario::all()
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.help()))
+    }
+}
+
+impl ValueEnum for PlanFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        PlanFormat::all()
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}

@@ -27,17 +27,18 @@ macro_rules! ewrite {
 
 pub mod backends;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod crash;
 pub mod diag;
 pub mod exec;
 pub mod exit;
-pub mod guard;
-pub mod keys;
-pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod retention;
 pub mod secret;
 pub mod snapshot;
-pub mod store;
+pub mod wiring;
+
+#[cfg(test)]
+mod architecture;

@@ -75,11 +75,11 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use zeroize::Zeroizing;
 
+use crate::backends::keys::{KeyStore, KeyStoreError, StoredKeys};
 use crate::backends::{
     BaoError, Ceremony, InitResult, LeaderState, NodeStatus, OpenBao, SealState,
 };
-use crate::guard::InitState;
-use crate::keys::{KeyStore, KeyStoreError, StoredKeys};
+use crate::cluster::InitState;
 use crate::policy::model::{KubernetesDiscovery, Scheme};
 use crate::secret::Secret;
 
@@ -1744,11 +1744,11 @@ pub async fn read_policy_configmap(
 }
 
 #[async_trait]
-impl crate::exec::events::Notifier for EventSink {
-    async fn notify(&self, severity: crate::exec::events::Severity, reason: &str, note: &str) {
+impl super::Notifier for EventSink {
+    async fn notify(&self, severity: super::Severity, reason: &str, note: &str) {
         let kind = match severity {
-            crate::exec::events::Severity::Normal => EventKind::Normal,
-            crate::exec::events::Severity::Warning => EventKind::Warning,
+            super::Severity::Normal => EventKind::Normal,
+            super::Severity::Warning => EventKind::Warning,
         };
         self.emit(kind, reason, note).await;
     }

@@ -6,7 +6,10 @@
 //! Stage: execute. I/O lives here and in the implementations only.
 
 pub mod filesystem;
+pub mod keys;
 pub mod kube;
+pub mod local;
+pub mod metrics;
 pub mod openbao;
 pub mod s3;
 
@@ -132,22 +135,7 @@ pub trait Target: Send + Sync {
     async fn cleanup(&self) -> Result<Cleanup, TargetError>;
 }
 
-/// One node as `observe` saw it. Never an error: a node that could not be
-/// read is `InitState::Unknown` with the reason in `error`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeStatus {
-    pub name: String,
-    pub address: String,
-    pub init: crate::guard::InitState,
-    pub sealed: Option<bool>,
-    /// `GET /v1/sys/leader` says `is_self` (and the node is unsealed).
-    pub active: bool,
-    pub cluster_id: Option<String>,
-    /// Raft committed index (`sys/leader` `raft_committed_index`), if reported.
-    pub raft_index: Option<u64>,
-    pub error: Option<String>,
-}
+pub use crate::cluster::NodeStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BaoError {
@@ -253,6 +241,20 @@ pub trait Ceremony: Send + Sync {
     async fn restart(&self, _node: usize) -> Result<bool, BaoError> {
         Ok(false)
     }
+}
+
+/// `Normal` (as planned) or `Warning` (a human should look).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Normal,
+    Warning,
+}
+
+/// Where a run's announcements go (Kubernetes Events). Must not fail or
+/// block the run for long.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn notify(&self, severity: Severity, reason: &str, note: &str);
 }
 
 /// Parse the UTC time out of `<prefix>YYYYMMDD-HHMMSS.snap`.

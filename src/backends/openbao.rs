@@ -64,9 +64,8 @@ use tokio_util::sync::CancellationToken;
 use url::{Host, Url};
 
 use super::{BaoError, Ceremony, InitResult, LeaderState, NodeStatus, OpenBao, SealState};
-use crate::guard::InitState;
+use crate::cluster::InitState;
 use crate::policy::model::Cluster;
-use crate::policy::validate::ValidPolicy;
 use crate::secret::{Secret, read_secret_file};
 
 const TOKEN_HEADER: &str = "X-Vault-Token";
@@ -74,8 +73,8 @@ const SNAPSHOT_PATH: &str = "sys/storage/raft/snapshot";
 /// Longest server message quoted in an error.
 const MAX_DETAIL: usize = 300;
 
-/// Connect, request and stream-idle timeouts (from the policy's
-/// `cluster.timeouts`, see [`Timeouts::from_policy`]).
+/// Connect, request and stream-idle timeouts (the policy's
+/// `cluster.timeouts`, built by `wiring`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// TCP + TLS connect.
@@ -84,16 +83,6 @@ pub struct Timeouts {
     pub request: Duration,
     /// The snapshot response delivering no bytes for this long is aborted.
     pub stream_idle: Duration,
-}
-
-impl Timeouts {
-    pub fn from_policy(policy: &ValidPolicy) -> Self {
-        Self {
-            connect: policy.connect_timeout,
-            request: policy.request_timeout,
-            stream_idle: policy.stream_idle_timeout,
-        }
-    }
 }
 
 impl Default for Timeouts {
@@ -289,7 +278,7 @@ async fn send_and_read(rb: reqwest::RequestBuilder) -> Result<Reply, reqwest::Er
 impl HttpOpenBao {
     /// `nodes` are (name, base URL) in policy order, node 0 first (listed or
     /// discovered by the caller). `cfg` supplies TLS and auth; its `nodes`
-    /// and `timeouts` fields are not read (pass [`Timeouts::from_policy`]).
+    /// and `timeouts` fields are not read (`wiring` passes `timeouts`).
     ///
     /// Errors (as [`BaoError::Refused`], since retrying cannot help): no
     /// nodes, an unreadable or empty `tls.caFile`, both auth methods set, or

@@ -11,7 +11,6 @@ use crate::cli::OutputFormat;
 use crate::exit::Exit;
 use crate::policy;
 use crate::retention::{self, Candidate, Decision, Verdict};
-use crate::store::LocalStore;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -91,11 +90,7 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
         }
     };
     let mut out = Vec::new();
-    let local = LocalStore::new(
-        &p.doc.spec.local.path,
-        &p.doc.spec.local.prefix,
-        p.file_mode,
-    );
+    let local = crate::wiring::local_store(&p);
     let mut failed = false;
     match tokio::task::spawn_blocking(move || local.inventory()).await {
         Ok(Ok(inv)) => {
@@ -153,7 +148,7 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
             });
         }
     }
-    for slot in super::run::build_targets(&p).await {
+    for slot in crate::wiring::build_targets(&p).await {
         let listing = match &slot.target {
             Ok(t) => match t.list().await {
                 Ok(list) => StoreListing {

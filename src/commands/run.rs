@@ -10,22 +10,16 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::backends::filesystem::FsTarget;
-use crate::backends::kube::{self as k8s, DiscoveredOpenBao, KubeError, LeaseGuard, Readiness};
-use crate::backends::openbao::{HttpOpenBao, Timeouts};
-use crate::backends::s3::S3Target;
-use crate::backends::{Ceremony, OpenBao, Target, TargetError};
+use crate::backends::kube::{self as k8s, KubeError, LeaseGuard};
 use crate::cli::{OutputFormat, PolicySource};
 use crate::exec::events::Announcing;
 use crate::exec::report::RunReport;
-use crate::exec::runner::{RealRunner, TargetSlot};
+use crate::exec::runner::RealRunner;
 use crate::exec::{self, RunState, Runner, Status};
 use crate::exit::Exit;
-use crate::guard::Branch;
 use crate::plan;
-use crate::policy::model::PodTrust;
+use crate::plan::guard::Branch;
 use crate::policy::{self, ValidPolicy};
-use crate::store::LocalStore;
 
 /// Options of `run` and `restore`.
 pub struct RunOptions {
@@ -42,35 +36,7 @@ pub struct RunOptions {
 /// it): a crashed run blocks the next one for at most this long.
 const LEASE_DURATION: Duration = Duration::from_secs(60);
 
-/// The Kubernetes side of a run: a client and the namespace used when the
-/// policy names none (its `metadata.namespace`, else the client's default:
-/// the pod's own namespace in a Job, the kubeconfig context's on a laptop).
-struct Kube {
-    client: ::kube::Client,
-    namespace: String,
-}
-
-fn env(k: &str) -> Option<String> {
-    std::env::var(k).ok()
-}
-
-/// Does this run need the Kubernetes API? (Discovery, a Secret key store,
-/// a policy ConfigMap, an explicit kubeconfig.) In a pod (the service
-/// account is mounted) the API is used anyway, for the Lease and Events.
-fn wants_kube(p: &ValidPolicy, source: &PolicySource) -> (bool, bool) {
-    let keys_in_secret = p
-        .doc
-        .spec
-        .unseal_keys
-        .as_ref()
-        .is_some_and(|k| k.files.is_none() && k.kubernetes_secret.is_some());
-    let needed = p.doc.spec.cluster.discovery.is_some()
-        || keys_in_secret
-        || source.policy_configmap.is_some()
-        || source.kubeconfig.is_some();
-    let in_cluster = env("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty());
-    (needed, in_cluster)
-}
+use crate::wiring::{Kube, build_targets, cluster, env, wants_kube};
 
 fn kube_exit(e: &KubeError) -> Exit {
     match e {
@@ -120,63 +86,6 @@ async fn load(source: &PolicySource) -> Result<(ValidPolicy, Option<::kube::Clie
     })
 }
 
-/// The OpenBao backend: the policy's nodes, or the pods discovery finds
-/// (wrapped so that a pod that is not serving is `unknown`).
-async fn cluster(
-    p: &ValidPolicy,
-    kube: Option<&Kube>,
-) -> Result<(Arc<dyn OpenBao>, Arc<dyn Ceremony>), (Exit, String)> {
-    let timeouts = Timeouts {
-        connect: p.connect_timeout,
-        request: p.request_timeout,
-        stream_idle: p.stream_idle_timeout,
-    };
-    let cluster = &p.doc.spec.cluster;
-    if let Some(nodes) = &cluster.nodes {
-        let mut list = Vec::with_capacity(nodes.len());
-        for (i, n) in nodes.iter().enumerate() {
-            let url = url::Url::parse(&n.address)
-                .map_err(|e| (Exit::Usage, format!("spec.cluster.nodes[{i}]: {e}")))?;
-            list.push((n.name.clone().unwrap_or_else(|| format!("node-{i}")), url));
-        }
-        let b = Arc::new(
-            HttpOpenBao::new(list, cluster, timeouts).map_err(|e| (Exit::Retry, e.to_string()))?,
-        );
-        return Ok((b.clone(), b));
-    }
-    let Some(d) = &cluster.discovery else {
-        return Err((
-            Exit::Invalid,
-            "spec.cluster names neither nodes nor discovery".into(),
-        ));
-    };
-    let Some(kube) = kube else {
-        return Err((
-            Exit::Usage,
-            "spec.cluster.discovery needs the Kubernetes API".into(),
-        ));
-    };
-    let d = &d.kubernetes;
-    let found = k8s::discover_nodes(&kube.client, d)
-        .await
-        .map_err(|e| (Exit::Retry, format!("node discovery: {e}")))?;
-    for n in &found {
-        tracing::info!(pod = %n.name, address = %n.url, running = n.running, ready = n.ready, reason = n.reason.as_deref().unwrap_or(""), "discovered");
-    }
-    let http = HttpOpenBao::new(k8s::addresses(&found), cluster, timeouts)
-        .map_err(|e| (Exit::Retry, e.to_string()))?;
-    let readiness = match d.trust {
-        PodTrust::Running => Readiness::Running,
-        PodTrust::Ready => Readiness::Ready,
-    };
-    let mut b = DiscoveredOpenBao::new(http, found).with_readiness(readiness);
-    if p.doc.spec.restore.restart_pod {
-        b = b.with_restart(kube.client.clone(), d, p.apply_timeout);
-    }
-    let b = Arc::new(b);
-    Ok((b.clone(), b))
-}
-
 /// Gives the run Lease back (the next run need not wait for its expiry).
 async fn release(lease: Option<LeaseGuard>) {
     if let Some(l) = lease
@@ -198,36 +107,6 @@ async fn lease(p: &ValidPolicy, kube: &Kube) -> Result<Option<LeaseGuard>, KubeE
         LEASE_DURATION,
     )
     .await
-}
-
-pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
-    let mut out = Vec::new();
-    for (t, rules) in p.doc.spec.targets.iter().zip(&p.target_rules) {
-        let target: Result<Arc<dyn Target>, TargetError> = if let Some(s3) = &t.s3 {
-            S3Target::new(&t.name, s3, &p.doc.spec.local.prefix)
-                .await
-                .map(|s| Arc::new(s) as Arc<dyn Target>)
-        } else if let Some(fs) = &t.filesystem {
-            Ok(Arc::new(FsTarget::new(
-                &t.name,
-                fs,
-                &p.doc.spec.local.prefix,
-                p.file_mode,
-            )) as Arc<dyn Target>)
-        } else {
-            Err(TargetError::Refused {
-                target: t.name.clone(),
-                detail: "no kind".into(),
-            })
-        };
-        out.push(TargetSlot {
-            name: t.name.clone(),
-            optional: t.optional,
-            rules: rules.clone(),
-            target,
-        });
-    }
-    out
 }
 
 /// The lock file that keeps runs of one policy apart (filesystem shape).
@@ -390,12 +269,8 @@ pub async fn run(opts: RunOptions) -> Exit {
     let key_kube = kube.as_ref().map(|k| (&k.client, k.namespace.as_str()));
     let real = Arc::new(RealRunner {
         targets: build_targets(&p).await,
-        local: LocalStore::new(
-            &p.doc.spec.local.path,
-            &p.doc.spec.local.prefix,
-            p.file_mode,
-        ),
-        key_store: crate::keys::from_policy(&p, key_kube),
+        local: crate::wiring::local_store(&p),
+        key_store: crate::wiring::key_store(&p, key_kube),
         ceremony,
         bao,
         dry_run: opts.dry_run,
@@ -495,18 +370,18 @@ pub async fn run(opts: RunOptions) -> Exit {
             .snapshot
             .as_ref()
             .map(|t| (t.identity.file_size, t.identity.index));
-        let facts = crate::metrics::RunFacts::from_report(&report, snapshot, st.kept.clone());
+        let facts = report.metrics_facts(snapshot, st.kept.clone());
         drop(st);
         if let Some(path) = &m.textfile {
             let previous = std::fs::read_to_string(path).ok();
-            let text = crate::metrics::render(&facts, previous.as_deref());
-            if let Err(e) = crate::metrics::write_textfile(Path::new(path), &text) {
+            let text = crate::backends::metrics::render(&facts, previous.as_deref());
+            if let Err(e) = crate::backends::metrics::write_textfile(Path::new(path), &text) {
                 tracing::warn!(path = %path, error = %e, "cannot write the metrics textfile");
             }
         }
         if let Some(url) = &m.pushgateway {
-            let text = crate::metrics::render(&facts, None);
-            if let Err(e) = crate::metrics::push(url, p.name(), &text).await {
+            let text = crate::backends::metrics::render(&facts, None);
+            if let Err(e) = crate::backends::metrics::push(url, p.name(), &text).await {
                 tracing::warn!(error = %e, "cannot push metrics");
             }
         }

@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use super::Outcome;
 use super::runner::RealRunner;
 use super::state::{RestoreSource, RunState};
+use crate::backends::keys::{KeyStore, KeyStoreError, StoredKeys};
 use crate::backends::{BaoError, Ceremony, SealState};
-use crate::guard::InitState;
-use crate::keys::{KeyStore, KeyStoreError, StoredKeys};
+use crate::cluster::InitState;
 use crate::retention::{self, Candidate};
 use crate::secret::Secret;
 
@@ -505,7 +505,7 @@ impl RealRunner {
                 // A guard refused: the run ends "refused" (a human must act),
                 // not "retry" (the snapshot will not get younger).
                 if let Some(d) = state.lock().await.decision.as_mut() {
-                    d.branch = crate::guard::Branch::Refuse;
+                    d.branch = crate::plan::guard::Branch::Refuse;
                     d.rule = "snapshot outside guards.maxRestoreAge";
                     d.explanation = why.clone();
                 }

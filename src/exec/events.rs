@@ -13,21 +13,9 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::{Outcome, RunState, Runner, Status};
-use crate::guard::Branch;
+pub use crate::backends::{Notifier, Severity};
 use crate::plan::Action;
-
-/// `Normal` (as planned) or `Warning` (a human should look).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    Normal,
-    Warning,
-}
-
-/// Where announcements go. Must not fail or block the run for long.
-#[async_trait]
-pub trait Notifier: Send + Sync {
-    async fn notify(&self, severity: Severity, reason: &str, note: &str);
-}
+use crate::plan::guard::Branch;
 
 /// Runs `inner` and announces: snapshot taken, uploaded, pruned, target
 /// skipped, guard refused (or waiting), init, keys stored, restore

@@ -97,27 +97,27 @@ pub fn check(pre: &Precondition, s: &RunState) -> Option<String> {
                 return Some("the guard has not decided".into());
             };
             let ok = d.branch == *branch
-                || (*branch == crate::guard::Branch::Backup && d.backup_allowed);
+                || (*branch == crate::plan::guard::Branch::Backup && d.backup_allowed);
             fail(
                 ok,
                 format!(
                     "branch `{}` not taken (guard: {})",
-                    crate::plan::action::branch_name(*branch),
-                    crate::plan::action::branch_name(d.branch)
+                    branch.name(),
+                    d.branch.name()
                 ),
             )
         }
         P::AllNodesKnown => fail(
             s.nodes
                 .iter()
-                .all(|n| n.init != crate::guard::InitState::Unknown)
+                .all(|n| n.init != crate::cluster::InitState::Unknown)
                 && !s.nodes.is_empty(),
             "a node's state is unknown".into(),
         ),
         P::AllNodesUninitialized => fail(
             s.nodes
                 .iter()
-                .all(|n| n.init == crate::guard::InitState::Uninitialized),
+                .all(|n| n.init == crate::cluster::InitState::Uninitialized),
             "not every node is uninitialised".into(),
         ),
         P::ActiveNodeUnsealed => fail(s.active_node().is_some(), "no active, unsealed node".into()),

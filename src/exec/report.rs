@@ -7,9 +7,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Outcome;
+use crate::backends::metrics::{RunFacts, TargetResult};
 use crate::exit::Exit;
-use crate::guard::Decision;
 use crate::plan::compile::Step;
+use crate::plan::guard::Decision;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -99,4 +100,42 @@ pub struct RunReport {
     pub decision: Option<Decision>,
     pub cancelled: bool,
     pub actions: Vec<ActionReport>,
+}
+
+impl RunReport {
+    /// What this run contributes to the metrics.
+    pub fn metrics_facts(
+        &self,
+        snapshot: Option<(u64, u64)>,
+        kept: std::collections::BTreeMap<String, usize>,
+    ) -> RunFacts {
+        let targets = self
+            .actions
+            .iter()
+            .filter_map(|a| {
+                let result = match a.status {
+                    Status::Succeeded => TargetResult::Succeeded,
+                    Status::NothingToDo => TargetResult::NothingToDo,
+                    Status::Skipped => TargetResult::Skipped,
+                    Status::Failed => TargetResult::Failed,
+                };
+                a.id.strip_prefix("upload:")
+                    .map(|t| (t.to_string(), result))
+            })
+            .collect();
+        RunFacts {
+            policy: self.policy.clone(),
+            exit_code: self.exit_code,
+            success: self.exit == Exit::Success && !self.dry_run,
+            refused: self.exit == Exit::Refused,
+            finished_at: self.finished_at.as_second(),
+            duration_seconds: self
+                .finished_at
+                .duration_since(self.started_at)
+                .as_secs_f64(),
+            snapshot,
+            targets,
+            kept,
+        }
+    }
 }

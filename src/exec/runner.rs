@@ -16,15 +16,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::state::{RestoreSource, RunState, TakenSnapshot};
 use super::{Outcome, Runner};
+use crate::backends::keys::KeyStore;
+use crate::backends::local::{LocalSnapshot, LocalStore};
 use crate::backends::{
     Ceremony, DeleteOutcome, OpenBao, RemoteSnapshot, Target, TargetError, snapshot_name,
 };
-use crate::guard::{self, GuardPolicy, NodeObservation, Observation};
-use crate::keys::KeyStore;
 use crate::plan::Action;
+use crate::plan::guard::{self, GuardPolicy, NodeObservation, Observation};
 use crate::policy::ValidPolicy;
 use crate::retention::{self, Candidate, Rules, Verdict};
-use crate::store::{LocalSnapshot, LocalStore};
 
 /// A configured target: usable, or why not (credentials absent, ...).
 pub struct TargetSlot {
@@ -225,11 +225,7 @@ impl RealRunner {
         if let Some(marker) = &s.interrupted_restore {
             d = guard::interrupted_restore(d, &obs, marker);
         }
-        let detail = format!(
-            "{}: {}",
-            crate::plan::action::branch_name(d.branch),
-            d.explanation
-        );
+        let detail = format!("{}: {}", d.branch.name(), d.explanation);
         s.decision = Some(d);
         Outcome::ok(detail)
     }

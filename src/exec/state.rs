@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use crate::backends::{Confirmed, NodeStatus, RemoteSnapshot};
-use crate::guard::{Decision, InitState};
+use crate::cluster::InitState;
+use crate::plan::guard::Decision;
 use crate::snapshot::Identity;
 
 /// This run's snapshot, once verified and in the local store.
@@ -62,7 +63,7 @@ pub struct RunState {
     /// temp-initialised (what it restored), if one is left.
     pub interrupted_restore: Option<String>,
     /// Keys from init, in memory until stored and used (zeroised on drop).
-    pub new_keys: Option<crate::keys::StoredKeys>,
+    pub new_keys: Option<crate::backends::keys::StoredKeys>,
 }
 
 impl RunState {

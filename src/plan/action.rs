@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::guard::Branch;
+use crate::plan::guard::Branch;
 
 /// One step of a run.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -143,7 +143,7 @@ impl Precondition {
     pub fn describe(&self) -> String {
         match self {
             Precondition::BranchChosen { branch } => {
-                format!("guard chose `{}`", branch_name(*branch))
+                format!("guard chose `{}`", branch.name())
             }
             Precondition::AllNodesKnown => "every node's state is known".into(),
             Precondition::AllNodesUninitialized => "every node is uninitialised".into(),
@@ -170,15 +170,5 @@ impl Precondition {
             Precondition::RestoreApplied => "restore applied and node 0 sealed".into(),
             Precondition::InitAllowed => "spec.init.allowed is true".into(),
         }
-    }
-}
-
-pub fn branch_name(b: Branch) -> &'static str {
-    match b {
-        Branch::Backup => "backup",
-        Branch::Init => "init",
-        Branch::Restore => "restore",
-        Branch::Refuse => "refuse",
-        Branch::Retry => "retry",
     }
 }

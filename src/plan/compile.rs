@@ -12,7 +12,7 @@ use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
 use super::action::{Action, Precondition};
-use crate::guard::Branch;
+use crate::plan::guard::Branch;
 use crate::policy::ValidPolicy;
 use crate::policy::model::RestoreMode;
 

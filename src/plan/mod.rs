@@ -5,23 +5,24 @@
 
 pub mod action;
 pub mod compile;
+pub mod guard;
 pub mod render;
 
 use std::collections::BTreeMap;
 
-use clap::ValueEnum;
 use serde::Serialize;
 
 pub use action::{Action, Precondition};
 pub use compile::{CompileError, Dag, EdgeKind, compile};
 
+use crate::cluster::InitState;
 use crate::exit::Exit;
-use crate::guard::{self, Branch, Decision, GuardPolicy, InitState, NodeObservation, Observation};
 use crate::policy::ValidPolicy;
+use guard::{Branch, Decision, GuardPolicy, NodeObservation, Observation};
 
 /// Hypothetical states for `plan --scenario`, one per row family of the
 /// guard table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     /// Every node initialised and unsealed; keys and snapshots present.
@@ -57,7 +58,30 @@ impl Scenario {
     }
 
     pub fn all() -> &'static [Scenario] {
-        Scenario::value_variants()
+        &[
+            Scenario::Healthy,
+            Scenario::Sealed,
+            Scenario::DataLoss,
+            Scenario::PvcLost,
+            Scenario::Fresh,
+            Scenario::KeysLost,
+            Scenario::NoSnapshot,
+            Scenario::Partition,
+        ]
+    }
+
+    /// One line for `--help`.
+    pub fn help(self) -> &'static str {
+        match self {
+            Scenario::Healthy => "Every node initialised and unsealed; keys and snapshots present.",
+            Scenario::Sealed => "Every node initialised but sealed (e.g. after a restart).",
+            Scenario::DataLoss => "Raft data lost on every node; local snapshots intact.",
+            Scenario::PvcLost => "Raft data and the snapshot PVC lost; snapshots only off-cluster.",
+            Scenario::Fresh => "A brand-new cluster: no keys, no snapshots.",
+            Scenario::KeysLost => "Raft data and unseal keys lost; snapshots present.",
+            Scenario::NoSnapshot => "Raft data lost; keys survive; no valid snapshot anywhere.",
+            Scenario::Partition => "Node 0 unreachable, the others uninitialised.",
+        }
     }
 
     /// The observation this scenario stands for, shaped by the policy
@@ -238,8 +262,8 @@ pub fn build(
                 if !branch_taken(step, d) {
                     Verdict::Skip(format!(
                         "branch `{}` not taken (guard: {})",
-                        step.action.branch().map(action::branch_name).unwrap_or("?"),
-                        action::branch_name(d.branch)
+                        step.action.branch().map(Branch::name).unwrap_or("?"),
+                        d.branch.name()
                     ))
                 } else if let Some(b) = blocked {
                     Verdict::Skip(format!("`{b}` is skipped"))
@@ -257,7 +281,7 @@ pub fn build(
         steps.push(PlannedStep {
             id: step.id.clone(),
             kind: step.action.label(),
-            branch: step.action.branch().map(action::branch_name),
+            branch: step.action.branch().map(Branch::name),
             requires,
             after,
             preconditions: step.preconditions.clone(),

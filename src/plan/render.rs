@@ -5,18 +5,38 @@
 
 use std::fmt::Write;
 
-use clap::ValueEnum;
-
-use super::{Plan, PlannedStep, Verdict, action::branch_name};
+use super::{Plan, PlannedStep, Verdict};
 use crate::exit::Exit;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Text,
     Markdown,
     Json,
     Dot,
     Mermaid,
+}
+
+impl Format {
+    pub fn all() -> &'static [Format] {
+        &[
+            Format::Text,
+            Format::Markdown,
+            Format::Json,
+            Format::Dot,
+            Format::Mermaid,
+        ]
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Markdown => "markdown",
+            Format::Json => "json",
+            Format::Dot => "dot",
+            Format::Mermaid => "mermaid",
+        }
+    }
 }
 
 pub fn render(plan: &Plan, format: Format) -> String {
@@ -63,7 +83,7 @@ fn text(plan: &Plan) -> String {
     }
     if let Some(d) = &plan.decision {
         let _ = writeln!(s, "\nObserved: {}", d.observed);
-        let _ = writeln!(s, "Guard:    {} (rule: {})", branch_name(d.branch), d.rule);
+        let _ = writeln!(s, "Guard:    {} (rule: {})", d.branch.name(), d.rule);
         let _ = writeln!(s, "          {}", d.explanation);
         if let Some(e) = plan.exit {
             let _ = writeln!(s, "Exit:     {}", exit_name(e));
@@ -103,7 +123,7 @@ fn text(plan: &Plan) -> String {
             s,
             "  {:<w$}  {:<8} exit {}  {}",
             o.scenario.name(),
-            branch_name(o.decision.branch),
+            o.decision.branch.name(),
             o.exit.code(),
             o.decision.explanation
         );
@@ -132,7 +152,7 @@ fn markdown(plan: &Plan) -> String {
             s,
             "Scenario **{}** → guard chooses **{}** (exit {}).\n\n> {}\n",
             sc.name(),
-            branch_name(d.branch),
+            d.branch.name(),
             plan.exit.map(|e| e.code()).unwrap_or(0),
             md_escape(&d.explanation)
         );
@@ -144,7 +164,7 @@ fn markdown(plan: &Plan) -> String {
             s,
             "| `{}` | {} | {} | {} |",
             o.scenario.name(),
-            branch_name(o.decision.branch),
+            o.decision.branch.name(),
             o.exit.code(),
             md_escape(&o.decision.explanation)
         );

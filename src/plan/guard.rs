@@ -6,17 +6,8 @@
 
 use serde::Serialize;
 
+use crate::cluster::InitState;
 use crate::policy::model::RestoreMode;
-
-/// A node's initialisation state is three-valued: a node we could not read
-/// is `Unknown`, never `Uninitialized` (DESIGN.md §4 item 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum InitState {
-    Initialized,
-    Uninitialized,
-    Unknown,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -52,6 +43,19 @@ pub enum Branch {
     Refuse,
     /// Nothing destructive now; the next run may do better.
     Retry,
+}
+
+impl Branch {
+    /// Stable name (`backup`, `refuse`, ...), as plans and reports print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Branch::Backup => "backup",
+            Branch::Init => "init",
+            Branch::Restore => "restore",
+            Branch::Refuse => "refuse",
+            Branch::Retry => "retry",
+        }
+    }
 }
 
 /// The guard's verdict, with the words a human reads.
@@ -114,7 +118,7 @@ pub fn decide(obs: &Observation, policy: GuardPolicy) -> Decision {
     // `snapward restore` asks for a restore and nothing else: on a cluster
     // that is up (or fresh) it must not back up, unseal or initialise.
     if policy.explicit_restore && matches!(d.branch, Branch::Backup | Branch::Init) {
-        let would = crate::plan::action::branch_name(d.branch);
+        let would = d.branch.name();
         return Decision {
             branch: Branch::Refuse,
             rule: "restore requested, cluster not wiped",

@@ -10,8 +10,20 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::exec::report::{RunReport, Status};
-use crate::exit::Exit;
+/// How a target's upload ended, as the metrics show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetResult {
+    Succeeded,
+    NothingToDo,
+    Skipped,
+    Failed,
+}
+
+impl TargetResult {
+    fn is_success(self) -> bool {
+        matches!(self, TargetResult::Succeeded | TargetResult::NothingToDo)
+    }
+}
 
 /// What a run contributes to the metrics.
 #[derive(Debug, Clone, Default)]
@@ -24,38 +36,10 @@ pub struct RunFacts {
     pub duration_seconds: f64,
     /// (size in bytes, raft index) of this run's snapshot.
     pub snapshot: Option<(u64, u64)>,
-    /// Per target: the upload action's status.
-    pub targets: BTreeMap<String, Status>,
+    /// Per target: how its upload ended.
+    pub targets: BTreeMap<String, TargetResult>,
     /// Per store: snapshots retention kept.
     pub kept: BTreeMap<String, usize>,
-}
-
-impl RunFacts {
-    pub fn from_report(
-        r: &RunReport,
-        snapshot: Option<(u64, u64)>,
-        kept: BTreeMap<String, usize>,
-    ) -> Self {
-        let targets = r
-            .actions
-            .iter()
-            .filter_map(|a| {
-                a.id.strip_prefix("upload:")
-                    .map(|t| (t.to_string(), a.status))
-            })
-            .collect();
-        Self {
-            policy: r.policy.clone(),
-            exit_code: r.exit_code,
-            success: r.exit == Exit::Success && !r.dry_run,
-            refused: r.exit == Exit::Refused,
-            finished_at: r.finished_at.as_second(),
-            duration_seconds: r.finished_at.duration_since(r.started_at).as_secs_f64(),
-            snapshot,
-            targets,
-            kept,
-        }
-    }
 }
 
 fn escape(v: &str) -> String {
@@ -147,10 +131,10 @@ pub fn render(f: &RunFacts, previous: Option<&str>) -> String {
     for (t, status) in &f.targets {
         let tl = format!("{base},target=\"{}\"", escape(t));
         for (word, st) in [
-            ("succeeded", Status::Succeeded),
-            ("nothing-to-do", Status::NothingToDo),
-            ("skipped", Status::Skipped),
-            ("failed", Status::Failed),
+            ("succeeded", TargetResult::Succeeded),
+            ("nothing-to-do", TargetResult::NothingToDo),
+            ("skipped", TargetResult::Skipped),
+            ("failed", TargetResult::Failed),
         ] {
             results.push((
                 format!("{tl},result=\"{word}\""),
@@ -257,9 +241,9 @@ mod tests {
             targets: [(
                 "r2".to_string(),
                 if success {
-                    Status::Succeeded
+                    TargetResult::Succeeded
                 } else {
-                    Status::Failed
+                    TargetResult::Failed
                 },
             )]
             .into(),
