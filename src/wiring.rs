@@ -8,14 +8,16 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::backends::dry_run::{DryRunCeremony, DryRunKeyStore, DryRunLocal, DryRunTarget};
 use crate::backends::filesystem::FsTarget;
+use crate::backends::keys::KeyStore;
 use crate::backends::kube::{self as k8s, DiscoveredOpenBao, Readiness};
-use crate::backends::local::LocalStore;
+use crate::backends::local::{LocalStore, SnapshotStore};
 use crate::backends::openbao::{HttpOpenBao, Timeouts};
 use crate::backends::s3::S3Target;
 use crate::backends::{Ceremony, OpenBao, Target, TargetError};
 use crate::cli::PolicySource;
-use crate::exec::runner::TargetSlot;
+use crate::exec::actions::TargetSlot;
 use crate::exit::Exit;
 use crate::policy::ValidPolicy;
 use crate::policy::model::PodTrust;
@@ -181,4 +183,42 @@ pub fn key_store(
         }),
         (None, None, _) => return None,
     })
+}
+
+/// The backends a run writes through. In a dry run each is wrapped in its
+/// dry-run decorator (`backends::dry_run`): reads pass, writes become
+/// "would ..." answers, and new snapshots go to `scratch`.
+pub struct Writers {
+    pub targets: Vec<TargetSlot>,
+    pub local: Arc<dyn SnapshotStore>,
+    pub key_store: Option<Arc<dyn KeyStore>>,
+    pub ceremony: Arc<dyn Ceremony>,
+}
+
+impl Writers {
+    pub fn dry_run(self, scratch: &std::path::Path, node_names: Vec<String>) -> Self {
+        Writers {
+            targets: self
+                .targets
+                .into_iter()
+                .map(|slot| TargetSlot {
+                    target: slot
+                        .target
+                        .map(|inner| Arc::new(DryRunTarget { inner }) as Arc<dyn Target>),
+                    ..slot
+                })
+                .collect(),
+            local: Arc::new(DryRunLocal {
+                inner: self.local,
+                scratch: scratch.to_path_buf(),
+            }),
+            key_store: self
+                .key_store
+                .map(|inner| Arc::new(DryRunKeyStore { inner }) as Arc<dyn KeyStore>),
+            ceremony: Arc::new(DryRunCeremony {
+                inner: self.ceremony,
+                node_names,
+            }),
+        }
+    }
 }

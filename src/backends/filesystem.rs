@@ -37,7 +37,8 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Cleanup, Confirmed, DeleteOutcome, RemoteSnapshot, Target, TargetError, snapshot_time,
+    Cleanup, Confirmed, DeleteOutcome, PutOutcome, RemoteSnapshot, Target, TargetError,
+    snapshot_time,
 };
 use crate::policy::model;
 use crate::snapshot::{self, Identity};
@@ -521,7 +522,7 @@ impl Target for FsTarget {
         name: &str,
         identity: &Identity,
         cancel: &CancellationToken,
-    ) -> Result<Confirmed, TargetError> {
+    ) -> Result<PutOutcome, TargetError> {
         let inner = Arc::clone(&self.inner);
         let (file, name, identity, cancel) = (
             file.to_owned(),
@@ -533,6 +534,7 @@ impl Target for FsTarget {
             inner.put(&file, &name, &identity, &cancel)
         })
         .await
+        .map(PutOutcome::Confirmed)
     }
 
     async fn delete(&self, name: &str) -> Result<DeleteOutcome, TargetError> {

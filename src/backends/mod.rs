@@ -5,6 +5,7 @@
 //!
 //! Stage: execute. I/O lives here and in the implementations only.
 
+pub mod dry_run;
 pub mod filesystem;
 pub mod keys;
 pub mod kube;
@@ -44,12 +45,24 @@ pub struct Confirmed {
     pub sha256: String,
 }
 
+/// What `Target::put` did. Real targets only ever answer `Confirmed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PutOutcome {
+    /// Uploaded and read back.
+    Confirmed(Confirmed),
+    /// A dry run: nothing was sent (see `backends::dry_run`).
+    WouldUpload { size: u64, sha256: String },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DeleteOutcome {
     Deleted,
     /// Object Lock (or a WORM mount) refused: reported, not a failure.
     RetainedByLock,
+    /// A dry run: nothing was deleted (see `backends::dry_run`).
+    WouldDelete,
 }
 
 /// What a cleanup of a crashed run's leftovers did.
@@ -110,14 +123,15 @@ pub trait Target: Send + Sync {
     async fn list(&self) -> Result<Vec<RemoteSnapshot>, TargetError>;
 
     /// Upload `file` as `name`, create-only, with the identity as metadata;
-    /// returns only after a read-back confirmed size and SHA-256.
+    /// returns only after a read-back confirmed size and SHA-256
+    /// (`PutOutcome::Confirmed`).
     async fn put(
         &self,
         file: &Path,
         name: &str,
         identity: &Identity,
         cancel: &CancellationToken,
-    ) -> Result<Confirmed, TargetError>;
+    ) -> Result<PutOutcome, TargetError>;
 
     /// Delete one snapshot by name.
     async fn delete(&self, name: &str) -> Result<DeleteOutcome, TargetError>;

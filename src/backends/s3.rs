@@ -87,7 +87,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Cleanup, Confirmed, DeleteOutcome, RemoteSnapshot, Target, TargetError, snapshot_time,
+    Cleanup, Confirmed, DeleteOutcome, PutOutcome, RemoteSnapshot, Target, TargetError,
+    snapshot_time,
 };
 use crate::policy::model;
 use crate::policy::validate::parse_timeout;
@@ -1451,7 +1452,7 @@ impl Target for S3Target {
         name: &str,
         identity: &Identity,
         cancel: &CancellationToken,
-    ) -> Result<Confirmed, TargetError> {
+    ) -> Result<PutOutcome, TargetError> {
         check_name(&self.ctx.target, name)?;
         let want_sha = identity.sha256.to_ascii_lowercase();
         if !is_sha256_hex(&want_sha) {
@@ -1502,7 +1503,7 @@ impl Target for S3Target {
         crate::crash::crash_point!("s3.after-complete");
         let confirmed = self.confirm(&key, name, &want_sha, &sent).await?;
         tracing::info!(target_name = %self.ctx.target, key, size, "upload confirmed");
-        Ok(confirmed)
+        Ok(PutOutcome::Confirmed(confirmed))
     }
 
     /// Deletes every version of the snapshot's key (and any delete marker),

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::backends::RemoteSnapshot;
 use crate::cli::OutputFormat;
+use crate::exec::select::{local_candidate, remote_candidate, remote_valid};
 use crate::exit::Exit;
 use crate::policy;
 use crate::retention::{self, Candidate, Decision, Verdict};
@@ -46,16 +47,7 @@ fn verdicts(rules: &retention::Rules, c: &[Candidate]) -> Vec<Decision> {
 }
 
 fn remote_rows(list: &[RemoteSnapshot], rules: &retention::Rules) -> Vec<Row> {
-    let cands: Vec<Candidate> = list
-        .iter()
-        .map(|r| Candidate {
-            id: r.name.clone(),
-            time: r.time,
-            index: r.index.unwrap_or(0),
-            term: r.term.unwrap_or(0),
-            valid: r.index.is_some() && r.term.is_some() && r.sha256.is_some(),
-        })
-        .collect();
+    let cands: Vec<Candidate> = list.iter().map(remote_candidate).collect();
     verdicts(rules, &cands)
         .into_iter()
         .filter_map(|d| {
@@ -63,7 +55,7 @@ fn remote_rows(list: &[RemoteSnapshot], rules: &retention::Rules) -> Vec<Row> {
             Some(Row {
                 name: r.name.clone(),
                 time: r.time,
-                valid: r.index.is_some() && r.sha256.is_some(),
+                valid: remote_valid(r),
                 index: r.index,
                 term: r.term,
                 size: Some(r.size),
@@ -94,16 +86,7 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
     let mut failed = false;
     match tokio::task::spawn_blocking(move || local.inventory()).await {
         Ok(Ok(inv)) => {
-            let cands: Vec<Candidate> = inv
-                .iter()
-                .map(|s| Candidate {
-                    id: s.name.clone(),
-                    time: s.time,
-                    index: s.identity.as_ref().map(|i| i.index).unwrap_or(0),
-                    term: s.identity.as_ref().map(|i| i.term).unwrap_or(0),
-                    valid: s.identity.is_some(),
-                })
-                .collect();
+            let cands: Vec<Candidate> = inv.iter().map(local_candidate).collect();
             let rows = verdicts(&p.local_rules, &cands)
                 .into_iter()
                 .filter_map(|d| {

@@ -12,14 +12,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backends::kube::{self as k8s, KubeError, LeaseGuard};
 use crate::cli::{OutputFormat, PolicySource};
+use crate::exec::actions::Actions;
+use crate::exec::dry_run::DryRun;
 use crate::exec::events::Announcing;
 use crate::exec::report::RunReport;
-use crate::exec::runner::RealRunner;
 use crate::exec::{self, RunState, Runner, Status};
 use crate::exit::Exit;
 use crate::plan;
 use crate::plan::guard::Branch;
 use crate::policy::{self, ValidPolicy};
+use crate::wiring::Writers;
 
 /// Options of `run` and `restore`.
 pub struct RunOptions {
@@ -267,18 +269,36 @@ pub async fn run(opts: RunOptions) -> Exit {
     };
     let guard = plan::guard_policy(&p, opts.explicit_restore);
     let key_kube = kube.as_ref().map(|k| (&k.client, k.namespace.as_str()));
-    let real = Arc::new(RealRunner {
+    let mut writers = Writers {
         targets: build_targets(&p).await,
-        local: crate::wiring::local_store(&p),
+        local: Arc::new(crate::wiring::local_store(&p)),
         key_store: crate::wiring::key_store(&p, key_kube),
         ceremony,
+    };
+    if opts.dry_run {
+        writers = writers.dry_run(scratch.path(), bao.node_names());
+    }
+    let actions: Arc<dyn Runner> = Arc::new(Actions {
+        targets: writers.targets,
+        local: writers.local,
+        key_store: writers.key_store,
+        ceremony: writers.ceremony,
         bao,
-        dry_run: opts.dry_run,
         scratch: scratch.path().to_path_buf(),
         guard,
         only_snapshot: opts.only_snapshot.clone(),
         policy: p.clone(),
     });
+    // A dry run never runs the steps that change the cluster: it says what
+    // they would do.
+    let real: Arc<dyn Runner> = if opts.dry_run {
+        Arc::new(DryRun {
+            inner: actions,
+            policy: p.clone(),
+        })
+    } else {
+        actions
+    };
     let events = match &kube {
         Some(k) if !opts.dry_run => {
             let cm = opts
@@ -316,10 +336,13 @@ pub async fn run(opts: RunOptions) -> Exit {
     let actions = exec::execute(&dag, runner, state.clone(), cancel.clone(), 4).await;
     release(lease).await;
     let decision = state.lock().await.decision.clone();
+    // A precondition that refuses like a guard (guards.maxRestoreAge).
+    let refusal = state.lock().await.refusal.clone();
     let failed = actions.iter().any(|a| a.status == Status::Failed);
     let exit = match decision.as_ref().map(|d| d.branch) {
         _ if cancel.is_cancelled() => Exit::Retry,
         Some(Branch::Refuse) => Exit::Refused,
+        _ if refusal.is_some() => Exit::Refused,
         Some(Branch::Retry) => Exit::Retry,
         _ if failed => Exit::Retry,
         None => Exit::Retry,
@@ -337,9 +360,10 @@ pub async fn run(opts: RunOptions) -> Exit {
         _ if lease_lost.as_ref().is_some_and(|l| l.is_cancelled()) => {
             "stopped — retry: the run Lease was lost (another run may have taken over)".to_string()
         }
-        (Some(d), Exit::Refused) => {
-            format!("refused by a guard — a human must act: {}", d.explanation)
-        }
+        (Some(d), Exit::Refused) => format!(
+            "refused by a guard — a human must act: {}",
+            refusal.as_deref().unwrap_or(&d.explanation)
+        ),
         (Some(d), _) if d.branch == Branch::Retry => format!("not done — retry: {}", d.explanation),
         _ => {
             let f: Vec<&str> = actions
@@ -404,7 +428,7 @@ pub async fn run(opts: RunOptions) -> Exit {
                     a.reason
                 ));
                 for item in &a.items {
-                    out.push_str(&format!("{:<16}   {item}\n", ""));
+                    out.push_str(&format!("{:<16}   {}\n", "", item.text));
                 }
             }
             out.push_str(&format!("{summary}\n"));

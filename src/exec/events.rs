@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Outcome, RunState, Runner, Status};
 pub use crate::backends::{Notifier, Severity};
-use crate::plan::Action;
 use crate::plan::guard::Branch;
+use crate::plan::{Action, Precondition};
 
 /// Runs `inner` and announces: snapshot taken, uploaded, pruned, target
 /// skipped, guard refused (or waiting), init, keys stored, restore
@@ -32,7 +32,15 @@ fn event_for(action: &Action, o: &Outcome, state: &RunState) -> Option<(Severity
         if o.items.is_empty() {
             format!("{what}: {}", o.detail)
         } else {
-            format!("{what}: {} ({})", o.detail, o.items.join("; "))
+            format!(
+                "{what}: {} ({})",
+                o.detail,
+                o.items
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
         }
     };
     let failed = o.status == Status::Failed;
@@ -80,6 +88,24 @@ fn event_for(action: &Action, o: &Outcome, state: &RunState) -> Option<(Severity
 
 #[async_trait]
 impl Runner for Announcing {
+    async fn skipped(&self, action: &Action, failed: Option<&Precondition>, reason: &str) {
+        self.inner.skipped(action, failed, reason).await;
+        let event = match (action, failed) {
+            (Action::Upload { target }, Some(Precondition::CredentialsPresent { .. })) => Some((
+                Severity::Warning,
+                "TargetSkipped",
+                format!("target {target}: {reason}"),
+            )),
+            (Action::Restore, Some(p)) if crate::exec::check::refuses(p) => {
+                Some((Severity::Warning, "GuardRefused", reason.to_string()))
+            }
+            _ => None,
+        };
+        if let Some((sev, why, note)) = event {
+            self.notifier.notify(sev, why, &note).await;
+        }
+    }
+
     async fn run(
         &self,
         action: &Action,

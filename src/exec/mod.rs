@@ -5,12 +5,18 @@
 //! several targets) run concurrently. Cancellation (SIGTERM) stops new work,
 //! lets running actions clean up, and the report still says what finished.
 //!
-//! Stage: execute. No backend types here: actions are run by a `Runner`.
+//! Stage: execute. The scheduler knows only "run a node, get an
+//! outcome": the actions (one file each, `actions/`) run behind a
+//! [`Runner`]; decorators add Events (`events`) and dry-run (`dry_run`).
+//! Backend types appear only in the actions, through the backend traits.
 
-pub mod ceremony;
+pub mod actions;
+pub mod check;
+pub mod dry_run;
 pub mod events;
+pub mod item;
 pub mod report;
-pub mod runner;
+pub mod select;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -25,6 +31,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+pub use check::check;
+pub use item::{Item, ReportItem, Unsealing};
+
 use crate::plan::{Action, Dag, EdgeKind, Precondition};
 pub use report::{ActionReport, Status};
 pub use state::RunState;
@@ -35,8 +44,8 @@ pub struct Outcome {
     pub status: Status,
     pub detail: String,
     pub bytes: u64,
-    /// Per-item records ("uploaded x", "would delete y", "retained by lock z").
-    pub items: Vec<String>,
+    /// Per-item records (uploaded x, would delete y, retained by lock z).
+    pub items: Vec<Item>,
 }
 
 impl Outcome {
@@ -70,7 +79,7 @@ impl Outcome {
         self.bytes = bytes;
         self
     }
-    pub fn with_items(mut self, items: Vec<String>) -> Self {
+    pub fn with_items(mut self, items: Vec<Item>) -> Self {
         self.items = items;
         self
     }
@@ -85,71 +94,10 @@ pub trait Runner: Send + Sync {
         state: &Mutex<RunState>,
         cancel: &CancellationToken,
     ) -> Outcome;
-}
 
-/// Does `pre` hold now? `None` = holds; `Some(reason)` = does not.
-pub fn check(pre: &Precondition, s: &RunState) -> Option<String> {
-    use Precondition as P;
-    let fail = |ok: bool, why: String| if ok { None } else { Some(why) };
-    match pre {
-        P::BranchChosen { branch } => {
-            let Some(d) = &s.decision else {
-                return Some("the guard has not decided".into());
-            };
-            let ok = d.branch == *branch
-                || (*branch == crate::plan::guard::Branch::Backup && d.backup_allowed);
-            fail(
-                ok,
-                format!(
-                    "branch `{}` not taken (guard: {})",
-                    branch.name(),
-                    d.branch.name()
-                ),
-            )
-        }
-        P::AllNodesKnown => fail(
-            s.nodes
-                .iter()
-                .all(|n| n.init != crate::cluster::InitState::Unknown)
-                && !s.nodes.is_empty(),
-            "a node's state is unknown".into(),
-        ),
-        P::AllNodesUninitialized => fail(
-            s.nodes
-                .iter()
-                .all(|n| n.init == crate::cluster::InitState::Uninitialized),
-            "not every node is uninitialised".into(),
-        ),
-        P::ActiveNodeUnsealed => fail(s.active_node().is_some(), "no active, unsealed node".into()),
-        P::KeysPresent => fail(
-            s.keys_present == Some(true),
-            "no unseal keys in the key store".into(),
-        ),
-        P::KeyStoreEmpty => fail(
-            s.keys_present == Some(false),
-            "the key store already holds keys".into(),
-        ),
-        P::SnapshotVerified => fail(
-            s.snapshot.is_some(),
-            "no verified snapshot from this run".into(),
-        ),
-        P::UploadConfirmed { store } => fail(
-            s.confirmed.contains_key(store),
-            format!("this run's snapshot was not confirmed on `{store}`"),
-        ),
-        P::InitAllowed => fail(s.init_allowed, "init is not allowed by the policy".into()),
-        P::RestoreAuthorized => fail(
-            s.restore_authorized,
-            "restore mode is not auto and no human asked".into(),
-        ),
-        P::RestoreSnapshotVerified => fail(
-            s.restore_from.is_some(),
-            "no snapshot to restore was fetched and verified".into(),
-        ),
-        P::RestoreApplied => fail(s.restore_applied, "the restore was not applied".into()),
-        // Checked by the action itself, item by item or at run time.
-        P::CredentialsPresent { .. } | P::MirroredElsewhere | P::SnapshotFreshEnough => None,
-    }
+    /// The executor skipped `action` (a failed dependency, or the
+    /// precondition `failed`, with `reason`). For decorators that announce.
+    async fn skipped(&self, _action: &Action, _failed: Option<&Precondition>, _reason: &str) {}
 }
 
 /// Run the DAG to completion (or cancellation). Returns one report per node
@@ -189,16 +137,29 @@ pub async fn execute(
                     (*kind == EdgeKind::Requires && !r.status.is_success())
                         .then(|| format!("`{}` {}", r.id, r.status.word()))
                 });
-                let reason = if cancel.is_cancelled() {
-                    Some("cancelled before it started".to_string())
+                let (reason, failed) = if cancel.is_cancelled() {
+                    (Some("cancelled before it started".to_string()), None)
                 } else if let Some(b) = blocked {
-                    Some(b)
+                    (Some(b), None)
                 } else {
-                    let s = state.lock().await;
-                    step.preconditions.iter().find_map(|p| check(p, &s))
+                    let mut s = state.lock().await;
+                    match step
+                        .preconditions
+                        .iter()
+                        .find_map(|p| check(p, &s).map(|why| (p, why)))
+                    {
+                        Some((p, why)) => {
+                            if check::refuses(p) && s.refusal.is_none() {
+                                s.refusal = Some(why.clone());
+                            }
+                            (Some(why), Some(p))
+                        }
+                        None => (None, None),
+                    }
                 };
                 if let Some(reason) = reason {
                     tracing::info!(action = %step.id, %reason, "skipped");
+                    runner.skipped(&step.action, failed, &reason).await;
                     reports.insert(ix, ActionReport::skipped(step, reason));
                     continue;
                 }

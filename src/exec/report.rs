@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::Outcome;
+use super::{Outcome, ReportItem};
 use crate::backends::metrics::{RunFacts, TargetResult};
 use crate::exit::Exit;
 use crate::plan::compile::Step;
@@ -49,7 +49,7 @@ pub struct ActionReport {
     pub duration_ms: Option<u64>,
     pub bytes: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub items: Vec<String>,
+    pub items: Vec<ReportItem>,
 }
 
 impl ActionReport {
@@ -80,7 +80,7 @@ impl ActionReport {
             started_at: Some(started_at),
             duration_ms: Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX)),
             bytes: o.bytes,
-            items: o.items,
+            items: o.items.into_iter().map(ReportItem::from).collect(),
         }
     }
 }

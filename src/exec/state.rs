@@ -1,10 +1,12 @@
 //! What a run has learned so far: the executor checks preconditions against
-//! it, actions read and extend it. Holds no secrets.
+//! it, actions read and extend it. Holds no secrets except `new_keys` (the
+//! keys a fresh init made, in memory until stored and used, zeroised on
+//! drop).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::backends::{Confirmed, NodeStatus, RemoteSnapshot};
+use crate::backends::{NodeStatus, PutOutcome, RemoteSnapshot};
 use crate::cluster::InitState;
 use crate::plan::guard::Decision;
 use crate::snapshot::Identity;
@@ -49,10 +51,22 @@ pub struct RunState {
         Result<crate::snapshot::Identity, crate::snapshot::VerifyError>,
     )>,
     pub snapshot: Option<TakenSnapshot>,
-    /// Targets where this run's snapshot was confirmed (size + SHA-256).
-    pub confirmed: BTreeMap<String, Confirmed>,
+    /// Targets where this run's snapshot was confirmed (size + SHA-256
+    /// read back), or — in a dry run only — would have been uploaded.
+    pub confirmed: BTreeMap<String, PutOutcome>,
     /// Optional targets skipped because their credentials are absent.
     pub skipped_targets: BTreeSet<String>,
+    /// Optional targets that cannot be used, with the reason
+    /// (`CredentialsPresent` fails for them).
+    pub unavailable: BTreeMap<String, String>,
+    /// Enabled targets whose listing could not be read.
+    pub unlisted: BTreeSet<String>,
+    /// `guards.maxRestoreAge` (`SnapshotFreshEnough`).
+    pub max_restore_age: Option<jiff::SignedDuration>,
+    /// `snapward restore` was run by a human.
+    pub explicit_restore: bool,
+    /// A precondition refused like a guard (a human must act): why.
+    pub refusal: Option<String>,
     /// Each target's listing, refreshed after its upload.
     pub remote: BTreeMap<String, Vec<RemoteSnapshot>>,
     pub restore_from: Option<RestoreSource>,
@@ -64,6 +78,8 @@ pub struct RunState {
     pub interrupted_restore: Option<String>,
     /// Keys from init, in memory until stored and used (zeroised on drop).
     pub new_keys: Option<crate::backends::keys::StoredKeys>,
+    /// Observe ran.
+    pub observed: bool,
 }
 
 impl RunState {

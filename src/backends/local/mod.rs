@@ -15,6 +15,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+mod port;
+pub use port::{Begun, Committed, SnapshotStore};
+
 use crate::backends::snapshot_time;
 use crate::snapshot::{self, Identity};
 

@@ -1,0 +1,120 @@
+//! `observe`: read-only. Every node's state (three-valued), whether the key
+//! store holds keys, every store's inventory (which hold a valid snapshot),
+//! the marker of an interrupted restore, and which targets can be used.
+
+use std::collections::BTreeMap;
+
+use tokio::sync::Mutex;
+
+use super::Actions;
+use crate::backends::TargetError;
+use crate::exec::select::{newest_source, remote_valid};
+use crate::exec::state::RunState;
+use crate::exec::{Item, Outcome};
+use crate::policy::model::RestoreMode;
+
+pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
+    let nodes = a.bao.observe().await;
+    let mut items: Vec<Item> = nodes
+        .iter()
+        .map(|n| Item::Node {
+            name: n.name.clone(),
+            init: n.init,
+            sealed: n.sealed,
+            active: n.active,
+            error: n.error.clone(),
+        })
+        .collect();
+    let keys = match &a.key_store {
+        None => Some(false),
+        Some(ks) => match ks.probe().await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "the key store cannot be read");
+                // In the report too: the guard's "could not be read" needs
+                // the reason next to it.
+                items.push(Item::KeyStoreUnreadable {
+                    error: e.to_string(),
+                });
+                None
+            }
+        },
+    };
+    // Inventory: which stores hold a valid snapshot.
+    let mut holders: BTreeMap<String, bool> = BTreeMap::new();
+    match a.local_inventory().await {
+        Ok(inv) => {
+            for s in inv.iter().filter(|s| s.invalid.is_some()) {
+                items.push(Item::Invalid {
+                    store: "local".into(),
+                    name: s.name.clone(),
+                    reason: s.invalid.clone().unwrap_or_default(),
+                });
+            }
+            holders.insert("local".into(), inv.iter().any(|s| s.identity.is_some()));
+        }
+        Err(o) => items.push(Item::StoreUnreadable {
+            store: "local".into(),
+            error: o.detail,
+        }),
+    }
+    let mut remote = BTreeMap::new();
+    let mut unavailable = BTreeMap::new();
+    let mut unlisted = std::collections::BTreeSet::new();
+    for slot in &a.targets {
+        match &slot.target {
+            Ok(t) => match t.list().await {
+                Ok(list) => {
+                    holders.insert(slot.name.clone(), list.iter().any(remote_valid));
+                    remote.insert(slot.name.clone(), list);
+                }
+                Err(e) => {
+                    unlisted.insert(slot.name.clone());
+                    items.push(Item::ListingFailed {
+                        store: slot.name.clone(),
+                        error: e.to_string(),
+                    })
+                }
+            },
+            Err(e) => {
+                if let (true, TargetError::CredentialsAbsent { detail, .. }) = (slot.optional, e) {
+                    tracing::warn!(target = %slot.name, %detail, "optional target skipped: credentials absent");
+                    unavailable.insert(slot.name.clone(), detail.clone());
+                } else {
+                    unlisted.insert(slot.name.clone());
+                }
+                items.push(Item::TargetUnavailable {
+                    store: slot.name.clone(),
+                    error: e.to_string(),
+                })
+            }
+        }
+    }
+    let interrupted = match a.local.read_restore_marker(a.policy.name()) {
+        Ok(m) => m,
+        Err(e) => {
+            items.push(Item::RestoreMarkerUnreadable {
+                error: e.to_string(),
+            });
+            None
+        }
+    };
+    if let Some(m) = &interrupted {
+        items.push(Item::RestoreInterrupted { marker: m.clone() });
+    }
+    let mut s = state.lock().await;
+    s.nodes = nodes;
+    s.keys_present = keys;
+    s.remote = remote;
+    s.skipped_targets = unavailable.keys().cloned().collect();
+    s.unavailable = unavailable;
+    s.unlisted = unlisted;
+    s.init_allowed = a.policy.doc.spec.init.allowed;
+    s.restore_authorized = a.guard.restore_mode == RestoreMode::Auto || a.guard.explicit_restore;
+    s.max_restore_age = a.policy.max_restore_age;
+    s.explicit_restore = a.guard.explicit_restore;
+    s.newest_snapshot_in = newest_source(&a.policy.sources, &holders);
+    s.interrupted_restore = interrupted;
+    s.observed = true;
+    Outcome::ok(format!("{} node(s) observed", s.nodes.len())).with_items(items)
+}

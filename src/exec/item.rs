@@ -1,0 +1,328 @@
+//! Typed outcome items: what one action did, item by item (uploaded x,
+//! would delete y, retained by lock z). Actions produce them; the report
+//! serialises each with its `kind`, its fields and the sentence a human
+//! reads (`text`); the human summary and Events print the sentence.
+//!
+//! Stage: execute. Pure data. Never holds a secret: names, sizes, reasons.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::cluster::InitState;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Item {
+    // -- observe --
+    /// One node's observed state.
+    Node {
+        name: String,
+        init: InitState,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sealed: Option<bool>,
+        active: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// The key store could not be read.
+    KeyStoreUnreadable {
+        error: String,
+    },
+    /// A store holds a file/object that did not verify (never counted).
+    Invalid {
+        store: String,
+        name: String,
+        reason: String,
+    },
+    /// A store could not be read at all.
+    StoreUnreadable {
+        store: String,
+        error: String,
+    },
+    ListingFailed {
+        store: String,
+        error: String,
+    },
+    /// A target that cannot be used this run (credentials absent, ...).
+    TargetUnavailable {
+        store: String,
+        error: String,
+    },
+    RestoreMarkerUnreadable {
+        error: String,
+    },
+    /// A restore stopped after node 0 was temp-initialised.
+    RestoreInterrupted {
+        marker: String,
+    },
+
+    // -- upload --
+    CleanedUp {
+        what: String,
+    },
+    CleanupFailed {
+        error: String,
+    },
+    /// Same name remotely with other content: never overwritten.
+    Conflict {
+        name: String,
+    },
+    Uploaded {
+        name: String,
+        bytes: u64,
+    },
+    WouldUpload {
+        name: String,
+        bytes: u64,
+    },
+    /// Missing remotely, but the target's retention would delete it at once.
+    NotUploaded {
+        name: String,
+    },
+
+    // -- prune --
+    Deleted {
+        name: String,
+        reasons: Vec<String>,
+    },
+    WouldDelete {
+        name: String,
+        reasons: Vec<String>,
+    },
+    RetainedByLock {
+        name: String,
+    },
+    /// A local file that did not verify: not counted by retention, kept.
+    NotCounted {
+        name: String,
+        reason: String,
+    },
+    /// Retention would delete it, but no target holds it
+    /// (`guards.keepUnmirroredLocal`).
+    KeptUnmirrored {
+        name: String,
+    },
+
+    // -- unseal --
+    Unsealed {
+        node: String,
+        how: Unsealing,
+    },
+    AlreadyUnsealed {
+        node: String,
+    },
+    WouldUnseal {
+        node: String,
+    },
+
+    // -- fetch --
+    FetchFailed {
+        store: String,
+        name: String,
+        error: String,
+    },
+    /// Fetched, but it did not verify: the next newest is tried.
+    Rejected {
+        store: String,
+        name: String,
+        reason: String,
+    },
+    Chose {
+        store: String,
+        name: String,
+        index: u64,
+        term: u64,
+    },
+
+    // -- restore / verify-cluster --
+    /// One step of the restore ceremony, in the words of the step.
+    Step {
+        text: String,
+    },
+    ClusterVerified {
+        nodes: usize,
+        cluster_id: String,
+        raft_index: u64,
+        want_index: u64,
+    },
+    CanaryRead {
+        path: String,
+    },
+    /// A dry run: what this destructive step would do.
+    Would {
+        text: String,
+    },
+}
+
+/// With which keys a node was unsealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unsealing {
+    /// Backup branch: the stored keys.
+    Stored,
+    /// Init branch: the keys init just made.
+    New,
+    /// Restore branch, node 0: the stored keys.
+    StoredAfterRestore,
+    /// Restore branch, node 0, after its server process restarted.
+    StoredAfterRestart,
+}
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Item::Node {
+                name,
+                init,
+                sealed,
+                active,
+                error,
+            } => {
+                write!(f, "{}", format!("{name}: {init:?}").to_lowercase())?;
+                match sealed {
+                    Some(true) => write!(f, ", sealed")?,
+                    Some(false) => write!(f, ", unsealed")?,
+                    None => {}
+                }
+                if *active {
+                    write!(f, ", active")?;
+                }
+                if let Some(e) = error {
+                    write!(f, " ({e})")?;
+                }
+                Ok(())
+            }
+            Item::KeyStoreUnreadable { error } => write!(f, "{error}"),
+            Item::Invalid {
+                store,
+                name,
+                reason,
+            } => write!(f, "{store}: invalid {name} ({reason})"),
+            Item::StoreUnreadable { store, error } => write!(f, "{store}: {error}"),
+            Item::ListingFailed { store, error } => write!(f, "{store}: listing failed: {error}"),
+            Item::TargetUnavailable { store, error } => write!(f, "{store}: {error}"),
+            Item::RestoreMarkerUnreadable { error } => {
+                write!(f, "local: cannot read the restore marker: {error}")
+            }
+            Item::RestoreInterrupted { marker } => {
+                write!(f, "local: a restore was interrupted ({marker})")
+            }
+            Item::CleanedUp { what } => write!(f, "cleaned up {what}"),
+            Item::CleanupFailed { error } => write!(f, "cleanup of leftovers failed: {error}"),
+            Item::Conflict { name } => write!(
+                f,
+                "not overwritten: {name} exists remotely with other content"
+            ),
+            Item::Uploaded { name, bytes } => {
+                write!(f, "uploaded {name} ({bytes} bytes, confirmed)")
+            }
+            Item::WouldUpload { name, bytes } => write!(f, "would upload {name} ({bytes} bytes)"),
+            Item::NotUploaded { name } => write!(
+                f,
+                "not uploaded {name}: the target's retention would delete it at once"
+            ),
+            Item::Deleted { name, reasons } => write!(f, "deleted {name} ({})", reasons.join(", ")),
+            Item::WouldDelete { name, reasons } => {
+                write!(f, "would delete {name} ({})", reasons.join(", "))
+            }
+            Item::RetainedByLock { name } => write!(f, "retained by lock: {name}"),
+            Item::NotCounted { name, reason } => {
+                write!(f, "invalid, not counted: {name} ({reason})")
+            }
+            Item::KeptUnmirrored { name } => write!(
+                f,
+                "kept {name}: exists on no target (guards.keepUnmirroredLocal)"
+            ),
+            Item::Unsealed { node, how } => match how {
+                Unsealing::Stored | Unsealing::New => write!(f, "{node}: unsealed"),
+                Unsealing::StoredAfterRestore => {
+                    write!(f, "{node}: unsealed with the stored keys")
+                }
+                Unsealing::StoredAfterRestart => {
+                    write!(f, "{node}: unsealed with the stored keys after the restart")
+                }
+            },
+            Item::AlreadyUnsealed { node } => write!(f, "{node}: already unsealed"),
+            Item::WouldUnseal { node } => write!(f, "would unseal {node}"),
+            Item::FetchFailed { store, name, error } => {
+                write!(f, "{store}/{name}: fetch failed: {error}")
+            }
+            Item::Rejected {
+                store,
+                name,
+                reason,
+            } => write!(
+                f,
+                "{store}/{name}: invalid ({reason}), trying the next newest"
+            ),
+            Item::Chose {
+                store,
+                name,
+                index,
+                term,
+            } => write!(f, "chose {store}/{name} (raft index {index}, term {term})"),
+            Item::Step { text } | Item::Would { text } => write!(f, "{text}"),
+            Item::ClusterVerified {
+                nodes,
+                cluster_id,
+                raft_index,
+                want_index,
+            } => write!(
+                f,
+                "{nodes} node(s) unsealed, cluster_id {cluster_id}, raft index {raft_index} ≥ {want_index}"
+            ),
+            Item::CanaryRead { path } => write!(f, "canary {path} readable"),
+        }
+    }
+}
+
+/// An item as the report writes it: its typed fields and the sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportItem {
+    #[serde(flatten)]
+    pub item: Item,
+    pub text: String,
+}
+
+impl From<Item> for ReportItem {
+    fn from(item: Item) -> Self {
+        let text = item.to_string();
+        Self { item, text }
+    }
+}
+
+impl Item {
+    pub fn step(text: impl Into<String>) -> Self {
+        Item::Step { text: text.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_read_as_before_and_serialise_with_kind_fields_and_text() {
+        let i = Item::WouldDelete {
+            name: "openbao-20261128-021500.snap".into(),
+            reasons: vec!["not kept by keepLast 1".into()],
+        };
+        assert_eq!(
+            i.to_string(),
+            "would delete openbao-20261128-021500.snap (not kept by keepLast 1)"
+        );
+        let v = serde_json::to_value(ReportItem::from(i)).unwrap();
+        assert_eq!(v["kind"], "would-delete");
+        assert_eq!(v["name"], "openbao-20261128-021500.snap");
+        assert!(v["text"].as_str().unwrap().starts_with("would delete "));
+        let n = Item::Node {
+            name: "Bao-0".into(),
+            init: InitState::Initialized,
+            sealed: Some(false),
+            active: true,
+            error: None,
+        };
+        assert_eq!(n.to_string(), "bao-0: initialized, unsealed, active");
+    }
+}
