@@ -1,0 +1,125 @@
+//! The end of a run: the exit code and the one-line summary from the
+//! guard's decision and the actions' outcomes, the JSON report, the
+//! metrics, and the human (or JSON) output on stdout.
+
+use std::path::Path;
+
+use super::RunOptions;
+use crate::cli::OutputFormat;
+use crate::exec::report::RunReport;
+use crate::exec::{ActionReport, RunState, Status};
+use crate::exit::Exit;
+use crate::plan::guard::{Branch, Decision};
+use crate::policy::ValidPolicy;
+
+/// How the run ended, and the words for it.
+pub(super) fn outcome(
+    decision: Option<&Decision>,
+    refusal: Option<&str>,
+    actions: &[ActionReport],
+    cancelled: bool,
+    lease_lost: bool,
+    dry_run: bool,
+) -> (Exit, String) {
+    let failed = actions.iter().any(|a| a.status == Status::Failed);
+    let exit = match decision.map(|d| d.branch) {
+        _ if cancelled => Exit::Retry,
+        Some(Branch::Refuse) => Exit::Refused,
+        // A precondition that refuses like a guard (guards.maxRestoreAge).
+        _ if refusal.is_some() => Exit::Refused,
+        Some(Branch::Retry) => Exit::Retry,
+        _ if failed => Exit::Retry,
+        None => Exit::Retry,
+        Some(_) => Exit::Success,
+    };
+    let summary = match (decision, exit) {
+        (_, Exit::Success) => format!(
+            "done{}",
+            if dry_run {
+                " (dry run: nothing was written)"
+            } else {
+                ""
+            }
+        ),
+        _ if lease_lost => {
+            "stopped — retry: the run Lease was lost (another run may have taken over)".to_string()
+        }
+        (Some(d), Exit::Refused) => format!(
+            "refused by a guard — a human must act: {}",
+            refusal.unwrap_or(&d.explanation)
+        ),
+        (Some(d), _) if d.branch == Branch::Retry => format!("not done — retry: {}", d.explanation),
+        _ => {
+            let f: Vec<&str> = actions
+                .iter()
+                .filter(|a| a.status == Status::Failed)
+                .map(|a| a.id.as_str())
+                .collect();
+            format!("failed — retry: {}", f.join(", "))
+        }
+    };
+    (exit, summary)
+}
+
+/// Textfile and/or Pushgateway (never in a dry run). Never fails the run.
+pub(super) async fn metrics(p: &ValidPolicy, report: &RunReport, state: &RunState) {
+    let Some(m) = &p.doc.spec.metrics else {
+        return;
+    };
+    if report.dry_run {
+        return;
+    }
+    let snapshot = state
+        .snapshot
+        .as_ref()
+        .map(|t| (t.identity.file_size, t.identity.index));
+    let facts = report.metrics_facts(snapshot, state.kept.clone());
+    if let Some(path) = &m.textfile {
+        let previous = std::fs::read_to_string(path).ok();
+        let text = crate::backends::metrics::render(&facts, previous.as_deref());
+        if let Err(e) = crate::backends::metrics::write_textfile(Path::new(path), &text) {
+            tracing::warn!(path = %path, error = %e, "cannot write the metrics textfile");
+        }
+    }
+    if let Some(url) = &m.pushgateway {
+        let text = crate::backends::metrics::render(&facts, None);
+        if let Err(e) = crate::backends::metrics::push(url, p.name(), &text).await {
+            tracing::warn!(error = %e, "cannot push metrics");
+        }
+    }
+}
+
+/// The report file (`--report`) and stdout (human or JSON).
+pub(super) fn output(opts: &RunOptions, report: &RunReport) {
+    let json = serde_json::to_string_pretty(report).unwrap_or_default();
+    if let Some(path) = &opts.report
+        && let Err(e) = std::fs::write(path, format!("{json}\n"))
+    {
+        crate::ewriteln!("error: cannot write the report to {}: {e}", path.display());
+    }
+    let mut out = String::new();
+    match opts.format {
+        OutputFormat::Json => out = format!("{json}\n"),
+        OutputFormat::Human => {
+            for a in &report.actions {
+                out.push_str(&format!(
+                    "{:<16} {:<17} {}\n",
+                    a.id,
+                    a.status.word(),
+                    a.reason
+                ));
+                for item in &a.items {
+                    out.push_str(&format!("{:<16}   {}\n", "", item.text));
+                }
+            }
+            out.push_str(&format!("{}\n", report.summary));
+        }
+    }
+    // The run's outcome stands even if nobody reads its summary.
+    if let Err(e) = crate::commands::print_stdout(&out) {
+        crate::commands::print_stderr(&format!(
+            "error: cannot write to stdout: {e}; the run itself ended: {}",
+            report.summary
+        ));
+    }
+}
