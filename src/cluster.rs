@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 /// A node's initialisation state is three-valued: a node we could not read
-/// is `Unknown`, never `Uninitialized` (DESIGN.md §4 item 5).
+/// is `Unknown`, never `Uninitialized` (invariant 5, README "Guarantees").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InitState {

@@ -1,6 +1,6 @@
 //! Crash injection for tests: named crash points that abort the process
 //! (SIGABRT: no destructor, no flush, no cleanup — like `kill -9` or a lost
-//! node), so tests can prove DESIGN.md §4 item 10: a crash at any point
+//! node), so tests can prove invariant 10 (README "Guarantees"): a crash at any point
 //! leaves a state from which the next run converges.
 //!
 //! Compiled in only with the cargo feature `failpoints` (the test runner

@@ -3,7 +3,7 @@
 //! [`Secret`] holds the value in memory only, zeroised on drop (including
 //! every clone), and prints `[redacted]` through `Debug`, `Display` and
 //! `Serialize`, so it can sit inside structs that are logged, planned or
-//! reported without leaking (DESIGN.md §4 invariant 9). The value is reached
+//! reported without leaking (invariant 9, README "Guarantees"). The value is reached
 //! only through [`Secret::expose`], which makes every use greppable.
 //!
 //! Stage: shared by the backends. Must never write a secret anywhere; the

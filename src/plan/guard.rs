@@ -1,4 +1,4 @@
-//! The guard decision table (DESIGN.md §4): from an observed state to the
+//! The guard decision table (README "Guard decision table"): from an observed state to the
 //! branch a run takes. One function, used by `plan --scenario` and by the
 //! executor after `observe`, so what PR CI shows is what a run does.
 //!
@@ -139,7 +139,7 @@ pub fn decide(obs: &Observation, policy: GuardPolicy) -> Decision {
     d
 }
 
-/// The decision table itself (DESIGN.md §4).
+/// The decision table itself (README "Guard decision table").
 fn decide_table(obs: &Observation, policy: GuardPolicy) -> Decision {
     let count = |s: InitState| obs.nodes.iter().filter(|n| n.init == s).count();
     let (init, uninit, unknown) = (

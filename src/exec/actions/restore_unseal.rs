@@ -53,7 +53,7 @@ pub(super) async fn run(a: &Actions, cancel: &CancellationToken) -> Outcome {
     Outcome::ok("every node unsealed").with_items(items)
 }
 
-/// Node 0 rejected the stored keys with "invalid key size" (DESIGN.md §6:
+/// Node 0 rejected the stored keys with "invalid key size" (docs/openbao.md:
 /// the temporary barrier had another shape): restart its server process if
 /// the backend can (`restore.restartPod`), wait until it answers
 /// initialised, and unseal again. `Err` is the failed outcome.

@@ -45,7 +45,7 @@ where
 pub(super) const POLL: Duration = Duration::from_millis(250);
 
 /// The server rejected the stored keys because the temporary barrier had
-/// another shape (DESIGN.md §6): only a restart of its process helps.
+/// another shape (docs/openbao.md): only a restart of its process helps.
 pub(super) fn invalid_key_size(e: &BaoError) -> bool {
     e.to_string().contains("invalid key size")
 }
