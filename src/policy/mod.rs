@@ -7,6 +7,7 @@
 pub mod load;
 pub mod model;
 pub mod schema;
+pub mod store_id;
 pub mod validate;
 pub mod yaml;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use miette::{NamedSource, SourceSpan};
 
 use crate::diag::{Code, Finding, PolicyDiagnostic, Severity};
+pub use store_id::StoreId;
 pub use validate::ValidPolicy;
 use yaml::{ByteSpan, Lines};
 
