@@ -12,6 +12,12 @@ use jiff::SignedDuration;
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
+mod parse;
+
+/// Still named by `backends/s3.rs`, which re-parses its target's timeouts.
+pub use parse::{TimeoutError, parse_timeout};
+use parse::{check_url, closest, has_credentials, is_loopback_host, schedule_interval};
+
 use super::model::{PolicyDocument, RestoreMode, Retention};
 use super::schema;
 use crate::diag::{Code, Finding, Severity};
@@ -143,30 +149,6 @@ fn schema_at<'a>(schema_path: &str) -> Option<&'a Value> {
     schema::committed().pointer(schema_path)
 }
 
-fn closest<'a>(word: &str, options: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    options
-        .map(|o| (strsim_distance(word, o), o))
-        .filter(|(d, o)| *d <= (o.len() / 3).max(2))
-        .min()
-        .map(|(_, o)| o)
-}
-
-/// Levenshtein distance, case-insensitive (field names are short).
-fn strsim_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.to_lowercase().chars().collect();
-    let b: Vec<char> = b.to_lowercase().chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 fn schema_findings(value: &Value) -> Vec<Finding> {
     let Some(validator) = schema::validator() else {
         return vec![Finding::error(
@@ -256,36 +238,6 @@ fn schema_findings(value: &Value) -> Vec<Finding> {
     out
 }
 
-/// `5s`, `2m`, `1h30m`.
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| e.to_string())
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h == "localhost"
-        || h.parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
-}
-
-/// Does the URL carry `user:password@`? (Never echo them.)
-fn has_credentials(u: &url::Url) -> bool {
-    !u.username().is_empty() || u.password().is_some()
-}
-
-/// Parse an http(s) URL; `Err` says what is wrong.
-fn check_url(s: &str) -> Result<url::Url, String> {
-    let u = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
-    if !matches!(u.scheme(), "http" | "https") {
-        return Err(format!("{s:?} must use http:// or https://"));
-    }
-    if u.host_str().is_none() {
-        return Err(format!("{s:?} has no host"));
-    }
-    Ok(u)
-}
-
 fn retention_rules(
     r: &Retention,
     path: &str,
@@ -350,20 +302,6 @@ fn retention_rules(
     rules
 }
 
-/// Longest gap between consecutive runs over the next 400 occurrences
-/// after a fixed reference time (deterministic: never reads the clock).
-fn schedule_interval(expr: &str) -> Result<Duration, String> {
-    let cron: croner::Cron = expr.parse().map_err(|e| format!("{e}"))?;
-    let start = chrono::DateTime::from_timestamp(1_767_225_600, 0) // 2026-01-01T00:00:00Z
-        .ok_or("internal: bad reference time")?;
-    let times: Vec<_> = cron.iter_after(start).take(400).collect();
-    times
-        .windows(2)
-        .filter_map(|w| (w[1] - w[0]).to_std().ok())
-        .max()
-        .ok_or_else(|| format!("{expr:?} never runs"))
-}
-
 fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> {
     let spec = &doc.spec;
 
@@ -411,11 +349,11 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
     for (i, n) in c.nodes.iter().flatten().enumerate() {
         let p = format!("/spec/cluster/nodes/{i}/address");
         match check_url(&n.address) {
-            Err(e) => {
-                out.push(Finding::error(Code::NodeAddress, p.clone(), e).help(
+            Err(e) => out.push(
+                Finding::error(Code::NodeAddress, p.clone(), e.to_string()).help(
                     "write the node's base URL, e.g. https://openbao-0.openbao-internal:8200",
-                ))
-            }
+                ),
+            ),
             Ok(u) => {
                 if has_credentials(&u) {
                     out.push(
@@ -464,10 +402,10 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
         );
     }
     let mut timeout = |val: &str, path: &str| match parse_timeout(val) {
-        Ok(d) if !d.is_zero() => d,
-        Ok(_) | Err(_) => {
+        Ok(d) => d,
+        Err(e) => {
             out.push(
-                Finding::error(Code::BadDuration, path, format!("bad duration {val:?}"))
+                Finding::error(Code::BadDuration, path, e.to_string())
                     .help("write a positive duration such as 5s, 2m or 1h"),
             );
             Duration::ZERO
@@ -480,9 +418,17 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
     let join_timeout = timeout(&spec.restore.join_timeout, "/spec/restore/joinTimeout");
 
     // local store
-    let mode_str = spec.local.file_mode.trim_start_matches('0');
-    let file_mode =
-        u32::from_str_radix(if mode_str.is_empty() { "0" } else { mode_str }, 8).unwrap_or(0o640);
+    let file_mode = match parse::file_mode(&spec.local.file_mode) {
+        Ok(mode) => mode,
+        // The schema's pattern keeps this from happening.
+        Err(e) => {
+            out.push(
+                Finding::error(Code::InvalidValue, "/spec/local/fileMode", e.to_string())
+                    .help("write the mode in octal, as a string: fileMode: \"0640\""),
+            );
+            0o640
+        }
+    };
     if file_mode & 0o040 == 0 && file_mode & 0o004 == 0 {
         out.push(
             Finding::warning(
@@ -555,7 +501,7 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
             if let Some(ep) = &s3.endpoint {
                 match check_url(ep) {
                     Err(e) => out.push(
-                        Finding::error(Code::EndpointNotUrl, format!("{sp}/endpoint"), e)
+                        Finding::error(Code::EndpointNotUrl, format!("{sp}/endpoint"), e.to_string())
                             .help("write the endpoint as a URL, e.g. https://<account>.r2.cloudflarestorage.com"),
                     ),
                     Ok(u) => {
@@ -610,12 +556,12 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
             s3_locations.push((i, endpoint_key, s3.bucket.clone(), s3.prefix.clone()));
             if let Some(t) = &s3.timeouts {
                 for (field, val) in [("connect", &t.connect), ("request", &t.request)] {
-                    if !parse_timeout(val).is_ok_and(|d| !d.is_zero()) {
+                    if let Err(e) = parse_timeout(val) {
                         out.push(
                             Finding::error(
                                 Code::BadDuration,
                                 format!("{sp}/timeouts/{field}"),
-                                format!("bad duration {val:?}"),
+                                e.to_string(),
                             )
                             .help("write a positive duration such as 10s, 2m or 1h"),
                         );
@@ -763,7 +709,7 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
     if let Some(url) = spec.metrics.as_ref().and_then(|m| m.pushgateway.as_ref()) {
         match check_url(url) {
             Err(e) => out.push(
-                Finding::error(Code::EndpointNotUrl, "/spec/metrics/pushgateway", e).help(
+                Finding::error(Code::EndpointNotUrl, "/spec/metrics/pushgateway", e.to_string()).help(
                     "write the Pushgateway's base URL, e.g. http://pushgateway.monitoring.svc:9091",
                 ),
             ),
