@@ -104,7 +104,7 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
                     valid: s.identity.is_some(),
                 })
                 .collect();
-            let rows = verdicts(&p.local_rules, &cands)
+            let rows = verdicts(&p.local.rules, &cands)
                 .into_iter()
                 .filter_map(|d| {
                     let s = inv.iter().find(|s| s.name == d.id)?;

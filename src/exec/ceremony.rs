@@ -143,14 +143,17 @@ impl RealRunner {
         let c = self.ceremony();
         let names = self.bao.node_names();
         for (node, name) in names.iter().enumerate().skip(1) {
-            let joined = poll(self.policy.join_timeout, POLL, cancel, || async move {
-                c.seal_status(node).await.ok().filter(|s| s.initialized)
-            })
+            let joined = poll(
+                self.policy.restore.join_timeout,
+                POLL,
+                cancel,
+                || async move { c.seal_status(node).await.ok().filter(|s| s.initialized) },
+            )
             .await;
             let Some(status) = joined else {
                 return Err(format!(
                     "{name} did not join within {:?}",
-                    self.policy.join_timeout
+                    self.policy.restore.join_timeout
                 ));
             };
             if !status.sealed {
@@ -158,7 +161,7 @@ impl RealRunner {
                 continue;
             }
             // Keys sent before a follower has joined are lost: it has joined now.
-            let s = unseal_with(c, node, keys, self.policy.join_timeout, cancel)
+            let s = unseal_with(c, node, keys, self.policy.restore.join_timeout, cancel)
                 .await
                 .map_err(|e| format!("{name}: {e}"))?;
             if s.sealed {
@@ -207,7 +210,7 @@ impl RealRunner {
                 self.ceremony(),
                 *node,
                 &keys.keys,
-                self.policy.join_timeout,
+                self.policy.restore.join_timeout,
                 cancel,
             )
             .await
@@ -224,14 +227,19 @@ impl RealRunner {
         }
         // The active node must be known again for the snapshot.
         let c = self.ceremony();
-        let active = poll(self.policy.join_timeout, POLL, cancel, || async move {
-            for n in 0..self.bao.node_names().len() {
-                if c.leader(n).await.map(|l| l.is_self).unwrap_or(false) {
-                    return Some(n);
+        let active = poll(
+            self.policy.restore.join_timeout,
+            POLL,
+            cancel,
+            || async move {
+                for n in 0..self.bao.node_names().len() {
+                    if c.leader(n).await.map(|l| l.is_self).unwrap_or(false) {
+                        return Some(n);
+                    }
                 }
-            }
-            None
-        })
+                None
+            },
+        )
         .await;
         let observed = self.bao.observe().await;
         let mut s = state.lock().await;
@@ -334,7 +342,7 @@ impl RealRunner {
             self.ceremony(),
             0,
             &keys.keys,
-            self.policy.apply_timeout,
+            self.policy.restore.apply_timeout,
             cancel,
         )
         .await
@@ -409,7 +417,12 @@ impl RealRunner {
             if cands.is_empty() {
                 return Outcome::failed(format!(
                     "snapshot `{only}` is not a valid snapshot in any restore source ({}): check the name with `snapward list`",
-                    self.policy.sources.join(", ")
+                    self.policy
+                        .sources
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
         }
@@ -479,7 +492,7 @@ impl RealRunner {
         };
         // guards.maxRestoreAge holds back an automatic restore only: a human
         // running `snapward restore` has decided.
-        if let Some(max) = self.policy.max_restore_age
+        if let Some(max) = self.policy.guards.max_restore_age
             && !self.guard.explicit_restore
         {
             let now = jiff::Timestamp::now();
@@ -547,7 +560,7 @@ impl RealRunner {
             init.shares, init.threshold
         ));
         crate::crash::crash_point!("restore.after-temp-init");
-        match unseal_with(c, 0, &temp.keys, self.policy.apply_timeout, cancel).await {
+        match unseal_with(c, 0, &temp.keys, self.policy.restore.apply_timeout, cancel).await {
             Ok(s) if !s.sealed => items.push("node 0 unsealed with the temporary keys".into()),
             Ok(_) => {
                 return Outcome::failed("node 0 still sealed after the temporary keys")
@@ -557,9 +570,12 @@ impl RealRunner {
                 return Outcome::failed(format!("temporary unseal failed: {e}")).with_items(items);
             }
         }
-        let leader = poll(self.policy.apply_timeout, POLL, cancel, || async move {
-            c.leader(0).await.ok().filter(|l| l.is_self)
-        })
+        let leader = poll(
+            self.policy.restore.apply_timeout,
+            POLL,
+            cancel,
+            || async move { c.leader(0).await.ok().filter(|l| l.is_self) },
+        )
         .await;
         if leader.is_none() {
             return Outcome::failed("node 0 did not become the active node (sys/leader is_self)")
@@ -578,14 +594,17 @@ impl RealRunner {
             src.identity.file_size
         ));
         // The server applies the snapshot in the background, then seals.
-        let sealed = poll(self.policy.apply_timeout, POLL, cancel, || async move {
-            c.seal_status(0).await.ok().filter(|s| s.sealed)
-        })
+        let sealed = poll(
+            self.policy.restore.apply_timeout,
+            POLL,
+            cancel,
+            || async move { c.seal_status(0).await.ok().filter(|s| s.sealed) },
+        )
         .await;
         if sealed.is_none() {
             return Outcome::failed(format!(
                 "node 0 did not seal within {:?} after the restore",
-                self.policy.apply_timeout
+                self.policy.restore.apply_timeout
             ))
             .with_items(items);
         }
@@ -628,14 +647,17 @@ impl RealRunner {
             }
             Err(e) => return Err(format!("node 0 rejects the stored keys; {e}")),
         }
-        let answered = poll(self.policy.apply_timeout, POLL, cancel, || async move {
-            c.seal_status(0).await.ok().filter(|s| s.initialized)
-        })
+        let answered = poll(
+            self.policy.restore.apply_timeout,
+            POLL,
+            cancel,
+            || async move { c.seal_status(0).await.ok().filter(|s| s.initialized) },
+        )
         .await;
         if answered.is_none() {
             return Err("node 0 did not answer as initialised after its restart".into());
         }
-        match unseal_with(c, 0, keys, self.policy.apply_timeout, cancel).await {
+        match unseal_with(c, 0, keys, self.policy.restore.apply_timeout, cancel).await {
             Ok(s) if !s.sealed => {
                 items.push("node 0: unsealed with the stored keys after the restart".into());
                 Ok(())
@@ -659,7 +681,7 @@ impl RealRunner {
             self.ceremony(),
             0,
             &keys.keys,
-            self.policy.apply_timeout,
+            self.policy.restore.apply_timeout,
             cancel,
         )
         .await
@@ -674,9 +696,12 @@ impl RealRunner {
             Err(e) => return Outcome::failed(format!("node 0: {e}")),
         }
         let c = self.ceremony();
-        if poll(self.policy.apply_timeout, POLL, cancel, || async move {
-            c.leader(0).await.ok().filter(|l| l.is_self)
-        })
+        if poll(
+            self.policy.restore.apply_timeout,
+            POLL,
+            cancel,
+            || async move { c.leader(0).await.ok().filter(|l| l.is_self) },
+        )
         .await
         .is_none()
         {
@@ -709,19 +734,24 @@ impl RealRunner {
         let c = self.ceremony();
         let n = self.bao.node_names().len();
         // Followers' reads may lag the leader briefly: poll until consistent.
-        let verdict = poll(self.policy.join_timeout, POLL, cancel, || async move {
-            let mut ids = std::collections::BTreeSet::new();
-            for node in 0..n {
-                let s = c.seal_status(node).await.ok()?;
-                if s.sealed {
-                    return None;
+        let verdict = poll(
+            self.policy.restore.join_timeout,
+            POLL,
+            cancel,
+            || async move {
+                let mut ids = std::collections::BTreeSet::new();
+                for node in 0..n {
+                    let s = c.seal_status(node).await.ok()?;
+                    if s.sealed {
+                        return None;
+                    }
+                    ids.insert(s.cluster_id.clone()?);
                 }
-                ids.insert(s.cluster_id.clone()?);
-            }
-            let idx = c.leader(0).await.ok()?.raft_committed_index.unwrap_or(0);
-            (ids.len() == 1 && idx >= want_index)
-                .then(|| (ids.into_iter().next().unwrap_or_default(), idx))
-        })
+                let idx = c.leader(0).await.ok()?.raft_committed_index.unwrap_or(0);
+                (ids.len() == 1 && idx >= want_index)
+                    .then(|| (ids.into_iter().next().unwrap_or_default(), idx))
+            },
+        )
         .await;
         let Some((cluster_id, idx)) = verdict else {
             return Outcome::failed(format!(

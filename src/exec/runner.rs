@@ -191,8 +191,8 @@ impl RealRunner {
             .policy
             .sources
             .iter()
-            .find(|s| holders.get(*s).copied().unwrap_or(false))
-            .cloned();
+            .find(|s| holders.get(s.as_str()).copied().unwrap_or(false))
+            .map(ToString::to_string);
         let mut s = state.lock().await;
         s.nodes = nodes;
         s.keys_present = keys;
@@ -549,7 +549,7 @@ impl RealRunner {
         {
             candidates.push(taken_candidate(tr));
         }
-        let decisions = retention::apply(&self.policy.local_rules, &candidates);
+        let decisions = retention::apply(&self.policy.local.rules, &candidates);
         let guard_mirror =
             self.policy.doc.spec.guards.keep_unmirrored_local && !self.targets.is_empty();
         let mut s = state.lock().await;

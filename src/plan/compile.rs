@@ -257,7 +257,7 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
             P::RestoreSnapshotVerified,
             P::RestoreAuthorized,
         ];
-        if p.max_restore_age.is_some() {
+        if p.guards.max_restore_age.is_some() {
             pre.push(P::SnapshotFreshEnough);
         }
         let restore = g.add(Action::Restore, pre);

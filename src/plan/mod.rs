@@ -116,7 +116,11 @@ impl Scenario {
                 (n, true, &everywhere)
             }
         };
-        let snap = p.sources.iter().find(|s| holds(s)).cloned();
+        let snap = p
+            .sources
+            .iter()
+            .find(|s| holds(s.as_str()))
+            .map(ToString::to_string);
         Observation {
             nodes,
             keys_present: Some(keys),
