@@ -189,3 +189,6 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
         doc,
     })
 }
+
+#[cfg(test)]
+mod tests;
