@@ -59,9 +59,9 @@ pub async fn cluster(
     kube: Option<&Kube>,
 ) -> Result<(Arc<dyn OpenBao>, Arc<dyn Ceremony>), (Exit, String)> {
     let timeouts = Timeouts {
-        connect: p.connect_timeout,
-        request: p.request_timeout,
-        stream_idle: p.stream_idle_timeout,
+        connect: p.cluster.timeouts.connect,
+        request: p.cluster.timeouts.request,
+        stream_idle: p.cluster.timeouts.stream_idle,
     };
     let cluster = &p.doc.spec.cluster;
     if let Some(nodes) = &cluster.nodes {
@@ -103,7 +103,7 @@ pub async fn cluster(
     };
     let mut b = DiscoveredOpenBao::new(http, found).with_readiness(readiness);
     if p.doc.spec.restore.restart_pod {
-        b = b.with_restart(kube.client.clone(), d, p.apply_timeout);
+        b = b.with_restart(kube.client.clone(), d, p.restore.apply_timeout);
     }
     let b = Arc::new(b);
     Ok((b.clone(), b))
@@ -111,7 +111,7 @@ pub async fn cluster(
 
 pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
     let mut out = Vec::new();
-    for (t, rules) in p.doc.spec.targets.iter().zip(&p.target_rules) {
+    for (t, valid) in p.doc.spec.targets.iter().zip(&p.targets) {
         let target: Result<Arc<dyn Target>, TargetError> = if let Some(s3) = &t.s3 {
             S3Target::new(&t.name, s3, &p.doc.spec.local.prefix)
                 .await
@@ -121,7 +121,7 @@ pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
                 &t.name,
                 fs,
                 &p.doc.spec.local.prefix,
-                p.file_mode,
+                p.local.file_mode,
             )) as Arc<dyn Target>)
         } else {
             Err(TargetError::Refused {
@@ -132,7 +132,7 @@ pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
         out.push(TargetSlot {
             name: t.name.clone(),
             optional: t.optional,
-            rules: rules.clone(),
+            rules: valid.rules.clone(),
             target,
         });
     }
@@ -144,7 +144,7 @@ pub fn local_store(p: &ValidPolicy) -> LocalStore {
     LocalStore::new(
         &p.doc.spec.local.path,
         &p.doc.spec.local.prefix,
-        p.file_mode,
+        p.local.file_mode,
     )
 }
 

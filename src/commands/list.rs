@@ -87,7 +87,7 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
     match tokio::task::spawn_blocking(move || local.inventory()).await {
         Ok(Ok(inv)) => {
             let cands: Vec<Candidate> = inv.iter().map(local_candidate).collect();
-            let rows = verdicts(&p.local_rules, &cands)
+            let rows = verdicts(&p.local.rules, &cands)
                 .into_iter()
                 .filter_map(|d| {
                     let s = inv.iter().find(|s| s.name == d.id)?;
@@ -106,7 +106,7 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
                 })
                 .collect();
             out.push(StoreListing {
-                store: "local".into(),
+                store: crate::policy::StoreId::LOCAL.into(),
                 error: None,
                 snapshots: rows,
             });
@@ -114,7 +114,7 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
         Ok(Err(e)) => {
             failed = true;
             out.push(StoreListing {
-                store: "local".into(),
+                store: crate::policy::StoreId::LOCAL.into(),
                 error: Some(format!(
                     "cannot read the local store {} (spec.local.path): {e}",
                     p.doc.spec.local.path
@@ -125,7 +125,7 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
         Err(e) => {
             failed = true;
             out.push(StoreListing {
-                store: "local".into(),
+                store: crate::policy::StoreId::LOCAL.into(),
                 error: Some(e.to_string()),
                 snapshots: vec![],
             });

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use crate::backends::RemoteSnapshot;
 use crate::backends::local::LocalSnapshot;
 use crate::exec::state::TakenSnapshot;
+use crate::policy::StoreId;
 use crate::retention::{self, Candidate, Rules, Verdict};
 
 /// The one definition of a valid remote snapshot: snapward wrote it, so its
@@ -128,7 +129,7 @@ pub enum ChoiceError {
 /// among equals, the policy's source order. Stores not in `sources` are
 /// ignored. `only`: `snapward restore --snapshot NAME`.
 pub fn restore_candidates(
-    sources: &[String],
+    sources: &[StoreId],
     local: &[LocalSnapshot],
     remote: &BTreeMap<String, Vec<RemoteSnapshot>>,
     only: Option<&str>,
@@ -137,7 +138,7 @@ pub fn restore_candidates(
         .iter()
         .filter(|s| s.identity.is_some())
         .map(|s| RestoreCandidate {
-            store: "local".into(),
+            store: StoreId::LOCAL.into(),
             candidate: local_candidate(s),
         })
         .collect();
@@ -158,7 +159,11 @@ pub fn restore_candidates(
         if out.is_empty() {
             return Err(ChoiceError::NotFound {
                 name: name.to_string(),
-                sources: sources.join(", "),
+                sources: sources
+                    .iter()
+                    .map(StoreId::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
     }
@@ -169,11 +174,11 @@ pub fn restore_candidates(
 }
 
 /// The first source (in policy order) holding a valid snapshot.
-pub fn newest_source(sources: &[String], holders: &BTreeMap<String, bool>) -> Option<String> {
+pub fn newest_source(sources: &[StoreId], holders: &BTreeMap<String, bool>) -> Option<String> {
     sources
         .iter()
-        .find(|s| holders.get(*s).copied().unwrap_or(false))
-        .cloned()
+        .find(|s| holders.get(s.as_str()).copied().unwrap_or(false))
+        .map(ToString::to_string)
 }
 
 #[cfg(test)]
@@ -306,7 +311,7 @@ mod tests {
         #[case] only: Option<&str>,
         #[case] want: Result<Vec<&str>, ()>,
     ) {
-        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        let sources: Vec<StoreId> = sources.iter().map(|s| StoreId::from_name(s)).collect();
         let loc = vec![
             local("a", "2026-11-28T02:00:00Z", Some(5)),
             local("broken", "2026-11-29T02:00:00Z", None),
@@ -337,7 +342,7 @@ mod tests {
         r.time = t("2026-11-28T02:00:00Z");
         let rem: BTreeMap<String, Vec<RemoteSnapshot>> = [("s3".to_string(), vec![r])].into();
         for (sources, first) in [(["local", "s3"], "local"), (["s3", "local"], "s3")] {
-            let s: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+            let s: Vec<StoreId> = sources.iter().map(|s| StoreId::from_name(s)).collect();
             let got = restore_candidates(&s, &loc, &rem, None).unwrap();
             assert_eq!(got[0].store, first);
         }

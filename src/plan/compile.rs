@@ -204,7 +204,7 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
     }
     let prune_local = g.add(
         Action::Prune {
-            store: "local".into(),
+            store: crate::policy::StoreId::LOCAL.into(),
         },
         local_pre,
     );
@@ -257,7 +257,7 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
             P::RestoreSnapshotVerified,
             P::RestoreAuthorized,
         ];
-        if p.max_restore_age.is_some() {
+        if p.guards.max_restore_age.is_some() {
             pre.push(P::SnapshotFreshEnough);
         }
         let restore = g.add(Action::Restore, pre);

@@ -17,7 +17,7 @@ pub use compile::{CompileError, Dag, EdgeKind, compile};
 
 use crate::cluster::InitState;
 use crate::exit::Exit;
-use crate::policy::ValidPolicy;
+use crate::policy::{StoreId, ValidPolicy};
 use guard::{Branch, Decision, GuardPolicy, NodeObservation, Observation};
 
 /// Hypothetical states for `plan --scenario`, one per row family of the
@@ -100,7 +100,7 @@ impl Scenario {
         // Which stores hold a valid snapshot in this scenario; the newest
         // is reported from the first of them in restore-source order.
         let everywhere = |_: &str| true;
-        let remote_only = |s: &str| s != "local";
+        let remote_only = |s: &str| !StoreId::from_name(s).is_local();
         let nowhere = |_: &str| false;
         let (nodes, keys, holds): (_, _, &dyn Fn(&str) -> bool) = match self {
             Scenario::Healthy => (all(InitState::Initialized, false), true, &everywhere),
@@ -116,7 +116,11 @@ impl Scenario {
                 (n, true, &everywhere)
             }
         };
-        let snap = p.sources.iter().find(|s| holds(s)).cloned();
+        let snap = p
+            .sources
+            .iter()
+            .find(|s| holds(s.as_str()))
+            .map(ToString::to_string);
         Observation {
             nodes,
             keys_present: Some(keys),

@@ -7,6 +7,8 @@
 pub mod load;
 pub mod model;
 pub mod schema;
+pub mod store_id;
+pub mod valid;
 pub mod validate;
 pub mod yaml;
 
@@ -16,7 +18,12 @@ use std::sync::Arc;
 use miette::{NamedSource, SourceSpan};
 
 use crate::diag::{Code, Finding, PolicyDiagnostic, Severity};
-pub use validate::ValidPolicy;
+pub use store_id::StoreId;
+pub use valid::{
+    AuthSettings, ClusterSettings, ClusterTimeouts, GuardSettings, KeyLocation, KeyStoreSettings,
+    ListedNode, LocalSettings, Nodes, RestoreSettings, S3Settings, S3Timeouts, TargetKind,
+    ValidPolicy, ValidTarget,
+};
 use yaml::{ByteSpan, Lines};
 
 /// Everything `lint` learns from one file.

@@ -127,6 +127,11 @@ pub struct Node {
     pub address: String,
 }
 
+/// The name of listed node `index` that has none.
+pub fn default_node_name(index: usize) -> String {
+    format!("node-{index}")
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Discovery {
@@ -369,6 +374,15 @@ pub struct S3Timeouts {
     pub request: String,
 }
 
+impl Default for S3Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: default_s3_connect(),
+            request: default_s3_request(),
+        }
+    }
+}
+
 fn default_s3_connect() -> String {
     "10s".into()
 }
@@ -377,7 +391,7 @@ fn default_s3_request() -> String {
 }
 
 /// Static credentials read from files (e.g. a mounted Secret).
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct S3Credentials {
     pub access_key_id_file: String,
@@ -386,7 +400,7 @@ pub struct S3Credentials {
     pub session_token_file: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServerSideEncryption {
     pub mode: SseMode,
@@ -404,7 +418,7 @@ pub enum SseMode {
 }
 
 /// Object Lock retention set on every uploaded snapshot.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectLock {
     pub mode: ObjectLockMode,
@@ -420,7 +434,7 @@ pub enum ObjectLockMode {
 }
 
 /// A mounted path (e.g. NFS).
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilesystemTarget {
     pub path: String,
@@ -526,7 +540,7 @@ pub enum RestoreMode {
     Disabled,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Canary {
     /// API path, e.g. `secret/data/snapward-canary`.

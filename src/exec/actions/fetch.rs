@@ -10,6 +10,7 @@ use super::{Actions, tri};
 use crate::exec::select::restore_candidates;
 use crate::exec::state::{RestoreSource, RunState};
 use crate::exec::{Item, Outcome};
+use crate::policy::StoreId;
 
 pub(super) async fn run(
     a: &Actions,
@@ -34,7 +35,7 @@ pub(super) async fn run(
         if cancel.is_cancelled() {
             return Outcome::failed("cancelled").with_items(items);
         }
-        let (path, temp) = if store == "local" {
+        let (path, temp) = if StoreId::from_name(&store).is_local() {
             (a.local.path_of(&c.id), false)
         } else {
             let Some(slot) = a.slot(&store) else {

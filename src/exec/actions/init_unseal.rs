@@ -22,7 +22,7 @@ pub(super) async fn run(
         a.ceremony.as_ref(),
         0,
         &keys.keys,
-        a.policy.apply_timeout,
+        a.policy.restore.apply_timeout,
         cancel,
     )
     .await

@@ -37,7 +37,7 @@ use crate::backends::local::{LocalSnapshot, SnapshotStore};
 use crate::backends::{Ceremony, OpenBao, Target, TargetError};
 use crate::plan::Action;
 use crate::plan::guard::GuardPolicy;
-use crate::policy::ValidPolicy;
+use crate::policy::{StoreId, ValidPolicy};
 use crate::retention::Rules;
 
 /// A configured target: usable, or why not (credentials absent, ...).
@@ -79,7 +79,9 @@ impl Runner for Actions {
             Action::Snapshot => snapshot::run(self, state, cancel).await,
             Action::Verify => verify::run(self, state).await,
             Action::Upload { target } => upload::run(self, target, state, cancel).await,
-            Action::Prune { store } if store == "local" => prune::local(self, state).await,
+            Action::Prune { store } if StoreId::from_name(store).is_local() => {
+                prune::local(self, state).await
+            }
             Action::Prune { store } => prune::target(self, store, state).await,
             Action::Init => init::run(self, state).await,
             Action::StoreKeys => store_keys::run(self, state).await,

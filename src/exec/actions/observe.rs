@@ -11,6 +11,7 @@ use crate::backends::TargetError;
 use crate::exec::select::{newest_source, remote_valid};
 use crate::exec::state::RunState;
 use crate::exec::{Item, Outcome};
+use crate::policy::StoreId;
 use crate::policy::model::RestoreMode;
 
 pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
@@ -46,15 +47,18 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
         Ok(inv) => {
             for s in inv.iter().filter(|s| s.invalid.is_some()) {
                 items.push(Item::Invalid {
-                    store: "local".into(),
+                    store: StoreId::LOCAL.into(),
                     name: s.name.clone(),
                     reason: s.invalid.clone().unwrap_or_default(),
                 });
             }
-            holders.insert("local".into(), inv.iter().any(|s| s.identity.is_some()));
+            holders.insert(
+                StoreId::LOCAL.into(),
+                inv.iter().any(|s| s.identity.is_some()),
+            );
         }
         Err(o) => items.push(Item::StoreUnreadable {
-            store: "local".into(),
+            store: StoreId::LOCAL.into(),
             error: o.detail,
         }),
     }
@@ -111,7 +115,7 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
     s.unlisted = unlisted;
     s.init_allowed = a.policy.doc.spec.init.allowed;
     s.restore_authorized = a.guard.restore_mode == RestoreMode::Auto || a.guard.explicit_restore;
-    s.max_restore_age = a.policy.max_restore_age;
+    s.max_restore_age = a.policy.guards.max_restore_age;
     s.explicit_restore = a.guard.explicit_restore;
     s.newest_snapshot_in = newest_source(&a.policy.sources, &holders);
     s.interrupted_restore = interrupted;

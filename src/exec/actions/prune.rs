@@ -11,6 +11,7 @@ use crate::backends::DeleteOutcome;
 use crate::exec::select::{local_candidate, remote_candidate, taken_candidate};
 use crate::exec::state::RunState;
 use crate::exec::{Item, Outcome};
+use crate::policy::StoreId;
 use crate::retention::{self, Candidate, Verdict};
 
 /// The item for one deletion, by what the store answered.
@@ -84,8 +85,8 @@ pub(super) async fn local(a: &Actions, state: &Mutex<RunState>) -> Outcome {
     {
         candidates.push(taken_candidate(tr));
     }
-    let decisions = retention::apply(&a.policy.local_rules, &candidates);
-    let guard_mirror = a.policy.doc.spec.guards.keep_unmirrored_local && !a.targets.is_empty();
+    let decisions = retention::apply(&a.policy.local.rules, &candidates);
+    let guard_mirror = a.policy.guards.keep_unmirrored_local && !a.targets.is_empty();
     let mut s = state.lock().await;
     let mut items = Vec::new();
     let mut deleted = 0;
@@ -125,7 +126,8 @@ pub(super) async fn local(a: &Actions, state: &Mutex<RunState>) -> Outcome {
         }
     }
     let valid = candidates.iter().filter(|c| c.valid).count();
-    s.kept.insert("local".into(), valid.saturating_sub(deleted));
+    s.kept
+        .insert(StoreId::LOCAL.into(), valid.saturating_sub(deleted));
     if items.is_empty() {
         Outcome::noop("retention keeps every local snapshot")
     } else {

@@ -46,7 +46,7 @@ pub(super) async fn run(
         init.shares, init.threshold
     )));
     crate::crash::crash_point!("restore.after-temp-init");
-    match unseal_with(c, 0, &temp.keys, a.policy.apply_timeout, cancel).await {
+    match unseal_with(c, 0, &temp.keys, a.policy.restore.apply_timeout, cancel).await {
         Ok(s) if !s.sealed => items.push(Item::step("node 0 unsealed with the temporary keys")),
         Ok(_) => {
             return Outcome::failed("node 0 still sealed after the temporary keys")
@@ -56,9 +56,12 @@ pub(super) async fn run(
             return Outcome::failed(format!("temporary unseal failed: {e}")).with_items(items);
         }
     }
-    let leader = poll(a.policy.apply_timeout, POLL, cancel, || async move {
-        c.leader(0).await.ok().filter(|l| l.is_self)
-    })
+    let leader = poll(
+        a.policy.restore.apply_timeout,
+        POLL,
+        cancel,
+        || async move { c.leader(0).await.ok().filter(|l| l.is_self) },
+    )
     .await;
     if leader.is_none() {
         return Outcome::failed("node 0 did not become the active node (sys/leader is_self)")
@@ -77,14 +80,17 @@ pub(super) async fn run(
         src.identity.file_size
     )));
     // The server applies the snapshot in the background, then seals.
-    let sealed = poll(a.policy.apply_timeout, POLL, cancel, || async move {
-        c.seal_status(0).await.ok().filter(|s| s.sealed)
-    })
+    let sealed = poll(
+        a.policy.restore.apply_timeout,
+        POLL,
+        cancel,
+        || async move { c.seal_status(0).await.ok().filter(|s| s.sealed) },
+    )
     .await;
     if sealed.is_none() {
         return Outcome::failed(format!(
             "node 0 did not seal within {:?} after the restore",
-            a.policy.apply_timeout
+            a.policy.restore.apply_timeout
         ))
         .with_items(items);
     }

@@ -18,7 +18,7 @@ pub(super) async fn run(a: &Actions, cancel: &CancellationToken) -> Outcome {
         a.ceremony.as_ref(),
         0,
         &keys.keys,
-        a.policy.apply_timeout,
+        a.policy.restore.apply_timeout,
         cancel,
     )
     .await
@@ -36,9 +36,12 @@ pub(super) async fn run(a: &Actions, cancel: &CancellationToken) -> Outcome {
         Err(e) => return Outcome::failed(format!("node 0: {e}")),
     }
     let c = a.ceremony.as_ref();
-    if poll(a.policy.apply_timeout, POLL, cancel, || async move {
-        c.leader(0).await.ok().filter(|l| l.is_self)
-    })
+    if poll(
+        a.policy.restore.apply_timeout,
+        POLL,
+        cancel,
+        || async move { c.leader(0).await.ok().filter(|l| l.is_self) },
+    )
     .await
     .is_none()
     {
@@ -65,7 +68,7 @@ async fn restart_node0(
     items: &mut Vec<Item>,
 ) -> Result<(), Outcome> {
     let by_hand = "the server process must restart before they work (in Kubernetes: delete the node-0 pod, or set restore.restartPod: true), then rerun";
-    if !a.policy.doc.spec.restore.restart_pod {
+    if !a.policy.restore.restart_pod {
         return Err(Outcome::failed(format!(
             "node 0 rejects the stored keys ({rejected}): {by_hand}"
         )));
@@ -86,16 +89,19 @@ async fn restart_node0(
             )));
         }
     }
-    let answered = poll(a.policy.apply_timeout, POLL, cancel, || async move {
-        c.seal_status(0).await.ok().filter(|s| s.initialized)
-    })
+    let answered = poll(
+        a.policy.restore.apply_timeout,
+        POLL,
+        cancel,
+        || async move { c.seal_status(0).await.ok().filter(|s| s.initialized) },
+    )
     .await;
     if answered.is_none() {
         return Err(Outcome::failed(
             "node 0 did not answer as initialised after its restart",
         ));
     }
-    match unseal_with(c, 0, keys, a.policy.apply_timeout, cancel).await {
+    match unseal_with(c, 0, keys, a.policy.restore.apply_timeout, cancel).await {
         Ok(s) if !s.sealed => {
             items.push(Item::Unsealed {
                 node: "node 0".into(),

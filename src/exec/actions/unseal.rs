@@ -36,7 +36,7 @@ pub(super) async fn run(
             a.ceremony.as_ref(),
             *node,
             &keys.keys,
-            a.policy.join_timeout,
+            a.policy.restore.join_timeout,
             cancel,
         )
         .await
@@ -54,7 +54,7 @@ pub(super) async fn run(
     }
     // The active node must be known again for the snapshot.
     let c = a.ceremony.as_ref();
-    let active = poll(a.policy.join_timeout, POLL, cancel, || async move {
+    let active = poll(a.policy.restore.join_timeout, POLL, cancel, || async move {
         for n in 0..a.bao.node_names().len() {
             if c.leader(n).await.map(|l| l.is_self).unwrap_or(false) {
                 return Some(n);

@@ -114,14 +114,17 @@ impl Actions {
         let c = self.ceremony.as_ref();
         let names = self.bao.node_names();
         for (node, name) in names.iter().enumerate().skip(1) {
-            let joined = poll(self.policy.join_timeout, POLL, cancel, || async move {
-                c.seal_status(node).await.ok().filter(|s| s.initialized)
-            })
+            let joined = poll(
+                self.policy.restore.join_timeout,
+                POLL,
+                cancel,
+                || async move { c.seal_status(node).await.ok().filter(|s| s.initialized) },
+            )
             .await;
             let Some(status) = joined else {
                 return Err(FollowerError::NotJoined {
                     node: name.clone(),
-                    waited: self.policy.join_timeout,
+                    waited: self.policy.restore.join_timeout,
                 });
             };
             if !status.sealed {
@@ -129,7 +132,7 @@ impl Actions {
                 continue;
             }
             // Keys sent before a follower has joined are lost: it has joined now.
-            let s = unseal_with(c, node, keys, self.policy.join_timeout, cancel)
+            let s = unseal_with(c, node, keys, self.policy.restore.join_timeout, cancel)
                 .await
                 .map_err(|source| FollowerError::Bao {
                     node: name.clone(),

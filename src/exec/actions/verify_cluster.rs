@@ -25,7 +25,7 @@ pub(super) async fn run(
     let c = a.ceremony.as_ref();
     let n = a.bao.node_names().len();
     // Followers' reads may lag the leader briefly: poll until consistent.
-    let verdict = poll(a.policy.join_timeout, POLL, cancel, || async move {
+    let verdict = poll(a.policy.restore.join_timeout, POLL, cancel, || async move {
         let mut ids = std::collections::BTreeSet::new();
         for node in 0..n {
             let s = c.seal_status(node).await.ok()?;
@@ -50,7 +50,7 @@ pub(super) async fn run(
         raft_index: idx,
         want_index,
     }];
-    if let Some(canary) = &a.policy.doc.spec.restore.canary {
+    if let Some(canary) = &a.policy.restore.canary {
         let token = match crate::secret::read_secret_file(&canary.token_file) {
             Ok(t) => t,
             Err(e) => {

@@ -1,0 +1,143 @@
+//! `spec.cluster`: nodes or discovery, node addresses, auth, timeouts.
+//!
+//! Stage: validate. Pure.
+
+use std::collections::BTreeMap;
+
+use super::parse::{check_url, has_credentials, is_loopback_host};
+use super::{clean_since, timeout};
+use crate::diag::{Code, Finding};
+use crate::policy::model::{self, Cluster};
+use crate::policy::valid::{AuthSettings, ClusterSettings, ClusterTimeouts, ListedNode, Nodes};
+
+pub(super) fn check(c: &Cluster, out: &mut Vec<Finding>) -> Option<ClusterSettings> {
+    let nodes = nodes(c, out);
+    let auth = auth(c, out);
+    let timeouts = timeouts(&c.timeouts, out);
+    Some(ClusterSettings {
+        nodes: nodes?,
+        auth: auth?,
+        timeouts: timeouts?,
+    })
+}
+
+fn nodes(c: &Cluster, out: &mut Vec<Finding>) -> Option<Nodes> {
+    let start = out.len();
+    match (&c.nodes, &c.discovery) {
+        (Some(_), Some(_)) | (None, None) => out.push(
+            Finding::error(
+                Code::NodesOrDiscovery,
+                "/spec/cluster",
+                "give exactly one of `nodes` or `discovery`",
+            )
+            .help("list the nodes (one address per pod) or discover them by label selector"),
+        ),
+        (Some(nodes), None) if nodes.is_empty() => out.push(
+            Finding::error(
+                Code::NodesOrDiscovery,
+                "/spec/cluster/nodes",
+                "no nodes listed",
+            )
+            .help("list at least one node; node 0 is the one snapward initialises"),
+        ),
+        _ => {}
+    }
+    let mut listed = Vec::new();
+    let mut seen_addr = BTreeMap::new();
+    for (i, n) in c.nodes.iter().flatten().enumerate() {
+        let p = format!("/spec/cluster/nodes/{i}/address");
+        match check_url(&n.address) {
+            Err(e) => out.push(
+                Finding::error(Code::NodeAddress, p.clone(), e.to_string()).help(
+                    "write the node's base URL, e.g. https://openbao-0.openbao-internal:8200",
+                ),
+            ),
+            Ok(u) => {
+                if has_credentials(&u) {
+                    out.push(
+                        Finding::error(
+                            Code::CredentialsInUrl,
+                            p.clone(),
+                            "the node address holds credentials (`user:password@`): they would end up in logs and reports",
+                        )
+                        .help("remove them: snapward authenticates with cluster.auth (a token file or Kubernetes auth)"),
+                    );
+                }
+                if u.scheme() == "http" && !is_loopback_host(u.host_str().unwrap_or("")) {
+                    out.push(
+                        Finding::warning(
+                            Code::InsecureHttp,
+                            p.clone(),
+                            format!("plain http to {}: tokens and snapshots cross the network unencrypted", u.host_str().unwrap_or("")),
+                        )
+                        .help("use https:// with tls.caFile"),
+                    );
+                }
+                listed.push(ListedNode {
+                    name: n
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| model::default_node_name(i)),
+                    address: u,
+                });
+            }
+        }
+        let key = n.address.trim_end_matches('/').to_string();
+        if let Some(first) = seen_addr.insert(key, i) {
+            out.push(
+                Finding::error(
+                    Code::DuplicateNode,
+                    p,
+                    format!("node {i} has the same address as node {first}"),
+                )
+                .help("each node must be addressed directly (one address per pod)"),
+            );
+        }
+    }
+    if !clean_since(out, start) {
+        return None;
+    }
+    match (&c.nodes, &c.discovery) {
+        (Some(_), None) => Some(Nodes::Listed(listed)),
+        (None, Some(d)) => Some(Nodes::Discovered(d.kubernetes.clone())),
+        _ => None,
+    }
+}
+
+/// `Some(None)`: no auth; `None`: an error was reported.
+fn auth(c: &Cluster, out: &mut Vec<Finding>) -> Option<Option<AuthSettings>> {
+    let Some(a) = &c.auth else {
+        return Some(None);
+    };
+    match (&a.token_file, &a.kubernetes) {
+        (Some(file), None) => Some(Some(AuthSettings::TokenFile(file.into()))),
+        (None, Some(k)) => Some(Some(AuthSettings::Kubernetes {
+            role: k.role.clone(),
+            mount: k.mount.clone(),
+            jwt_file: (&k.jwt_file).into(),
+        })),
+        _ => {
+            out.push(
+                Finding::error(
+                    Code::AuthKind,
+                    "/spec/cluster/auth",
+                    "give exactly one of `tokenFile` or `kubernetes`",
+                )
+                .help("tokenFile for a mounted token; kubernetes for the Kubernetes auth method"),
+            );
+            None
+        }
+    }
+}
+
+fn timeouts(t: &model::Timeouts, out: &mut Vec<Finding>) -> Option<ClusterTimeouts> {
+    let mut timeout = |val: &str, path: &str| timeout(val, path, "5s", out);
+    let connect = timeout(&t.connect, "/spec/cluster/timeouts/connect");
+    let request = timeout(&t.request, "/spec/cluster/timeouts/request");
+    let stream_idle = timeout(&t.stream_idle, "/spec/cluster/timeouts/streamIdle");
+    Some(ClusterTimeouts {
+        connect: connect?,
+        request: request?,
+        stream_idle: stream_idle?,
+    })
+}
