@@ -117,7 +117,7 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
                 store: crate::policy::StoreId::LOCAL.into(),
                 error: Some(format!(
                     "cannot read the local store {} (spec.local.path): {e}",
-                    p.doc.spec.local.path
+                    p.local.dir.display()
                 )),
                 snapshots: vec![],
             });

@@ -173,7 +173,7 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
     let verify = g.add(Action::Verify, vec![]);
     g.graph.add_edge(snapshot, verify, req);
     let mut uploads = Vec::new();
-    for t in &spec.targets {
+    for t in &p.targets {
         let mut pre = vec![P::SnapshotVerified];
         if t.optional {
             pre.push(P::CredentialsPresent {
@@ -199,7 +199,7 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
         uploads.push(up);
     }
     let mut local_pre = vec![P::SnapshotVerified];
-    if spec.guards.keep_unmirrored_local && !spec.targets.is_empty() {
+    if p.guards.keep_unmirrored_local && !p.targets.is_empty() {
         local_pre.push(P::MirroredElsewhere);
     }
     let prune_local = g.add(
@@ -235,7 +235,7 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
     }
 
     // restore branch
-    if spec.restore.mode != RestoreMode::Disabled {
+    if p.restore.mode != RestoreMode::Disabled {
         let restore_branch = P::BranchChosen {
             branch: Branch::Restore,
         };

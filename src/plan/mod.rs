@@ -17,7 +17,7 @@ pub use compile::{CompileError, Dag, EdgeKind, compile};
 
 use crate::cluster::InitState;
 use crate::exit::Exit;
-use crate::policy::{StoreId, ValidPolicy};
+use crate::policy::{Nodes, StoreId, ValidPolicy};
 use guard::{Branch, Decision, GuardPolicy, NodeObservation, Observation};
 
 /// Hypothetical states for `plan --scenario`, one per row family of the
@@ -131,19 +131,15 @@ impl Scenario {
 
 /// Node display names: listed names, `node-<i>`, or three discovered pods.
 pub fn node_names(p: &ValidPolicy) -> Vec<String> {
-    match &p.doc.spec.cluster.nodes {
-        Some(nodes) if !nodes.is_empty() => nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| n.name.clone().unwrap_or_else(|| format!("node-{i}")))
-            .collect(),
+    match &p.cluster.nodes {
+        Nodes::Listed(nodes) if !nodes.is_empty() => nodes.iter().map(|n| n.name.clone()).collect(),
         _ => (0..3).map(|i| format!("pod-{i}")).collect(),
     }
 }
 
 pub fn guard_policy(p: &ValidPolicy, explicit_restore: bool) -> GuardPolicy {
     GuardPolicy {
-        restore_mode: p.doc.spec.restore.mode,
+        restore_mode: p.restore.mode,
         init_allowed: p.doc.spec.init.allowed,
         explicit_restore,
     }

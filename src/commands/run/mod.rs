@@ -107,11 +107,11 @@ pub async fn run(opts: RunOptions) -> Exit {
         Err(exit) => return exit,
     };
     if let Some(name) = &opts.only_snapshot
-        && crate::backends::snapshot_time(&p.doc.spec.local.prefix, name).is_none()
+        && crate::backends::snapshot_time(&p.local.prefix, name).is_none()
     {
         crate::ewriteln!(
             "error: `{name}` is not a snapshot name: --snapshot takes a file name like {}YYYYMMDD-HHMMSS.snap; `snapward list -f {}` shows every store's snapshots",
-            p.doc.spec.local.prefix,
+            p.local.prefix,
             opts.source
                 .policy
                 .as_deref()

@@ -2,7 +2,6 @@
 //! local store, and the Kubernetes Lease `snapward-<policy>` when the API
 //! is there. Both are taken before anything is read from the cluster.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::backends::kube::{self as k8s, KubeError, LeaseGuard};
@@ -45,7 +44,7 @@ pub(super) async fn take(
         Err(e) => {
             crate::ewriteln!(
                 "error: cannot take the run lock in {} (spec.local.path): {e}; it must be a directory this user can create files in; nothing was touched",
-                p.doc.spec.local.path
+                p.local.dir.display()
             );
             return Err(Exit::Retry);
         }
@@ -100,7 +99,7 @@ async fn lease(p: &ValidPolicy, kube: &Kube) -> Result<Option<LeaseGuard>, KubeE
 
 /// The lock file that keeps runs of one policy apart (filesystem shape).
 fn lock(p: &ValidPolicy) -> Result<Option<std::fs::File>, std::io::Error> {
-    let dir = Path::new(&p.doc.spec.local.path);
+    let dir = p.local.dir.as_path();
     if dir.exists() && !dir.is_dir() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::NotADirectory,
