@@ -5,6 +5,7 @@
 //!
 //! Stage: execute. I/O lives here and in the implementations only.
 
+mod error;
 pub mod filesystem;
 pub mod keys;
 pub mod kube;
@@ -20,6 +21,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::snapshot::Identity;
+
+pub use error::{BaoError, TargetError, chain};
 
 /// A snapshot as a target holds it. Identity fields come from the object's
 /// metadata written at upload; `None` when the object was not written by
@@ -58,42 +61,6 @@ pub enum DeleteOutcome {
 pub struct Cleanup {
     /// Incomplete multipart uploads aborted / temp files removed.
     pub removed: Vec<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TargetError {
-    /// Credentials (files) for the target are absent. For an `optional`
-    /// target the executor reports "skipped: credentials absent".
-    #[error("credentials for target `{target}` are absent: {detail}")]
-    CredentialsAbsent { target: String, detail: String },
-    /// The object already exists; snapward never overwrites one.
-    #[error("`{name}` already exists on target `{target}`; snapward never overwrites")]
-    AlreadyExists { target: String, name: String },
-    /// Read-back after upload disagreed with the local file.
-    #[error(
-        "upload of `{name}` to `{target}` not confirmed: expected {expected}, target reports {got}"
-    )]
-    NotConfirmed {
-        target: String,
-        name: String,
-        expected: String,
-        got: String,
-    },
-    /// Access denied / bad signature / missing bucket: retrying won't help.
-    #[error("target `{target}` refused the request: {detail}")]
-    Refused { target: String, detail: String },
-    /// Network, 5xx, timeouts: a later run may succeed.
-    #[error("target `{target}` failed: {detail}")]
-    Failed { target: String, detail: String },
-    #[error("cancelled")]
-    Cancelled,
-    /// The cause is part of the message: the executor prints only this error.
-    #[error("cannot read or write {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// An off-cluster copy (S3 or a mounted filesystem).
@@ -136,23 +103,6 @@ pub trait Target: Send + Sync {
 }
 
 pub use crate::cluster::NodeStatus;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BaoError {
-    /// 403, or a missing/unreadable token: retrying will not help.
-    #[error("node `{node}` refused: {detail}")]
-    Refused { node: String, detail: String },
-    /// Connection errors, 5xx, 503 sealed, 429 standby, timeouts.
-    #[error("node `{node}` failed: {detail}")]
-    Failed { node: String, detail: String },
-    #[error("the snapshot stream from `{node}` stalled for {seconds}s")]
-    Stalled { node: String, seconds: u64 },
-    #[error("cancelled")]
-    Cancelled,
-    /// The cause is part of the message: the executor prints only this error.
-    #[error("writing the snapshot to the local store failed: {0}")]
-    Io(#[source] std::io::Error),
-}
 
 /// The OpenBao cluster. Implementations address each node directly.
 #[async_trait]

@@ -63,7 +63,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use url::{Host, Url};
 
-use super::{BaoError, Ceremony, InitResult, LeaderState, NodeStatus, OpenBao, SealState};
+use super::{BaoError, Ceremony, InitResult, LeaderState, NodeStatus, OpenBao, SealState, chain};
 use crate::cluster::InitState;
 use crate::policy::model::Cluster;
 use crate::secret::{Secret, read_secret_file};
@@ -721,7 +721,7 @@ impl HttpOpenBao {
                         node: name,
                         detail: format!(
                             "the snapshot stream broke after {written} bytes: {}",
-                            error_chain(&e)
+                            chain(&e)
                         ),
                     }));
                 }
@@ -1046,7 +1046,7 @@ fn node_client(
     }
     let client = builder
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))?;
+        .map_err(|e| format!("cannot build the HTTP client: {}", chain(&e)))?;
     Ok((base, client))
 }
 
@@ -1095,7 +1095,7 @@ fn transport_error(node: &str, e: &reqwest::Error) -> Attempt {
     Attempt {
         err: BaoError::Failed {
             node: node.to_string(),
-            detail: format!("{what}: {}", error_chain(e)),
+            detail: format!("{what}: {}", chain(e)),
         },
         retry,
     }
@@ -1137,20 +1137,6 @@ fn quote(body: &[u8]) -> String {
     } else {
         text
     }
-}
-
-/// An error and its causes, `a: b: c`, without repeats.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = err.source();
-    }
-    parts.join(": ")
 }
 
 /// The part of an error worth showing next to the node's name.

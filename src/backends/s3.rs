@@ -87,7 +87,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Cleanup, Confirmed, DeleteOutcome, RemoteSnapshot, Target, TargetError, snapshot_time,
+    Cleanup, Confirmed, DeleteOutcome, RemoteSnapshot, Target, TargetError, chain, snapshot_time,
 };
 use crate::policy::model;
 use crate::policy::validate::parse_timeout;
@@ -227,22 +227,6 @@ fn check_name(target: &str, name: &str) -> Result<(), TargetError> {
     Ok(())
 }
 
-/// An error and its sources, each once, joined by `: ` — what an operator
-/// reads. (The SDK's `DisplayErrorContext` appends a Debug dump of the
-/// whole error tree, which says nothing more.)
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        let text = e.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
-}
-
 /// What an SDK error boils down to.
 struct Failure {
     status: Option<u16>,
@@ -268,7 +252,7 @@ where
         status,
         code,
         message,
-        chain: error_chain(err),
+        chain: chain(err),
     }
 }
 
@@ -928,7 +912,7 @@ impl S3Target {
             .await
             .map_err(|e| {
                 self.ctx
-                    .failed(format!("reading {}: {}", file.display(), error_chain(&e)))
+                    .failed(format!("reading {}: {}", file.display(), chain(&e)))
             })
     }
 
@@ -1373,7 +1357,7 @@ async fn probe_chain(name: &str, sdk: &aws_config::SdkConfig) -> Result<(), Targ
         Ok(Err(e)) => Err(absent(format!(
             "the standard AWS chain (environment, shared config, web identity, container or \
              instance metadata) found none: {}",
-            error_chain(&e)
+            chain(&e)
         ))),
         Err(_) => Err(absent(format!(
             "the standard AWS chain found none within {}s",
@@ -1564,7 +1548,7 @@ impl Target for S3Target {
                 let chunk = chunk.map_err(|e| {
                     self.ctx.failed(format!(
                         "GetObject `{key}`: reading the body: {}",
-                        error_chain(&e)
+                        chain(&e)
                     ))
                 })?;
                 hasher.update(&chunk);
