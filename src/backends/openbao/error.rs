@@ -1,0 +1,112 @@
+//! How OpenBao's answers and transport failures become [`BaoError`]s, and
+//! whether a snapshot attempt may be retried after one.
+//!
+//! Must never: quote more of a server answer than [`MAX_DETAIL`]
+//! characters, or a request (its token header) at all.
+
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use super::client::Reply;
+use crate::backends::{BaoError, chain};
+
+/// Longest server message quoted in an error.
+const MAX_DETAIL: usize = 300;
+
+/// A failed step of one snapshot attempt, and whether a retry may help.
+pub(super) struct Attempt {
+    pub(super) err: BaoError,
+    pub(super) retry: bool,
+}
+
+impl Attempt {
+    pub(super) fn fatal(err: BaoError) -> Self {
+        Self { err, retry: false }
+    }
+}
+
+impl From<BaoError> for Attempt {
+    fn from(err: BaoError) -> Self {
+        Self::fatal(err)
+    }
+}
+
+/// A transport failure: connection errors may be retried, the rest not.
+pub(super) fn transport_error(node: &str, e: &reqwest::Error) -> Attempt {
+    let (what, retry) = if e.is_connect() {
+        ("cannot connect", true)
+    } else if e.is_timeout() {
+        ("timed out", false)
+    } else {
+        ("request failed", false)
+    };
+    Attempt {
+        err: BaoError::Failed {
+            node: node.to_string(),
+            detail: format!("{what}: {}", chain(e)),
+        },
+        retry,
+    }
+}
+
+/// An unexpected status: 403 is a refusal; 503 (sealed) may be retried;
+/// everything else (429 standby, other 5xx, 4xx) fails without retry.
+pub(super) fn status_error(node: &str, path: &str, reply: &Reply) -> Attempt {
+    let detail = format!("{path} answered {}: {}", reply.status, quote(&reply.body));
+    if reply.status == StatusCode::FORBIDDEN {
+        return Attempt::fatal(BaoError::Refused {
+            node: node.to_string(),
+            detail,
+        });
+    }
+    Attempt {
+        err: BaoError::Failed {
+            node: node.to_string(),
+            detail,
+        },
+        retry: reply.status == StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// The server's `errors` list, or the start of the body.
+pub(super) fn quote(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<String>,
+    }
+    let text = match serde_json::from_slice::<Errors>(body) {
+        Ok(e) if !e.errors.is_empty() => e.errors.join("; "),
+        _ if body.is_empty() => "(empty body)".to_string(),
+        _ => String::from_utf8_lossy(body).trim().to_string(),
+    };
+    if text.chars().count() > MAX_DETAIL {
+        let cut: String = text.chars().take(MAX_DETAIL).collect();
+        format!("{cut}…")
+    } else {
+        text
+    }
+}
+
+/// The part of an error worth showing next to the node's name.
+pub(super) fn node_error(e: &BaoError) -> String {
+    match e {
+        BaoError::Refused { detail, .. } | BaoError::Failed { detail, .. } => detail.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_prefers_the_errors_list() {
+        assert_eq!(
+            quote(br#"{"errors":["Vault is sealed"]}"#),
+            "Vault is sealed"
+        );
+        assert_eq!(quote(b""), "(empty body)");
+        assert_eq!(quote(b"<html>oops</html>\n"), "<html>oops</html>");
+        assert!(quote("x".repeat(1000).as_bytes()).ends_with('…'));
+    }
+}
