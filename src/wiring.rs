@@ -163,7 +163,7 @@ pub fn key_store(
             root_token_key: k.root_token_key.clone(),
         }),
         (None, Some(s), Some((client, default_ns))) => {
-            std::sync::Arc::new(crate::backends::kube::SecretKeyStore::new(
+            std::sync::Arc::new(crate::backends::keys::SecretKeyStore::new(
                 client.clone(),
                 s.namespace.as_deref().unwrap_or(default_ns),
                 &s.name,
