@@ -73,6 +73,12 @@ pub enum BaoError {
     /// Connection errors, 5xx, 503 sealed, 429 standby, timeouts.
     #[error("node `{node}` failed: {detail}")]
     Failed { node: String, detail: String },
+    /// `sys/unseal` rejected the key share with "invalid key size": the
+    /// shares do not fit the barrier the server process holds in memory
+    /// (after a restore whose temporary barrier had another shape, the
+    /// process must restart — DESIGN.md §6). `detail` quotes the answer.
+    #[error("node `{node}` failed: {detail}")]
+    InvalidKeySize { node: String, detail: String },
     #[error("the snapshot stream from `{node}` stalled for {seconds}s")]
     Stalled { node: String, seconds: u64 },
     #[error("cancelled")]

@@ -163,8 +163,8 @@ pub struct InitResult {
 pub trait Ceremony: Send + Sync {
     /// `PUT /v1/sys/init` on node `node`.
     async fn init(&self, node: usize, shares: u32, threshold: u32) -> Result<InitResult, BaoError>;
-    /// `PUT /v1/sys/unseal` with one key share. A 400 "invalid key size"
-    /// comes back as `BaoError::Refused` with that text in `detail`.
+    /// `PUT /v1/sys/unseal` with one key share. An "invalid key size"
+    /// answer comes back as [`BaoError::InvalidKeySize`].
     async fn unseal(&self, node: usize, key: &crate::secret::Secret)
     -> Result<SealState, BaoError>;
     async fn seal_status(&self, node: usize) -> Result<SealState, BaoError>;

@@ -77,7 +77,7 @@ fn approx(d: jiff::SignedDuration) -> String {
 }
 
 fn invalid_key_size(e: &BaoError) -> bool {
-    e.to_string().contains("invalid key size")
+    matches!(e, BaoError::InvalidKeySize { .. })
 }
 
 /// Send key shares until the node reports unsealed (or keys run out).

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::client::send_and_read;
-use super::error::{status_error, transport_error};
+use super::client::{expect_ok, send_and_read};
+use super::error::{invalid_key_size, status_error, transport_error};
 use super::{HttpOpenBao, SealStatus};
 use crate::backends::{BaoError, Ceremony, InitResult, LeaderState, SealState};
 use crate::secret::Secret;
@@ -61,10 +61,15 @@ impl Ceremony for HttpOpenBao {
 
     async fn unseal(&self, node: usize, key: &Secret) -> Result<SealState, BaoError> {
         let body = serde_json::json!({"key": key.expose()});
-        let raw = self
-            .send_json(node, Method::PUT, "sys/unseal", None, Some(body))
+        let path = "sys/unseal";
+        let (name, reply) = self
+            .send_json_reply(node, Method::PUT, path, None, Some(body))
             .await?;
-        self.parse::<SealStatus>(node, "sys/unseal", &raw)
+        if let Some(e) = invalid_key_size(&name, path, &reply) {
+            return Err(e);
+        }
+        let raw = expect_ok(&name, path, reply)?;
+        self.parse::<SealStatus>(node, path, &raw)
             .map(SealState::from)
     }
 

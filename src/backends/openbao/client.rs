@@ -122,16 +122,29 @@ impl HttpOpenBao {
         token: Option<&Secret>,
         body: Option<serde_json::Value>,
     ) -> Result<Vec<u8>, BaoError> {
+        let (name, reply) = self
+            .send_json_reply(node, method, path, token, body)
+            .await?;
+        expect_ok(&name, path, reply)
+    }
+
+    /// A JSON request with a whole-answer deadline: the node's name and
+    /// the answer, whatever its status (see [`expect_ok`]).
+    pub(super) async fn send_json_reply(
+        &self,
+        node: usize,
+        method: Method,
+        path: &str,
+        token: Option<&Secret>,
+        body: Option<serde_json::Value>,
+    ) -> Result<(String, Reply), BaoError> {
         let n = self.node(node)?;
         let mut rb = self.request(n, method, path, token)?;
         if let Some(b) = body {
             rb = rb.json(&b);
         }
         let reply = self.exchange(n, rb).await.map_err(|a| a.err)?;
-        if reply.status != StatusCode::OK && reply.status != StatusCode::NO_CONTENT {
-            return Err(status_error(&n.name, path, &reply).err);
-        }
-        Ok(reply.body)
+        Ok((n.name.clone(), reply))
     }
 
     pub(super) fn parse<T: DeserializeOwned>(
@@ -149,6 +162,14 @@ impl HttpOpenBao {
             detail: format!("{path} answered with an unexpected body ({e})"),
         })
     }
+}
+
+/// The body of a 200/204 answer, else the status as an error.
+pub(super) fn expect_ok(node: &str, path: &str, reply: Reply) -> Result<Vec<u8>, BaoError> {
+    if reply.status != StatusCode::OK && reply.status != StatusCode::NO_CONTENT {
+        return Err(status_error(node, path, &reply).err);
+    }
+    Ok(reply.body)
 }
 
 /// The client for one node, and the base URL its requests use.

@@ -68,6 +68,19 @@ pub(super) fn status_error(node: &str, path: &str, reply: &Reply) -> Attempt {
     }
 }
 
+/// A rejected unseal key share: the answer says "invalid key size" (a 400
+/// from OpenBao 2.7.2; DESIGN.md §6). The message is what `status_error`
+/// would say; only the variant differs, so callers branch on it.
+pub(super) fn invalid_key_size(node: &str, path: &str, reply: &Reply) -> Option<BaoError> {
+    let text = quote(&reply.body);
+    (!reply.status.is_success() && text.contains("invalid key size")).then(|| {
+        BaoError::InvalidKeySize {
+            node: node.to_string(),
+            detail: format!("{path} answered {}: {text}", reply.status),
+        }
+    })
+}
+
 /// The server's `errors` list, or the start of the body.
 pub(super) fn quote(body: &[u8]) -> String {
     #[derive(Deserialize)]
@@ -90,7 +103,9 @@ pub(super) fn quote(body: &[u8]) -> String {
 /// The part of an error worth showing next to the node's name.
 pub(super) fn node_error(e: &BaoError) -> String {
     match e {
-        BaoError::Refused { detail, .. } | BaoError::Failed { detail, .. } => detail.clone(),
+        BaoError::Refused { detail, .. }
+        | BaoError::Failed { detail, .. }
+        | BaoError::InvalidKeySize { detail, .. } => detail.clone(),
         other => other.to_string(),
     }
 }
@@ -108,5 +123,30 @@ mod tests {
         assert_eq!(quote(b""), "(empty body)");
         assert_eq!(quote(b"<html>oops</html>\n"), "<html>oops</html>");
         assert!(quote("x".repeat(1000).as_bytes()).ends_with('…'));
+    }
+
+    #[test]
+    fn invalid_key_size_is_its_own_variant_with_the_same_message() {
+        let reply = |status: u16, body: &[u8]| Reply {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: body.to_vec(),
+        };
+        let rejected = reply(400, br#"{"errors":["invalid key size"]}"#);
+        let e = invalid_key_size("bao-0", "sys/unseal", &rejected).expect("recognised");
+        assert!(matches!(e, BaoError::InvalidKeySize { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "node `bao-0` failed: sys/unseal answered 400 Bad Request: invalid key size"
+        );
+        assert_eq!(
+            e.to_string(),
+            status_error("bao-0", "sys/unseal", &rejected)
+                .err
+                .to_string()
+        );
+        let other = reply(400, br#"{"errors":["invalid key"]}"#);
+        assert!(invalid_key_size("bao-0", "sys/unseal", &other).is_none());
+        let ok = reply(200, b"invalid key size");
+        assert!(invalid_key_size("bao-0", "sys/unseal", &ok).is_none());
     }
 }
