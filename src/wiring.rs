@@ -125,6 +125,7 @@ pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
             Err(TargetError::Refused {
                 target: t.name.clone(),
                 detail: "no kind".into(),
+                source: None,
             })
         };
         out.push(TargetSlot {

@@ -1,11 +1,34 @@
 //! The errors of the backend traits ([`TargetError`], [`BaoError`]) and
 //! how a cause chain is rendered for people ([`chain`]).
 //!
+//! Causes are kept as `#[source]` values ([`Cause`]), never stringified
+//! into a field. The errors the executor shows (`to_string()` only, one
+//! line per failure) render their cause chain in their own message, so
+//! that line loses nothing; a caller that walks `source()` itself should
+//! print with [`chain`], which leaves out the repeated segments.
+//!
 //! Stage: execute (backend). Pure: no I/O. An error here must never carry
 //! a secret (token, key share, S3 secret): implementations put names,
 //! paths, statuses and server messages (scrubbed) in them, nothing else.
 
 use std::error::Error;
+
+/// The cause of a backend error, kept as a value (`#[source]`) for code
+/// that inspects it (`downcast_ref::<std::io::Error>()`, …).
+pub type Cause = Box<dyn Error + Send + Sync + 'static>;
+
+/// `detail` followed by the cause chain: `detail: a: b`; just the chain
+/// without a detail, just the detail without a cause.
+pub(in crate::backends) fn with_cause(
+    detail: &str,
+    cause: Option<&(dyn Error + 'static)>,
+) -> String {
+    match (detail.is_empty(), cause) {
+        (_, None) => detail.to_string(),
+        (true, Some(c)) => chain(c),
+        (false, Some(c)) => format!("{detail}: {}", chain(c)),
+    }
+}
 
 /// An error and its causes as one line, `a: b: c`: each segment once (a
 /// segment already contained in an earlier one is left out, so an error
@@ -49,11 +72,23 @@ pub enum TargetError {
         got: String,
     },
     /// Access denied / bad signature / missing bucket: retrying won't help.
-    #[error("target `{target}` refused the request: {detail}")]
-    Refused { target: String, detail: String },
-    /// Network, 5xx, timeouts: a later run may succeed.
-    #[error("target `{target}` failed: {detail}")]
-    Failed { target: String, detail: String },
+    /// The message is `detail` and then the cause chain.
+    #[error("target `{target}` refused the request: {}", with_cause(.detail, Error::source(self)))]
+    Refused {
+        target: String,
+        detail: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    /// Network, 5xx, timeouts: a later run may succeed. The message is
+    /// `detail` and then the cause chain.
+    #[error("target `{target}` failed: {}", with_cause(.detail, Error::source(self)))]
+    Failed {
+        target: String,
+        detail: String,
+        #[source]
+        source: Option<Cause>,
+    },
     #[error("cancelled")]
     Cancelled,
     /// The cause is part of the message: the executor prints only this error.
@@ -67,12 +102,25 @@ pub enum TargetError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BaoError {
-    /// 403, or a missing/unreadable token: retrying will not help.
-    #[error("node `{node}` refused: {detail}")]
-    Refused { node: String, detail: String },
-    /// Connection errors, 5xx, 503 sealed, 429 standby, timeouts.
-    #[error("node `{node}` failed: {detail}")]
-    Failed { node: String, detail: String },
+    /// 403, a missing/unreadable token, a configuration that cannot work:
+    /// retrying will not help. The message is `detail` and then the cause
+    /// chain.
+    #[error("node `{node}` refused: {}", with_cause(.detail, Error::source(self)))]
+    Refused {
+        node: String,
+        detail: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    /// Connection errors, 5xx, 503 sealed, 429 standby, timeouts. The
+    /// message is `detail` and then the cause chain.
+    #[error("node `{node}` failed: {}", with_cause(.detail, Error::source(self)))]
+    Failed {
+        node: String,
+        detail: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// `sys/unseal` rejected the key share with "invalid key size": the
     /// shares do not fit the barrier the server process holds in memory
     /// (after a restore whose temporary barrier had another shape, the
@@ -86,6 +134,64 @@ pub enum BaoError {
     /// The cause is part of the message: the executor prints only this error.
     #[error("writing the snapshot to the local store failed: {0}")]
     Io(#[source] std::io::Error),
+}
+
+impl TargetError {
+    /// [`TargetError::Refused`] without a cause (see [`Self::caused_by`]).
+    pub(in crate::backends) fn refused(target: &str, detail: impl Into<String>) -> Self {
+        Self::Refused {
+            target: target.to_owned(),
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// [`TargetError::Failed`] without a cause (see [`Self::caused_by`]).
+    pub(in crate::backends) fn failed(target: &str, detail: impl Into<String>) -> Self {
+        Self::Failed {
+            target: target.to_owned(),
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// The same refusal or failure, with `cause` as its source. Other
+    /// variants are returned unchanged.
+    pub(in crate::backends) fn caused_by(mut self, cause: impl Into<Cause>) -> Self {
+        if let Self::Refused { source, .. } | Self::Failed { source, .. } = &mut self {
+            *source = Some(cause.into());
+        }
+        self
+    }
+}
+
+impl BaoError {
+    /// [`BaoError::Refused`] without a cause (see [`Self::caused_by`]).
+    pub(in crate::backends) fn refused(node: &str, detail: impl Into<String>) -> Self {
+        Self::Refused {
+            node: node.to_owned(),
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// [`BaoError::Failed`] without a cause (see [`Self::caused_by`]).
+    pub(in crate::backends) fn failed(node: &str, detail: impl Into<String>) -> Self {
+        Self::Failed {
+            node: node.to_owned(),
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// The same refusal or failure, with `cause` as its source. Other
+    /// variants are returned unchanged.
+    pub(in crate::backends) fn caused_by(mut self, cause: impl Into<Cause>) -> Self {
+        if let Self::Refused { source, .. } | Self::Failed { source, .. } = &mut self {
+            *source = Some(cause.into());
+        }
+        self
+    }
 }
 
 #[cfg(test)]
@@ -111,5 +217,25 @@ mod tests {
         assert_eq!(chain(&e(&["a: b", "b", "c"])), "a: b: c");
         assert_eq!(chain(&e(&["a", "", "c"])), "a: c");
         assert_eq!(chain(&e(&["only"])), "only");
+    }
+
+    #[test]
+    fn a_cause_is_kept_and_shown_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let err = BaoError::refused("cluster", "cannot read tls.caFile /ca.pem").caused_by(io);
+        assert_eq!(
+            err.to_string(),
+            "node `cluster` refused: cannot read tls.caFile /ca.pem: No such file"
+        );
+        let source = Error::source(&err).expect("a source");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+        // Walking the chain adds nothing the message already says.
+        assert_eq!(chain(&err), err.to_string());
+        assert_eq!(
+            TargetError::failed("t", "no kind").to_string(),
+            "target `t` failed: no kind"
+        );
+        let no_detail = TargetError::failed("t", "").caused_by(e(&["a", "b"]));
+        assert_eq!(no_detail.to_string(), "target `t` failed: a: b");
     }
 }

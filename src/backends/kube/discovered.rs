@@ -131,13 +131,13 @@ impl<B: OpenBao> OpenBao for DiscoveredOpenBao<B> {
         cancel: &CancellationToken,
     ) -> Result<u64, BaoError> {
         if let Some(n) = self.untrusted_index(node) {
-            return Err(BaoError::Failed {
-                node: n.name.clone(),
-                detail: format!(
+            return Err(BaoError::failed(
+                &n.name,
+                format!(
                     "pod not serving: {}",
                     n.reason.as_deref().unwrap_or("not ready")
                 ),
-            });
+            ));
         }
         self.inner.snapshot(node, out, cancel).await
     }
@@ -186,17 +186,14 @@ impl<B: Ceremony> Ceremony for DiscoveredOpenBao<B> {
         let Some(old) = self.nodes.get(node) else {
             return Ok(false);
         };
-        let failed = |detail: String| BaoError::Failed {
-            node: old.name.clone(),
-            detail,
-        };
+        let failed = |detail: String| BaoError::failed(&old.name, detail);
         let ns = &r.discovery.namespace;
         restart_pod(&r.client, ns, &old.name, self.readiness, r.timeout)
             .await
-            .map_err(|e| failed(format!("restarting the pod: {e}")))?;
+            .map_err(|e| failed("restarting the pod".into()).caused_by(e))?;
         let again = discover_nodes(&r.client, &r.discovery)
             .await
-            .map_err(|e| failed(format!("finding the restarted pod: {e}")))?;
+            .map_err(|e| failed("finding the restarted pod".into()).caused_by(e))?;
         match again.iter().find(|n| n.name == old.name) {
             Some(n) if n.url == old.url => Ok(true),
             Some(n) => Err(failed(format!(

@@ -29,16 +29,19 @@ impl HttpOpenBao {
     pub(super) async fn token(&self, node: usize) -> Result<Secret, Attempt> {
         let name = &self.nodes[node].name;
         match &self.auth {
-            Auth::None => Err(Attempt::fatal(BaoError::Refused {
-                node: name.clone(),
-                detail: "no auth configured (cluster.auth): a snapshot needs a token with `read` on sys/storage/raft/snapshot".into(),
-            })),
+            Auth::None => Err(Attempt::fatal(BaoError::refused(
+                name,
+                "no auth configured (cluster.auth): a snapshot needs a token with `read` on sys/storage/raft/snapshot",
+            ))),
             Auth::Token(t) => Ok(t.clone()),
             Auth::TokenFile(path) => read_secret_file(path).map_err(|e| {
-                Attempt::fatal(BaoError::Refused {
-                    node: name.clone(),
-                    detail: format!("cannot read the token file {}: {e}", path.display()),
-                })
+                Attempt::fatal(
+                    BaoError::refused(
+                        name,
+                        format!("cannot read the token file {}", path.display()),
+                    )
+                    .caused_by(e),
+                )
             }),
             Auth::Kubernetes {
                 role,
@@ -66,13 +69,16 @@ impl HttpOpenBao {
     ) -> Result<Secret, Attempt> {
         let n = &self.nodes[node];
         let jwt = read_secret_file(jwt_file).map_err(|e| {
-            Attempt::fatal(BaoError::Refused {
-                node: n.name.clone(),
-                detail: format!(
-                    "cannot read the service-account token {}: {e}",
-                    jwt_file.display()
-                ),
-            })
+            Attempt::fatal(
+                BaoError::refused(
+                    &n.name,
+                    format!(
+                        "cannot read the service-account token {}",
+                        jwt_file.display()
+                    ),
+                )
+                .caused_by(e),
+            )
         })?;
         #[derive(serde::Serialize)]
         struct Body<'a> {
@@ -84,10 +90,9 @@ impl HttpOpenBao {
             jwt: jwt.expose(),
         })
         .map_err(|e| {
-            Attempt::fatal(BaoError::Failed {
-                node: n.name.clone(),
-                detail: format!("cannot encode the login request: {e}"),
-            })
+            Attempt::fatal(
+                BaoError::failed(&n.name, "cannot encode the login request").caused_by(e),
+            )
         })?;
         let path = format!("auth/{mount}/login");
         let rb = self
@@ -98,22 +103,23 @@ impl HttpOpenBao {
         match reply.status {
             StatusCode::OK => {
                 let parsed: LoginResponse = serde_json::from_slice(&reply.body).map_err(|_| {
-                    Attempt::fatal(BaoError::Failed {
-                        node: n.name.clone(),
-                        detail: format!(
+                    // serde's message is not kept: the body holds the token.
+                    Attempt::fatal(BaoError::failed(
+                        &n.name,
+                        format!(
                             "kubernetes login (mount {mount}) answered 200 without auth.client_token"
                         ),
-                    })
+                    ))
                 })?;
                 Ok(Secret::new(parsed.auth.client_token))
             }
-            s if s.is_client_error() => Err(Attempt::fatal(BaoError::Refused {
-                node: n.name.clone(),
-                detail: format!(
+            s if s.is_client_error() => Err(Attempt::fatal(BaoError::refused(
+                &n.name,
+                format!(
                     "kubernetes login (role {role}, mount {mount}) refused with {s}: {}",
                     quote(&reply.body)
                 ),
-            })),
+            ))),
             _ => Err(status_error(&n.name, &path, &reply)),
         }
     }

@@ -108,12 +108,12 @@ impl Ceremony for HttpOpenBao {
         let send = send_and_read(rb);
         let reply = match tokio::time::timeout(deadline, send).await {
             Err(_) => {
-                return Err(BaoError::Failed {
-                    node: n.name.clone(),
-                    detail: format!("{path}: no answer within {}s", deadline.as_secs()),
-                });
+                return Err(BaoError::failed(
+                    &n.name,
+                    format!("{path}: no answer within {}s", deadline.as_secs()),
+                ));
             }
-            Ok(Err(e)) => return Err(transport_error(&n.name, &e).err),
+            Ok(Err(e)) => return Err(transport_error(&n.name, e).err),
             Ok(Ok(r)) => r,
         };
         if reply.status != StatusCode::NO_CONTENT && reply.status != StatusCode::OK {

@@ -17,7 +17,7 @@ use url::{Host, Url};
 
 use super::error::{Attempt, quote, status_error, transport_error};
 use super::{HttpOpenBao, Node, Timeouts};
-use crate::backends::{BaoError, chain};
+use crate::backends::BaoError;
 use crate::secret::Secret;
 
 const TOKEN_HEADER: &str = "X-Vault-Token";
@@ -58,11 +58,14 @@ impl HttpOpenBao {
     ) -> Result<reqwest::RequestBuilder, BaoError> {
         let mut rb = node.client.request(method, self.url(node, path));
         if let Some(token) = token {
-            let mut value =
-                HeaderValue::from_str(token.expose()).map_err(|_| BaoError::Refused {
-                    node: node.name.clone(),
-                    detail: "the token holds characters not allowed in an HTTP header".into(),
-                })?;
+            // The cause (`InvalidHeaderValue`) says nothing more; it is not
+            // kept.
+            let mut value = HeaderValue::from_str(token.expose()).map_err(|_| {
+                BaoError::refused(
+                    &node.name,
+                    "the token holds characters not allowed in an HTTP header",
+                )
+            })?;
             value.set_sensitive(true);
             rb = rb.header(TOKEN_HEADER, value);
         }
@@ -78,14 +81,14 @@ impl HttpOpenBao {
     ) -> Result<Reply, Attempt> {
         let send = send_and_read(rb);
         match tokio::time::timeout(self.timeouts.request, send).await {
-            Err(_) => Err(Attempt::fatal(BaoError::Failed {
-                node: node.name.clone(),
-                detail: format!(
+            Err(_) => Err(Attempt::fatal(BaoError::failed(
+                &node.name,
+                format!(
                     "no complete answer within {}s",
                     self.timeouts.request.as_secs_f32()
                 ),
-            })),
-            Ok(Err(e)) => Err(transport_error(&node.name, &e)),
+            ))),
+            Ok(Err(e)) => Err(transport_error(&node.name, e)),
             Ok(Ok(reply)) => Ok(reply),
         }
     }
@@ -103,13 +106,16 @@ impl HttpOpenBao {
             return Err(status_error(&n.name, path, &reply));
         }
         serde_json::from_slice(&reply.body).map_err(|e| {
-            Attempt::fatal(BaoError::Failed {
-                node: n.name.clone(),
-                detail: format!(
-                    "{path} answered 200 with an unexpected body ({e}): {}",
-                    quote(&reply.body)
-                ),
-            })
+            Attempt::fatal(
+                BaoError::failed(
+                    &n.name,
+                    format!(
+                        "{path} answered 200 with an unexpected body: {}",
+                        quote(&reply.body)
+                    ),
+                )
+                .caused_by(e),
+            )
         })
     }
 
@@ -147,20 +153,51 @@ impl HttpOpenBao {
         Ok((n.name.clone(), reply))
     }
 
+    /// The JSON answer of a ceremony call. These answers hold key shares,
+    /// tokens or the canary's secret: neither the body nor serde's message
+    /// (which can quote a value) goes into the error, only where parsing
+    /// stopped ([`Unparsable`]).
     pub(super) fn parse<T: DeserializeOwned>(
         &self,
         node: usize,
         path: &str,
         body: &[u8],
     ) -> Result<T, BaoError> {
-        serde_json::from_slice(body).map_err(|e| BaoError::Failed {
-            node: self
-                .nodes
-                .get(node)
-                .map(|n| n.name.clone())
-                .unwrap_or_default(),
-            detail: format!("{path} answered with an unexpected body ({e})"),
+        serde_json::from_slice(body).map_err(|e| {
+            let name = self.nodes.get(node).map(|n| n.name.as_str());
+            BaoError::failed(
+                name.unwrap_or_default(),
+                format!("{path} answered with an unexpected body"),
+            )
+            .caused_by(Unparsable::from(&e))
         })
+    }
+}
+
+/// Where a secret-bearing JSON answer stopped parsing, without serde's
+/// message (which can quote the offending value).
+#[derive(Debug, thiserror::Error)]
+#[error("{category} error at line {line} column {column}")]
+pub(super) struct Unparsable {
+    category: &'static str,
+    line: usize,
+    column: usize,
+}
+
+impl From<&serde_json::Error> for Unparsable {
+    fn from(e: &serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        let category = match e.classify() {
+            Category::Io => "I/O",
+            Category::Syntax => "syntax",
+            Category::Data => "data",
+            Category::Eof => "end-of-input",
+        };
+        Self {
+            category,
+            line: e.line(),
+            column: e.column(),
+        }
     }
 }
 
@@ -172,20 +209,43 @@ pub(super) fn expect_ok(node: &str, path: &str, reply: Reply) -> Result<Vec<u8>,
     Ok(reply.body)
 }
 
+/// Why a node's client cannot be built. Each message says only its own
+/// part; the cause follows when the error is shown (see
+/// [`chain`](crate::backends::chain)).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ClientError {
+    #[error("{address} must use http:// or https://")]
+    Scheme { address: Url },
+    #[error("{address} has no host")]
+    NoHost { address: Url },
+    #[error("tls.serverName {name:?} is not a host name")]
+    ServerName {
+        name: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("cannot build the HTTP client")]
+    Build(#[source] reqwest::Error),
+}
+
 /// The client for one node, and the base URL its requests use.
 pub(super) fn node_client(
     address: &Url,
     server_name: Option<&str>,
     roots: &[reqwest::Certificate],
     timeouts: Timeouts,
-) -> Result<(Url, reqwest::Client), String> {
+) -> Result<(Url, reqwest::Client), ClientError> {
     if !matches!(address.scheme(), "http" | "https") {
-        return Err(format!("{address} must use http:// or https://"));
+        return Err(ClientError::Scheme {
+            address: address.clone(),
+        });
     }
     let host = address
         .host()
         .map(|h| h.to_owned())
-        .ok_or_else(|| format!("{address} has no host"))?;
+        .ok_or_else(|| ClientError::NoHost {
+            address: address.clone(),
+        })?;
     let mut builder = reqwest::Client::builder()
         .connect_timeout(timeouts.connect)
         .redirect(reqwest::redirect::Policy::none())
@@ -204,15 +264,16 @@ pub(super) fn node_client(
         && !matches!(&host, Host::Domain(d) if d.eq_ignore_ascii_case(name))
     {
         base.set_host(Some(name))
-            .map_err(|e| format!("tls.serverName {name:?} is not a host name: {e}"))?;
+            .map_err(|source| ClientError::ServerName {
+                name: name.to_string(),
+                source,
+            })?;
         builder = builder.dns_resolver(Arc::new(PinnedResolver {
             server_name: name.to_string(),
             host,
         }));
     }
-    let client = builder
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {}", chain(&e)))?;
+    let client = builder.build().map_err(ClientError::Build)?;
     Ok((base, client))
 }
 
@@ -287,5 +348,36 @@ mod tests {
             bao.url(n, "sys/leader").as_str(),
             "http://127.0.0.1:8200/prefix/v1/sys/leader"
         );
+    }
+
+    #[test]
+    fn configuration_errors_keep_their_cause_and_their_message() {
+        let cfg: Cluster = serde_json::from_value(serde_json::json!({})).unwrap();
+        let ftp = vec![("a".to_string(), "ftp://10.1.2.3".parse().unwrap())];
+        let err = HttpOpenBao::new(ftp, &cfg, Timeouts::default()).unwrap_err();
+        assert!(matches!(err, BaoError::Refused { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "node `a` refused: ftp://10.1.2.3/ must use http:// or https://"
+        );
+        let err = std::error::Error::source(&err).expect("a source");
+        assert!(matches!(
+            err.downcast_ref::<ClientError>(),
+            Some(ClientError::Scheme { .. })
+        ));
+
+        let cfg: Cluster =
+            serde_json::from_value(serde_json::json!({"tls": {"caFile": "/nonexistent/ca.pem"}}))
+                .unwrap();
+        let node = vec![("a".to_string(), "https://10.1.2.3".parse().unwrap())];
+        let err = HttpOpenBao::new(node, &cfg, Timeouts::default()).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "node `cluster` refused: cannot read tls.caFile /nonexistent/ca.pem: No such file"
+            ),
+            "{err}"
+        );
+        let io = std::error::Error::source(&err).expect("a source");
+        assert!(io.downcast_ref::<std::io::Error>().is_some());
     }
 }

@@ -8,7 +8,8 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::client::Reply;
-use crate::backends::{BaoError, chain};
+use crate::backends::BaoError;
+use crate::backends::error::with_cause;
 
 /// Longest server message quoted in an error.
 const MAX_DETAIL: usize = 300;
@@ -32,7 +33,7 @@ impl From<BaoError> for Attempt {
 }
 
 /// A transport failure: connection errors may be retried, the rest not.
-pub(super) fn transport_error(node: &str, e: &reqwest::Error) -> Attempt {
+pub(super) fn transport_error(node: &str, e: reqwest::Error) -> Attempt {
     let (what, retry) = if e.is_connect() {
         ("cannot connect", true)
     } else if e.is_timeout() {
@@ -41,10 +42,7 @@ pub(super) fn transport_error(node: &str, e: &reqwest::Error) -> Attempt {
         ("request failed", false)
     };
     Attempt {
-        err: BaoError::Failed {
-            node: node.to_string(),
-            detail: format!("{what}: {}", chain(e)),
-        },
+        err: BaoError::failed(node, what).caused_by(e),
         retry,
     }
 }
@@ -54,16 +52,10 @@ pub(super) fn transport_error(node: &str, e: &reqwest::Error) -> Attempt {
 pub(super) fn status_error(node: &str, path: &str, reply: &Reply) -> Attempt {
     let detail = format!("{path} answered {}: {}", reply.status, quote(&reply.body));
     if reply.status == StatusCode::FORBIDDEN {
-        return Attempt::fatal(BaoError::Refused {
-            node: node.to_string(),
-            detail,
-        });
+        return Attempt::fatal(BaoError::refused(node, detail));
     }
     Attempt {
-        err: BaoError::Failed {
-            node: node.to_string(),
-            detail,
-        },
+        err: BaoError::failed(node, detail),
         retry: reply.status == StatusCode::SERVICE_UNAVAILABLE,
     }
 }
@@ -100,12 +92,14 @@ pub(super) fn quote(body: &[u8]) -> String {
     }
 }
 
-/// The part of an error worth showing next to the node's name.
+/// The part of an error worth showing next to the node's name (its
+/// message without the `node … failed:` prefix, cause chain included).
 pub(super) fn node_error(e: &BaoError) -> String {
     match e {
-        BaoError::Refused { detail, .. }
-        | BaoError::Failed { detail, .. }
-        | BaoError::InvalidKeySize { detail, .. } => detail.clone(),
+        BaoError::Refused { detail, .. } | BaoError::Failed { detail, .. } => {
+            with_cause(detail, std::error::Error::source(e))
+        }
+        BaoError::InvalidKeySize { detail, .. } => detail.clone(),
         other => other.to_string(),
     }
 }

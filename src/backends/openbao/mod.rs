@@ -207,10 +207,7 @@ impl HttpOpenBao {
         cfg: &Cluster,
         timeouts: Timeouts,
     ) -> Result<Self, BaoError> {
-        let config_err = |detail: String| BaoError::Refused {
-            node: "cluster".into(),
-            detail,
-        };
+        let config_err = |detail: String| BaoError::refused("cluster", detail);
         if nodes.is_empty() {
             return Err(config_err("no OpenBao nodes configured".into()));
         }
@@ -218,10 +215,11 @@ impl HttpOpenBao {
         let roots = match tls.and_then(|t| t.ca_file.as_deref()) {
             None => Vec::new(),
             Some(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| config_err(format!("cannot read tls.caFile {path}: {e}")))?;
+                let pem = std::fs::read(path).map_err(|e| {
+                    config_err(format!("cannot read tls.caFile {path}")).caused_by(e)
+                })?;
                 let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                    config_err(format!("tls.caFile {path} is not a PEM bundle: {e}"))
+                    config_err(format!("tls.caFile {path} is not a PEM bundle")).caused_by(e)
                 })?;
                 if certs.is_empty() {
                     return Err(config_err(format!(
@@ -239,10 +237,7 @@ impl HttpOpenBao {
         let mut built = Vec::with_capacity(nodes.len());
         for (name, address) in nodes {
             let (base, client) = node_client(&address, server_name.as_deref(), &roots, timeouts)
-                .map_err(|detail| BaoError::Refused {
-                    node: name.clone(),
-                    detail,
-                })?;
+                .map_err(|e| BaoError::refused(&name, "").caused_by(e))?;
             built.push(Node {
                 name,
                 address,
@@ -292,9 +287,11 @@ impl HttpOpenBao {
     }
 
     fn node(&self, node: usize) -> Result<&Node, BaoError> {
-        self.nodes.get(node).ok_or_else(|| BaoError::Refused {
-            node: format!("#{node}"),
-            detail: format!("no such node (the cluster has {})", self.nodes.len()),
+        self.nodes.get(node).ok_or_else(|| {
+            BaoError::refused(
+                &format!("#{node}"),
+                format!("no such node (the cluster has {})", self.nodes.len()),
+            )
         })
     }
 }

@@ -19,7 +19,7 @@ use url::Url;
 use super::client::Reply;
 use super::error::{Attempt, quote, status_error, transport_error};
 use super::{Auth, HttpOpenBao, Leader};
-use crate::backends::{BaoError, chain};
+use crate::backends::BaoError;
 use crate::secret::Secret;
 
 const SNAPSHOT_PATH: &str = "sys/storage/raft/snapshot";
@@ -84,12 +84,12 @@ impl HttpOpenBao {
             .leader_address
             .map(|a| format!("the active node is {a}"))
             .unwrap_or_else(|| "no active node is known yet".into());
-        Err(Attempt::fatal(BaoError::Failed {
-            node: name,
-            detail: format!(
+        Err(Attempt::fatal(BaoError::failed(
+            &name,
+            format!(
                 "not the active node ({leader_is}); snapshots are taken from the active node only, because a standby serves its own possibly stale snapshot"
             ),
-        }))
+        )))
     }
 
     /// One snapshot attempt: active-node check, token, request, stream.
@@ -116,10 +116,10 @@ impl HttpOpenBao {
                 .map(str::to_owned);
             let from = &self.nodes[node];
             let Some(location) = location else {
-                return Err(Attempt::fatal(BaoError::Failed {
-                    node: from.name.clone(),
-                    detail: format!("answered {} without a Location", resp.status()),
-                }));
+                return Err(Attempt::fatal(BaoError::failed(
+                    &from.name,
+                    format!("answered {} without a Location", resp.status()),
+                )));
             };
             target = self.redirect_target(node, &location)?;
             tracing::info!(
@@ -130,10 +130,10 @@ impl HttpOpenBao {
             self.ensure_active(target).await?;
             resp = self.snapshot_request(target, &token).await?;
             if resp.status().is_redirection() {
-                return Err(Attempt::fatal(BaoError::Failed {
-                    node: self.nodes[target].name.clone(),
-                    detail: format!("redirected again ({}); not following", resp.status()),
-                }));
+                return Err(Attempt::fatal(BaoError::failed(
+                    &self.nodes[target].name,
+                    format!("redirected again ({}); not following", resp.status()),
+                )));
             }
         }
         let name = self.nodes[target].name.clone();
@@ -150,13 +150,13 @@ impl HttpOpenBao {
                 if matches!(self.auth, Auth::Kubernetes { .. }) {
                     *self.login_token.lock().await = None;
                 }
-                return Err(Attempt::fatal(BaoError::Refused {
-                    node: name,
-                    detail: format!(
+                return Err(Attempt::fatal(BaoError::refused(
+                    &name,
+                    format!(
                         "{SNAPSHOT_PATH} answered 403 ({}); the token needs `read` on {SNAPSHOT_PATH}",
                         quote(&reply.body)
                     ),
-                }));
+                )));
             }
             return Err(status_error(&name, SNAPSHOT_PATH, &reply));
         }
@@ -173,13 +173,13 @@ impl HttpOpenBao {
                 }
                 Ok(None) => break,
                 Ok(Some(Err(e))) => {
-                    return Err(Attempt::fatal(BaoError::Failed {
-                        node: name,
-                        detail: format!(
-                            "the snapshot stream broke after {written} bytes: {}",
-                            chain(&e)
-                        ),
-                    }));
+                    return Err(Attempt::fatal(
+                        BaoError::failed(
+                            &name,
+                            format!("the snapshot stream broke after {written} bytes"),
+                        )
+                        .caused_by(e),
+                    ));
                 }
                 Ok(Some(Ok(chunk))) => chunk,
             };
@@ -192,10 +192,10 @@ impl HttpOpenBao {
             .await
             .map_err(|e| Attempt::fatal(BaoError::Io(e)))?;
         if *written == 0 {
-            return Err(Attempt::fatal(BaoError::Failed {
-                node: name,
-                detail: "the server sent an empty snapshot".into(),
-            }));
+            return Err(Attempt::fatal(BaoError::failed(
+                &name,
+                "the server sent an empty snapshot",
+            )));
         }
         Ok(*written)
     }
@@ -214,7 +214,7 @@ impl HttpOpenBao {
                 node: n.name.clone(),
                 seconds: idle.as_secs(),
             })),
-            Ok(Err(e)) => Err(transport_error(&n.name, &e)),
+            Ok(Err(e)) => Err(transport_error(&n.name, e)),
             Ok(Ok(resp)) => Ok(resp),
         }
     }
@@ -222,16 +222,11 @@ impl HttpOpenBao {
     /// The configured node a redirect `location` points at, if any.
     fn redirect_target(&self, from: usize, location: &str) -> Result<usize, Attempt> {
         let n = &self.nodes[from];
-        let fail = |detail: String| {
-            Attempt::fatal(BaoError::Failed {
-                node: n.name.clone(),
-                detail,
-            })
-        };
+        let fail = |detail: String| BaoError::failed(&n.name, detail);
         let to = n.address.join(location).map_err(|e| {
-            fail(format!(
-                "redirected to an invalid Location {location:?}: {e}"
-            ))
+            Attempt::fatal(
+                fail(format!("redirected to an invalid Location {location:?}")).caused_by(e),
+            )
         })?;
         let same_origin = |u: &Url| {
             u.scheme() == to.scheme()
@@ -240,11 +235,13 @@ impl HttpOpenBao {
         };
         match self.nodes.iter().position(|m| same_origin(&m.address)) {
             Some(j) if j != from => Ok(j),
-            Some(_) => Err(fail("redirected to itself; not following".into())),
-            None => Err(fail(format!(
+            Some(_) => Err(Attempt::fatal(fail(
+                "redirected to itself; not following".into(),
+            ))),
+            None => Err(Attempt::fatal(fail(format!(
                 "redirected to {}, which is not a configured node; not sending the token there",
                 to.origin().ascii_serialization()
-            ))),
+            )))),
         }
     }
 }

@@ -17,6 +17,33 @@ use tokio_util::sync::CancellationToken;
 use super::client::CredentialSource;
 use crate::backends::{TargetError, chain};
 
+/// What the store answered to one request (or why no answer came),
+/// scrubbed of every credential the target holds: the cause behind an S3
+/// [`TargetError::Refused`] or [`TargetError::Failed`]. The SDK's own error
+/// is not kept: its Debug holds the raw HTTP response, and a store's error
+/// body may quote the access key id (AWS's `SignatureDoesNotMatch` does).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{text}")]
+pub struct RequestFailure {
+    status: Option<u16>,
+    code: Option<String>,
+    /// `Code (HTTP n): message[; what to check]`, or the scrubbed chain of
+    /// a failure without an answer (connection, timeout).
+    text: String,
+}
+
+impl RequestFailure {
+    /// The HTTP status, when the store answered.
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// The S3 error code (`AccessDenied`, `SlowDown`), when the answer had one.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+}
+
 /// What error messages need: names to point at, secrets to scrub.
 pub(super) struct Context {
     pub(super) target: String,
@@ -172,33 +199,28 @@ impl Context {
             }
             _ => None,
         };
+        let request = format!(
+            "{op} `{what}` in bucket `{}` at {}",
+            self.bucket, self.endpoint
+        );
+        let failure = |text: String| RequestFailure {
+            status: f.status,
+            code: f.code.clone(),
+            text,
+        };
         if let Some((code, hint)) = refused {
-            return TargetError::Refused {
-                target: self.target.clone(),
-                detail: format!(
-                    "{op} `{what}` in bucket `{}` at {}: {code}{status}{message}; {hint}",
-                    self.bucket, self.endpoint
-                ),
-            };
+            return TargetError::refused(&self.target, request)
+                .caused_by(failure(format!("{code}{status}{message}; {hint}")));
         }
         let what_failed = match &f.code {
             Some(code) => format!("{code}{status}{message}"),
             None => self.scrub(&f.chain),
         };
-        TargetError::Failed {
-            target: self.target.clone(),
-            detail: format!(
-                "{op} `{what}` in bucket `{}` at {}: {what_failed}",
-                self.bucket, self.endpoint
-            ),
-        }
+        TargetError::failed(&self.target, request).caused_by(failure(what_failed))
     }
 
     pub(super) fn failed(&self, detail: String) -> TargetError {
-        TargetError::Failed {
-            target: self.target.clone(),
-            detail,
-        }
+        TargetError::failed(&self.target, detail)
     }
 }
 
@@ -206,10 +228,10 @@ impl Context {
 /// `<prefix><name>` and nothing may escape the prefix.
 pub(super) fn check_name(target: &str, name: &str) -> Result<(), TargetError> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
-        return Err(TargetError::Failed {
-            target: target.to_owned(),
-            detail: format!("`{name}` is not a snapshot file name"),
-        });
+        return Err(TargetError::failed(
+            target,
+            format!("`{name}` is not a snapshot file name"),
+        ));
     }
     Ok(())
 }
@@ -302,5 +324,37 @@ mod tests {
         }));
         assert!(!refused(service(503, "SlowDown", "")));
         assert!(!refused(service(500, "InternalError", "")));
+    }
+
+    #[test]
+    fn the_answer_is_the_source_and_the_message_keeps_it() {
+        let err = ctx().error(
+            "PutObject",
+            "a/b.snap",
+            &service(403, "SignatureDoesNotMatch", "no match"),
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "target `offsite` refused the request: PutObject `a/b.snap` in bucket `snaps` \
+                 at https://s3.example: SignatureDoesNotMatch (HTTP 403): no match; the secret \
+                 access key does not match"
+            ),
+            "{text}"
+        );
+        let source = std::error::Error::source(&err).expect("a source");
+        let failure = source
+            .downcast_ref::<RequestFailure>()
+            .expect("RequestFailure");
+        assert_eq!(failure.code(), Some("SignatureDoesNotMatch"));
+        assert_eq!(failure.status(), Some(403));
+        assert_eq!(chain(&err), text);
+
+        let failed = ctx().error("HeadObject", "k", &service(500, "InternalError", "oops"));
+        assert_eq!(
+            failed.to_string(),
+            "target `offsite` failed: HeadObject `k` in bucket `snaps` at https://s3.example: \
+             InternalError (HTTP 500): oops"
+        );
     }
 }

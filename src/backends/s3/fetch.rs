@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{check_name, failure, io_err, unless_cancelled};
 use super::{META_SHA256, S3Target};
-use crate::backends::{TargetError, chain};
+use crate::backends::TargetError;
 
 impl S3Target {
     pub(super) async fn fetch_into(
@@ -45,10 +45,9 @@ impl S3Target {
                 let chunk = unless_cancelled(cancel, body.next()).await?;
                 let Some(chunk) = chunk else { break };
                 let chunk = chunk.map_err(|e| {
-                    self.ctx.failed(format!(
-                        "GetObject `{key}`: reading the body: {}",
-                        chain(&e)
-                    ))
+                    self.ctx
+                        .failed(format!("GetObject `{key}`: reading the body"))
+                        .caused_by(e)
                 })?;
                 hasher.update(&chunk);
                 file.write_all(&chunk)

@@ -89,6 +89,7 @@ use crate::policy::model;
 use crate::snapshot::Identity;
 use client::CredentialSource;
 use error::Context;
+pub use error::RequestFailure;
 
 /// Files up to this size go up in one PutObject.
 pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;

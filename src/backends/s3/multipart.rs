@@ -231,7 +231,7 @@ impl S3Target {
         for number in 1..=count {
             let permit = unless_cancelled(cancel, slots.clone().acquire_owned())
                 .await?
-                .map_err(|e| self.ctx.failed(format!("part scheduling: {e}")))?;
+                .map_err(|e| self.ctx.failed("part scheduling".into()).caused_by(e))?;
             while let Some(joined) = tasks.try_join_next() {
                 done.push(self.joined(joined)?);
             }
@@ -291,7 +291,7 @@ impl S3Target {
         &self,
         joined: Result<Result<(CompletedPart, [u8; 32]), TargetError>, tokio::task::JoinError>,
     ) -> Result<(CompletedPart, [u8; 32]), TargetError> {
-        joined.map_err(|e| self.ctx.failed(format!("part upload task: {e}")))?
+        joined.map_err(|e| self.ctx.failed("part upload task".into()).caused_by(e))?
     }
 
     /// Aborts incomplete multipart uploads of exactly `key`, whatever their

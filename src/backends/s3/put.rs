@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{changed, check_name, failure, io_err, unless_cancelled};
 use super::{BODY_BUF, META_INDEX, META_SHA256, META_TERM, S3Target};
-use crate::backends::{Confirmed, TargetError, chain};
+use crate::backends::{Confirmed, TargetError};
 use crate::policy::model;
 use crate::snapshot::Identity;
 
@@ -243,7 +243,10 @@ impl S3Target {
         match task.await {
             Ok(Ok(done)) => Ok(done),
             Ok(Err(source)) => Err(io_err(file, source)),
-            Err(e) => Err(self.ctx.failed(format!("reading {}: {e}", file.display()))),
+            Err(e) => Err(self
+                .ctx
+                .failed(format!("reading {}", file.display()))
+                .caused_by(e)),
         }
     }
 
@@ -264,7 +267,8 @@ impl S3Target {
             .await
             .map_err(|e| {
                 self.ctx
-                    .failed(format!("reading {}: {}", file.display(), chain(&e)))
+                    .failed(format!("reading {}", file.display()))
+                    .caused_by(e)
             })
     }
 
