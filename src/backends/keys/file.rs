@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::{KeyStore, KeyStoreError, StoredKeys};
+use crate::backends::error::Cause;
 use crate::secret::Secret;
 
 /// One file per entry in a directory: `<prefix>0..`, `root-token`; 0600.
@@ -23,11 +24,9 @@ pub struct FileKeyStore {
 }
 
 impl FileKeyStore {
-    fn unavailable(&self, e: impl std::fmt::Display) -> KeyStoreError {
-        KeyStoreError::Unavailable {
-            location: self.location(),
-            detail: e.to_string(),
-        }
+    /// `Unavailable`, caused by `e` (an I/O error, a failed blocking task).
+    fn unavailable(&self, e: impl Into<Cause>) -> KeyStoreError {
+        KeyStoreError::unavailable(self.location(), "").caused_by(e)
     }
 
     /// Does any entry of this store exist (any `<keyPrefix>*` or the root
@@ -150,6 +149,6 @@ impl KeyStore for FileKeyStore {
             .prefix(".snapward-write-check")
             .tempfile_in(&self.dir)
             .map(drop)
-            .map_err(|e| self.unavailable(format!("not writable: {e}")))
+            .map_err(|e| KeyStoreError::unavailable(self.location(), "not writable").caused_by(e))
     }
 }

@@ -16,6 +16,7 @@ pub use secret::SecretKeyStore;
 
 use async_trait::async_trait;
 
+use crate::backends::error::{Cause, with_cause};
 use crate::secret::Secret;
 
 /// Keys as stored: every share present, and the root token if it was kept.
@@ -32,8 +33,36 @@ pub enum KeyStoreError {
     AlreadyExists { location: String },
     #[error("the key store {location} holds no unseal keys")]
     Empty { location: String },
-    #[error("the key store {location} cannot be read or written: {detail}")]
-    Unavailable { location: String, detail: String },
+    /// The message is `detail`, then the cause chain.
+    #[error(
+        "the key store {location} cannot be read or written: {}",
+        with_cause(.detail, std::error::Error::source(self))
+    )]
+    Unavailable {
+        location: String,
+        detail: String,
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+impl KeyStoreError {
+    /// [`KeyStoreError::Unavailable`] at `location`, without a cause.
+    pub(in crate::backends) fn unavailable(location: String, detail: impl Into<String>) -> Self {
+        Self::Unavailable {
+            location,
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// The same error with `cause` as its source (`Unavailable` only).
+    pub(in crate::backends) fn caused_by(mut self, cause: impl Into<Cause>) -> Self {
+        if let Self::Unavailable { source, .. } = &mut self {
+            *source = Some(cause.into());
+        }
+        self
+    }
 }
 
 #[async_trait]
@@ -73,21 +102,12 @@ impl KeyStore for UnavailableKeyStore {
         self.location.clone()
     }
     async fn probe(&self) -> Result<bool, KeyStoreError> {
-        Err(KeyStoreError::Unavailable {
-            location: self.location(),
-            detail: self.reason.clone(),
-        })
+        Err(KeyStoreError::unavailable(self.location(), &self.reason))
     }
     async fn read(&self) -> Result<StoredKeys, KeyStoreError> {
-        Err(KeyStoreError::Unavailable {
-            location: self.location(),
-            detail: self.reason.clone(),
-        })
+        Err(KeyStoreError::unavailable(self.location(), &self.reason))
     }
     async fn create(&self, _keys: &StoredKeys) -> Result<(), KeyStoreError> {
-        Err(KeyStoreError::Unavailable {
-            location: self.location(),
-            detail: self.reason.clone(),
-        })
+        Err(KeyStoreError::unavailable(self.location(), &self.reason))
     }
 }

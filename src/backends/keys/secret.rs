@@ -92,11 +92,8 @@ impl SecretKeyStore {
         }
     }
 
-    fn unavailable(&self, detail: impl std::fmt::Display) -> KeyStoreError {
-        KeyStoreError::Unavailable {
-            location: self.location(),
-            detail: detail.to_string(),
-        }
+    fn unavailable(&self, detail: impl Into<String>) -> KeyStoreError {
+        KeyStoreError::unavailable(self.location(), detail)
     }
 
     /// The Secret, or `None` on 404.
@@ -106,11 +103,12 @@ impl SecretKeyStore {
             // "Absent" may let a fresh init run: only the API server's own
             // NotFound for this Secret counts, never any 404.
             Err(e) if is_object_not_found(&e, &self.name) => Ok(None),
-            Err(e) if status_code(&e) == Some(404) => Err(self.unavailable(format!(
-                "a 404 that is not the API server's NotFound for this Secret (a proxy or a wrong API URL?): {}",
-                self.op("get").err_with(e, true)
-            ))),
-            Err(e) => Err(self.unavailable(self.op("get").err_with(e, true))),
+            Err(e) if status_code(&e) == Some(404) => Err(self
+                .unavailable(
+                    "a 404 that is not the API server's NotFound for this Secret (a proxy or a wrong API URL?)",
+                )
+                .caused_by(self.op("get").err_with(e, true))),
+            Err(e) => Err(self.unavailable("").caused_by(self.op("get").err_with(e, true))),
         }
     }
 
@@ -188,7 +186,9 @@ impl SecretKeyStore {
             Err(e) if status_code(&e) == Some(409) => Err(KeyStoreError::AlreadyExists {
                 location: self.location(),
             }),
-            Err(e) => Err(self.unavailable(self.op("create").err_with(e, true))),
+            Err(e) => Err(self
+                .unavailable("")
+                .caused_by(self.op("create").err_with(e, true))),
         }
     }
 }

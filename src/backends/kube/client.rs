@@ -26,24 +26,28 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubeError> {
     let mut config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).map_err(|e| KubeError::Config {
-                detail: format!("kubeconfig {}: {e}", path.display()),
+                detail: format!("kubeconfig {}", path.display()),
+                source: Some(e.into()),
             })?;
             Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
                 .await
                 .map_err(|e| KubeError::Config {
-                    detail: format!("kubeconfig {}: {e}", path.display()),
+                    detail: format!("kubeconfig {}", path.display()),
+                    source: Some(e.into()),
                 })?
         }
         None => Config::infer().await.map_err(|e| KubeError::Config {
-            detail: format!(
-                "neither a kubeconfig ($KUBECONFIG, ~/.kube/config) nor the in-cluster service account is usable: {e}"
-            ),
+            detail:
+                "neither a kubeconfig ($KUBECONFIG, ~/.kube/config) nor the in-cluster service account is usable"
+                    .into(),
+            source: Some(e.into()),
         })?,
     };
     if config.read_timeout.is_none() {
         config.read_timeout = Some(READ_TIMEOUT);
     }
     Client::try_from(config).map_err(|e| KubeError::Config {
-        detail: e.to_string(),
+        detail: String::new(),
+        source: Some(e.into()),
     })
 }

@@ -4,17 +4,30 @@
 //!
 //! Must never: quote a Secret's body (a decoding error of a Secret answer
 //! is withheld), or call the API.
+//!
+//! An API server's answer (a `Status`: code, reason, message) is copied
+//! into the variant's fields; a failure without an answer (network, TLS,
+//! decoding) keeps kube's error as the `#[source]` of [`KubeError::Request`]
+//! and [`KubeError::Config`], and their messages render its chain.
+
+use std::error::Error;
+
+use crate::backends::error::{Cause, with_cause};
 
 /// What a Kubernetes call failed on. Messages name the operation, the
 /// object and, on 403, the RBAC verb and resource that are probably missing.
 /// They never carry key material (a Secret's body is never quoted).
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
-    /// No usable client configuration (kubeconfig or in-cluster).
-    #[error("cannot configure the Kubernetes client: {detail}")]
+    /// No usable client configuration (kubeconfig or in-cluster). The
+    /// message is `detail`, then the cause chain.
+    #[error("cannot configure the Kubernetes client: {}", with_cause(.detail, Error::source(self)))]
     Config {
-        /// What went wrong (file, context, missing service-account token).
+        /// What was being configured (file, inference).
         detail: String,
+        /// kube's error (a kubeconfig that cannot be read, no service account, …).
+        #[source]
+        source: Option<Cause>,
     },
     /// 403: RBAC does not allow the call.
     #[error(
@@ -42,7 +55,8 @@ pub enum KubeError {
         /// The object's name.
         name: String,
     },
-    /// Any other failed call: network, timeouts, 5xx, unexpected 4xx.
+    /// A call the API server answered with another error: 5xx, unexpected
+    /// 4xx (or a Secret's answer that could not be decoded, withheld).
     #[error("{verb} {resource} {target} failed: {detail}")]
     Api {
         /// The RBAC verb of the call.
@@ -53,8 +67,22 @@ pub enum KubeError {
         target: String,
         /// The HTTP status, when the server answered.
         code: Option<u16>,
-        /// What failed.
+        /// The answer's reason and message.
         detail: String,
+    },
+    /// A call that got no usable answer: network, TLS, timeouts, an answer
+    /// that could not be decoded.
+    #[error("{verb} {resource} {target} failed: {}", crate::backends::chain(.source))]
+    Request {
+        /// The RBAC verb of the call.
+        verb: &'static str,
+        /// The resource, with its API group.
+        resource: &'static str,
+        /// `namespace/name`, or `in namespace N` for a list.
+        target: String,
+        /// kube's error.
+        #[source]
+        source: ::kube::Error,
     },
     /// The objects found cannot be used as they are (ambiguous ordinals, a
     /// ConfigMap without a policy key, a malformed reference).
@@ -154,12 +182,11 @@ impl Op<'_> {
                 detail: "the answer could not be decoded (details withheld: it holds secret data)"
                     .into(),
             },
-            other => KubeError::Api {
+            other => KubeError::Request {
                 verb: self.verb,
                 resource: self.resource,
                 target: self.target(),
-                code: None,
-                detail: other.to_string(),
+                source: other,
             },
         }
     }
@@ -188,4 +215,31 @@ pub(in crate::backends) fn is_object_not_found(e: &::kube::Error, name: &str) ->
     matches!(e, ::kube::Error::Api(s)
         if s.reason == "NotFound"
             && s.details.as_ref().is_some_and(|d| d.name == name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_without_an_answer_keeps_kubes_error_as_its_source() {
+        let op = Op {
+            verb: "get",
+            resource: "pods",
+            namespace: "openbao",
+            name: Some("bao-0"),
+        };
+        let err = op.err(::kube::Error::LinesCodecMaxLineLengthExceeded);
+        assert!(matches!(err, KubeError::Request { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "get pods openbao/bao-0 failed: Error finding newline character"
+        );
+        assert!(
+            Error::source(&err)
+                .and_then(|s| s.downcast_ref::<::kube::Error>())
+                .is_some()
+        );
+        assert_eq!(err.code(), None);
+    }
 }
