@@ -7,18 +7,19 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::backends::filesystem::FsTarget;
 use crate::backends::kube::{self as k8s, DiscoveredOpenBao, Readiness};
 use crate::backends::local::LocalStore;
 use crate::backends::openbao::{HttpOpenBao, Timeouts};
-use crate::backends::s3::S3Target;
+use crate::backends::s3::{S3Target, S3Timeouts};
 use crate::backends::{Ceremony, OpenBao, Target, TargetError};
 use crate::cli::PolicySource;
 use crate::exec::runner::TargetSlot;
 use crate::exit::Exit;
 use crate::policy::ValidPolicy;
-use crate::policy::model::PodTrust;
+use crate::policy::model::{self, PodTrust};
 
 /// The Kubernetes side of a run: a client and the namespace used when the
 /// policy names none (its `metadata.namespace`, else the client's default:
@@ -111,7 +112,7 @@ pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
     let mut out = Vec::new();
     for (t, rules) in p.doc.spec.targets.iter().zip(&p.target_rules) {
         let target: Result<Arc<dyn Target>, TargetError> = if let Some(s3) = &t.s3 {
-            S3Target::new(&t.name, s3, &p.doc.spec.local.prefix)
+            S3Target::new(&t.name, s3, &p.doc.spec.local.prefix, s3_timeouts(s3))
                 .await
                 .map(|s| Arc::new(s) as Arc<dyn Target>)
         } else if let Some(fs) = &t.filesystem {
@@ -136,6 +137,43 @@ pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
         });
     }
     out
+}
+
+/// The policy model's defaults of an S3 target's `timeouts` (`connect:
+/// 10s`, `request: 5m`: `default_s3_connect` / `default_s3_request` in
+/// `policy::model`), for a target without a `timeouts` block.
+// TODO(policy-typed): the policy branch gives the model typed durations
+// and defaults; this and the parsing in `s3_timeouts` go away.
+const S3_CONNECT_DEFAULT: Duration = Duration::from_secs(10);
+const S3_REQUEST_DEFAULT: Duration = Duration::from_secs(5 * 60);
+
+/// An S3 target's timeouts as the backend takes them. Lint has validated
+/// them (positive durations); a value that still does not parse falls back
+/// to the default, loudly.
+// TODO(policy-typed): parse once, in `policy::validate` (typed fields).
+pub fn s3_timeouts(cfg: &model::S3Target) -> S3Timeouts {
+    let parse = |field: &str, value: Option<&String>, default: Duration| {
+        let Some(value) = value else {
+            return default;
+        };
+        match crate::policy::validate::parse_timeout(value) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                tracing::warn!(
+                    field,
+                    value = %value,
+                    default = ?default,
+                    "an S3 timeout that lint should have refused; using the default"
+                );
+                default
+            }
+        }
+    };
+    let t = cfg.timeouts.as_ref();
+    S3Timeouts {
+        connect: parse("connect", t.map(|t| &t.connect), S3_CONNECT_DEFAULT),
+        request: parse("request", t.map(|t| &t.request), S3_REQUEST_DEFAULT),
+    }
 }
 
 /// The local snapshot store (the PVC).

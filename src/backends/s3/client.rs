@@ -20,12 +20,11 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::error::Context;
 use super::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE,
-    DEFAULT_PARTS_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT, MAX_ATTEMPTS, S3Target,
+    DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, DEFAULT_PARTS_IN_FLIGHT, MAX_ATTEMPTS,
+    S3Target, S3Timeouts,
 };
 use crate::backends::{TargetError, chain};
 use crate::policy::model;
-use crate::policy::validate::parse_timeout;
 
 /// How long the standard AWS chain may take to find credentials at start.
 const CHAIN_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -70,10 +69,12 @@ impl S3Target {
     /// `credentials` the standard AWS chain (environment, shared config,
     /// web identity/IRSA, container/instance metadata) must yield
     /// credentials within 20 s, else `CredentialsAbsent` as well.
+    /// `cfg.timeouts` is not read: `timeouts` are the parsed ones.
     pub async fn new(
         name: &str,
         cfg: &model::S3Target,
         snapshot_prefix: &str,
+        timeouts: S3Timeouts,
     ) -> Result<Self, TargetError> {
         let credentials = match &cfg.credentials {
             Some(c) => {
@@ -97,10 +98,9 @@ impl S3Target {
             .with_max_attempts(MAX_ATTEMPTS)
             .with_initial_backoff(Duration::from_millis(200))
             .with_max_backoff(Duration::from_secs(10));
-        let (connect, attempt) = timeouts(cfg.timeouts.as_ref());
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(connect)
-            .operation_attempt_timeout(attempt)
+            .connect_timeout(timeouts.connect)
+            .operation_attempt_timeout(timeouts.request)
             .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(Region::new(cfg.region.clone()))
@@ -158,19 +158,6 @@ impl S3Target {
     }
 }
 
-/// (connect, one attempt) from the policy (validated), else the defaults.
-fn timeouts(cfg: Option<&model::S3Timeouts>) -> (Duration, Duration) {
-    let parse = |v: Option<&String>, default: Duration| {
-        v.and_then(|v| parse_timeout(v).ok())
-            .filter(|d| !d.is_zero())
-            .unwrap_or(default)
-    };
-    (
-        parse(cfg.map(|t| &t.connect), DEFAULT_CONNECT_TIMEOUT),
-        parse(cfg.map(|t| &t.request), DEFAULT_REQUEST_TIMEOUT),
-    )
-}
-
 /// The standard chain must produce credentials now, or the target counts
 /// as having none (an `optional` target is then skipped).
 async fn probe_chain(name: &str, sdk: &aws_config::SdkConfig) -> Result<(), TargetError> {
@@ -226,12 +213,16 @@ mod tests {
             }),
             ..cfg
         };
+        let timeouts = S3Timeouts {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(300),
+        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         let target = rt
-            .block_on(S3Target::new("offsite", &cfg, "openbao-"))
+            .block_on(S3Target::new("offsite", &cfg, "openbao-", timeouts))
             .expect("target");
         let debug = format!("{target:?}");
         assert!(

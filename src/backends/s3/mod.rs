@@ -41,7 +41,8 @@
 //!   A second retry layer (backon) would multiply the attempts, so there is
 //!   none. 403/SignatureDoesNotMatch/NoSuchBucket are never retried and
 //!   become [`TargetError::Refused`] with what to check.
-//! - **Timeouts** (the target's `timeouts`): `connect`, and `request` for
+//! - **Timeouts** ([`S3Timeouts`], the target's `timeouts` as `wiring`
+//!   parsed them): `connect`, and `request` for
 //!   one attempt of one request, its body included; an attempt that runs
 //!   out of time is retried like a 5xx, so a stalled store fails the upload
 //!   after at most [`MAX_ATTEMPTS`] × `request` plus backoff.
@@ -102,10 +103,6 @@ pub const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
 pub const BODY_BUF: usize = 256 * 1024;
 /// Attempts per request (first try included) for transient failures.
 pub const MAX_ATTEMPTS: u32 = 5;
-/// Default `timeouts.connect`: TCP + TLS connect.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default `timeouts.request`: one attempt of one request, body included.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// How old an incomplete multipart upload must be before `cleanup` aborts it.
 pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -124,6 +121,17 @@ const META_TERM: &str = "snapward-raft-term";
 /// a `put` (after each part, or once for a single PutObject). For progress
 /// display; it must not block.
 pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// The limits of every request to one target (the policy's
+/// `spec.targets[].s3.timeouts`, parsed — and defaulted — by `wiring`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct S3Timeouts {
+    /// TCP + TLS connect.
+    pub connect: Duration,
+    /// One attempt of one request, its body included (a whole part). An
+    /// attempt that runs out of time is retried like a 5xx.
+    pub request: Duration,
+}
 
 /// One S3 bucket + prefix as a snapshot target.
 pub struct S3Target {
