@@ -4,6 +4,15 @@
 //! "would ..." records).
 //!
 //! Stage: execute. I/O lives here and in the implementations only.
+//!
+//! This file holds the traits ([`Target`], [`OpenBao`], [`Ceremony`],
+//! [`Notifier`]) and the data they exchange; `error.rs` their errors; one
+//! folder per implementation (`openbao/`, `s3/`, `filesystem/`, `kube/`,
+//! `keys/`, `local/`, `metrics/`).
+//!
+//! Must never: know the plan or the DAG (backends are called, they do not
+//! decide), read policy beyond `policy::model` (configuration data), or let
+//! a secret reach an error, a log line or a report.
 
 mod error;
 pub mod filesystem;

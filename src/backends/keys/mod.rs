@@ -7,6 +7,9 @@
 //! directory ([`FileKeyStore`], `file.rs`) and one Kubernetes Secret
 //! ([`SecretKeyStore`], `secret.rs`); [`UnavailableKeyStore`] stands in for
 //! a store this run cannot reach.
+//!
+//! Must never: look empty while any entry exists (absent keys allow a fresh
+//! init), or put key material in an error.
 
 mod file;
 mod secret;

@@ -25,7 +25,7 @@ use crate::secret::Secret;
 /// snapshot from it. The one place the "not serving ⇒ unknown" rule lives.
 ///
 /// Nodes are matched by name, so build the inner backend from
-/// [`addresses`] of the same `nodes`.
+/// [`addresses`](super::addresses) of the same `nodes`.
 pub struct DiscoveredOpenBao<B> {
     inner: B,
     nodes: Vec<DiscoveredNode>,

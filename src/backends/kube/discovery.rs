@@ -76,7 +76,7 @@ pub fn addresses(nodes: &[DiscoveredNode]) -> Vec<(String, Url)> {
 
 /// The status a pod that is not serving must have: `InitState::Unknown`,
 /// never `Uninitialized`, with the pod's reason as the error. Callers that
-/// do not use [`DiscoveredOpenBao`] must replace the observation of every
+/// do not use [`DiscoveredOpenBao`](super::DiscoveredOpenBao) must replace the observation of every
 /// untrusted pod with this.
 pub fn unready_status(node: &DiscoveredNode) -> NodeStatus {
     NodeStatus {

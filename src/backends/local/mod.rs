@@ -4,6 +4,10 @@
 //! marker of a restore in progress (see `guard::interrupted_restore`).
 //!
 //! Stage: execute. Blocking file I/O: call from `spawn_blocking`.
+//!
+//! Must never: replace a snapshot file, count a file that did not verify as
+//! a snapshot's identity, or remove anything but the named snapshot, its
+//! own `.partial` temp files and the restore marker.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

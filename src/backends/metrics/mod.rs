@@ -5,6 +5,9 @@
 //! Pushgateway keeps them because a failed run does not send them).
 //!
 //! Stage: report. Holds no secrets: names, sizes, indexes, times only.
+//!
+//! Must never: fail a run (callers log a failed write or push), or show a
+//! Pushgateway URL with its password.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

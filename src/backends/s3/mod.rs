@@ -47,7 +47,7 @@
 //!   out of time is retried like a 5xx, so a stalled store fails the upload
 //!   after at most [`MAX_ATTEMPTS`] × `request` plus backoff.
 //! - **Secrets** (secret key, session token) are read from their files into
-//!   [`SecretString`], handed to the SDK's `Credentials` (whose `Debug`
+//!   [`SecretString`](secrecy::SecretString), handed to the SDK's `Credentials` (whose `Debug`
 //!   redacts), and never formatted: `Debug` of [`S3Target`] omits them and
 //!   server messages are scrubbed of them before they reach an error.
 //!
