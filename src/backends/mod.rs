@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::snapshot::Identity;
 
-pub use error::{BaoError, TargetError, chain};
+pub use error::{BaoError, Cause, TargetError, chain};
 
 /// A snapshot as a target holds it. Identity fields come from the object's
 /// metadata written at upload; `None` when the object was not written by
