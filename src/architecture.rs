@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 /// Top-level module → the top-level modules it may name. Core modules
 /// (pure data and logic) come first; each later line may use only what is
-/// listed for it. `backends` may read `policy::model` (configuration data)
-/// only — see [`FINER`].
+/// listed for it. `backends` may read the policy's configuration data only
+/// (`policy::model`, the parsed `policy::valid` settings) — see [`FINER`].
 const ALLOWED: &[(&str, &[&str])] = &[
     // Core: leaves.
     ("secret", &[]),
@@ -83,7 +83,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Finer rules: (module, path prefix it may name, the only sub-paths allowed).
-const FINER: &[(&str, &str, &[&str])] = &[("backends", "policy", &["policy::model"])];
+const FINER: &[(&str, &str, &[&str])] =
+    &[("backends", "policy", &["policy::model", "policy::valid"])];
 
 /// Macros exported at the crate root, not modules.
 const MACROS: &[&str] = &["ewriteln", "ewrite"];
@@ -132,6 +133,48 @@ fn code_only(text: &str) -> String {
         }
         out.push('\n');
     }
+    // A brace in a char literal would unbalance `strip_cfg_test`.
+    out.replace("'{'", "   ").replace("'}'", "   ")
+}
+
+/// `code` without its `#[cfg(test)]` items (a `mod tests { … }`, a
+/// test-only `use …;` or fn), wherever they are in the file: unit tests may
+/// reach further (fixtures), the code around them may not.
+fn strip_cfg_test(code: &str) -> String {
+    const ATTR: &str = "#[cfg(test)]";
+    let mut out = String::with_capacity(code.len());
+    let mut rest = code;
+    while let Some(i) = rest.find(ATTR) {
+        out.push_str(&rest[..i]);
+        let item = &rest[i + ATTR.len()..];
+        let brace = item.find('{');
+        let semi = item.find(';');
+        let end = match (brace, semi) {
+            (Some(b), Some(s)) if s < b => s + 1,
+            (None, Some(s)) => s + 1,
+            (Some(b), _) => {
+                let mut depth = 0usize;
+                let mut end = item.len();
+                for (k, c) in item.char_indices().skip_while(|(k, _)| *k < b) {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => {
+                            depth = depth.saturating_sub(1);
+                            if depth == 0 {
+                                end = k + 1;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                end
+            }
+            (None, None) => item.len(),
+        };
+        rest = &item[end..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -181,10 +224,7 @@ fn arrows(src: &Path) -> Vec<(PathBuf, String, String)> {
             continue;
         };
         let text = std::fs::read_to_string(&f).unwrap_or_default();
-        // Unit tests inside a file may reach further (fixtures); only the
-        // code before `#[cfg(test)]` counts.
-        let body = text.split("#[cfg(test)]").next().unwrap_or("");
-        for p in crate_paths(&code_only(body)) {
+        for p in crate_paths(&strip_cfg_test(&code_only(&text))) {
             out.push((f.clone(), from.clone(), p));
         }
     }
@@ -216,7 +256,8 @@ fn violations(arrows: &[(PathBuf, String, String)]) -> Vec<String> {
             continue;
         }
         for (m, prefix, only) in FINER {
-            if m == from && to == *prefix && !only.iter().any(|o| path.starts_with(o)) {
+            let within = |o: &&str| path == o || path.starts_with(&format!("{o}::"));
+            if m == from && to == *prefix && !only.iter().any(within) {
                 bad.push(format!(
                     "{}: `{from}` may use only {} of `{prefix}`, not `crate::{path}`",
                     file.display(),
@@ -317,7 +358,7 @@ fn the_checker_sees_forbidden_arrows_and_cycles() {
     ]);
     assert_eq!(v.len(), 2, "{v:?}");
     assert!(v[0].contains("may not use `crate::exec::events::Notifier`"));
-    assert!(v[1].contains("may use only policy::model"));
+    assert!(v[1].contains("may use only policy::model, policy::valid"));
     assert_eq!(
         cycle(&[arrow("plan", "exec::x"), arrow("exec", "plan::y")]).as_deref(),
         Some("exec -> plan -> exec")
@@ -327,4 +368,9 @@ fn the_checker_sees_forbidden_arrows_and_cycles() {
         "use crate::{plan::Dag, exec};\n// crate::wiring\nlet s = \"crate::cli\";\n$crate::x",
     );
     assert_eq!(crate_paths(&code), vec!["plan::Dag", "exec"]);
+    // Test-only items are skipped wherever they are; code after them counts.
+    let code = code_only(
+        "#[cfg(test)]\nuse crate::cli;\n#[cfg(test)]\nmod tests { fn f() { let _ = crate::wiring::x; } }\nuse crate::exec::y;\n",
+    );
+    assert_eq!(crate_paths(&strip_cfg_test(&code)), vec!["exec::y"]);
 }

@@ -5,12 +5,11 @@
 //!
 //! Stage: wiring (between commands and backends/exec). No decisions here.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::backends::dry_run::{DryRunCeremony, DryRunKeyStore, DryRunLocal, DryRunTarget};
 use crate::backends::filesystem::FsTarget;
-use crate::backends::keys::KeyStore;
+use crate::backends::keys::{FileKeyStore, KeyStore, SecretKeyStore, UnavailableKeyStore};
 use crate::backends::kube::{self as k8s, DiscoveredOpenBao, Readiness};
 use crate::backends::local::{LocalStore, SnapshotStore};
 use crate::backends::openbao::{HttpOpenBao, Timeouts};
@@ -19,8 +18,8 @@ use crate::backends::{Ceremony, OpenBao, Target, TargetError};
 use crate::cli::PolicySource;
 use crate::exec::actions::TargetSlot;
 use crate::exit::Exit;
-use crate::policy::ValidPolicy;
 use crate::policy::model::PodTrust;
+use crate::policy::{KeyLocation, Nodes, TargetKind, ValidPolicy};
 
 /// The Kubernetes side of a run: a client and the namespace used when the
 /// policy names none (its `metadata.namespace`, else the client's default:
@@ -39,12 +38,10 @@ pub fn env(k: &str) -> Option<String> {
 /// account is mounted) the API is used anyway, for the Lease and Events.
 pub fn wants_kube(p: &ValidPolicy, source: &PolicySource) -> (bool, bool) {
     let keys_in_secret = p
-        .doc
-        .spec
         .unseal_keys
         .as_ref()
-        .is_some_and(|k| k.files.is_none() && k.kubernetes_secret.is_some());
-    let needed = p.doc.spec.cluster.discovery.is_some()
+        .is_some_and(|k| matches!(k.location, KeyLocation::KubernetesSecret { .. }));
+    let needed = matches!(p.cluster.nodes, Nodes::Discovered(_))
         || keys_in_secret
         || source.policy_configmap.is_some()
         || source.kubeconfig.is_some();
@@ -64,23 +61,19 @@ pub async fn cluster(
         stream_idle: p.cluster.timeouts.stream_idle,
     };
     let cluster = &p.doc.spec.cluster;
-    if let Some(nodes) = &cluster.nodes {
-        let mut list = Vec::with_capacity(nodes.len());
-        for (i, n) in nodes.iter().enumerate() {
-            let url = url::Url::parse(&n.address)
-                .map_err(|e| (Exit::Usage, format!("spec.cluster.nodes[{i}]: {e}")))?;
-            list.push((n.name.clone().unwrap_or_else(|| format!("node-{i}")), url));
+    let d = match &p.cluster.nodes {
+        Nodes::Listed(nodes) => {
+            let list = nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.address.clone()))
+                .collect();
+            let b = Arc::new(
+                HttpOpenBao::new(list, cluster, timeouts)
+                    .map_err(|e| (Exit::Retry, e.to_string()))?,
+            );
+            return Ok((b.clone(), b));
         }
-        let b = Arc::new(
-            HttpOpenBao::new(list, cluster, timeouts).map_err(|e| (Exit::Retry, e.to_string()))?,
-        );
-        return Ok((b.clone(), b));
-    }
-    let Some(d) = &cluster.discovery else {
-        return Err((
-            Exit::Invalid,
-            "spec.cluster names neither nodes nor discovery".into(),
-        ));
+        Nodes::Discovered(d) => d,
     };
     let Some(kube) = kube else {
         return Err((
@@ -88,7 +81,6 @@ pub async fn cluster(
             "spec.cluster.discovery needs the Kubernetes API".into(),
         ));
     };
-    let d = &d.kubernetes;
     let found = k8s::discover_nodes(&kube.client, d)
         .await
         .map_err(|e| (Exit::Retry, format!("node discovery: {e}")))?;
@@ -102,7 +94,7 @@ pub async fn cluster(
         PodTrust::Ready => Readiness::Ready,
     };
     let mut b = DiscoveredOpenBao::new(http, found).with_readiness(readiness);
-    if p.doc.spec.restore.restart_pod {
+    if p.restore.restart_pod {
         b = b.with_restart(kube.client.clone(), d, p.restore.apply_timeout);
     }
     let b = Arc::new(b);
@@ -111,28 +103,22 @@ pub async fn cluster(
 
 pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
     let mut out = Vec::new();
-    for (t, valid) in p.doc.spec.targets.iter().zip(&p.targets) {
-        let target: Result<Arc<dyn Target>, TargetError> = if let Some(s3) = &t.s3 {
-            S3Target::new(&t.name, s3, &p.doc.spec.local.prefix)
+    for t in &p.targets {
+        let target: Result<Arc<dyn Target>, TargetError> = match &t.kind {
+            TargetKind::S3(s3) => S3Target::new(&t.name, s3, &p.local.prefix)
                 .await
-                .map(|s| Arc::new(s) as Arc<dyn Target>)
-        } else if let Some(fs) = &t.filesystem {
-            Ok(Arc::new(FsTarget::new(
+                .map(|s| Arc::new(s) as Arc<dyn Target>),
+            TargetKind::Filesystem(fs) => Ok(Arc::new(FsTarget::new(
                 &t.name,
                 fs,
-                &p.doc.spec.local.prefix,
+                &p.local.prefix,
                 p.local.file_mode,
-            )) as Arc<dyn Target>)
-        } else {
-            Err(TargetError::Refused {
-                target: t.name.clone(),
-                detail: "no kind".into(),
-            })
+            )) as Arc<dyn Target>),
         };
         out.push(TargetSlot {
             name: t.name.clone(),
             optional: t.optional,
-            rules: valid.rules.clone(),
+            rules: t.rules.clone(),
             target,
         });
     }
@@ -141,11 +127,7 @@ pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
 
 /// The local snapshot store (the PVC).
 pub fn local_store(p: &ValidPolicy) -> LocalStore {
-    LocalStore::new(
-        &p.doc.spec.local.path,
-        &p.doc.spec.local.prefix,
-        p.local.file_mode,
-    )
+    LocalStore::new(&p.local.dir, &p.local.prefix, p.local.file_mode)
 }
 
 /// The key store a policy names, if any. A Kubernetes Secret needs `kube`
@@ -154,34 +136,32 @@ pub fn local_store(p: &ValidPolicy) -> LocalStore {
 /// without one the store is unavailable, so the guard sees the keys as
 /// unknown — never as absent.
 pub fn key_store(
-    p: &crate::policy::ValidPolicy,
+    p: &ValidPolicy,
     kube: Option<(&::kube::Client, &str)>,
-) -> Option<std::sync::Arc<dyn crate::backends::keys::KeyStore>> {
-    let k = p.doc.spec.unseal_keys.as_ref()?;
-    Some(match (&k.files, &k.kubernetes_secret, kube) {
-        (Some(f), _, _) => std::sync::Arc::new(crate::backends::keys::FileKeyStore {
-            dir: PathBuf::from(&f.directory),
+) -> Option<Arc<dyn KeyStore>> {
+    let k = p.unseal_keys.as_ref()?;
+    Some(match (&k.location, kube) {
+        (KeyLocation::Files { directory }, _) => Arc::new(FileKeyStore {
+            dir: directory.clone(),
             key_prefix: k.key_prefix.clone(),
             root_token_key: k.root_token_key.clone(),
         }),
-        (None, Some(s), Some((client, default_ns))) => {
-            std::sync::Arc::new(crate::backends::kube::SecretKeyStore::new(
+        (KeyLocation::KubernetesSecret { name, namespace }, Some((client, default_ns))) => {
+            Arc::new(SecretKeyStore::new(
                 client.clone(),
-                s.namespace.as_deref().unwrap_or(default_ns),
-                &s.name,
+                namespace.as_deref().unwrap_or(default_ns),
+                name,
                 &k.key_prefix,
                 &k.root_token_key,
             ))
         }
-        (None, Some(s), None) => std::sync::Arc::new(crate::backends::keys::UnavailableKeyStore {
+        (KeyLocation::KubernetesSecret { name, namespace }, None) => Arc::new(UnavailableKeyStore {
             location: format!(
-                "secret {}/{}",
-                s.namespace.as_deref().unwrap_or("<policy namespace>"),
-                s.name
+                "secret {}/{name}",
+                namespace.as_deref().unwrap_or("<policy namespace>"),
             ),
             reason: "no Kubernetes API client (run in a pod with a service account, or pass --kubeconfig)".into(),
         }),
-        (None, None, _) => return None,
     })
 }
 

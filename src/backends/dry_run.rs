@@ -177,6 +177,7 @@ impl DryRunCeremony {
                 .cloned()
                 .unwrap_or_else(|| format!("node-{node}")),
             detail: format!("dry run: {what} is never sent"),
+            source: None,
         }
     }
 }

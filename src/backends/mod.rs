@@ -1,11 +1,21 @@
 //! Side effects behind narrow traits: one per external system (OpenBao,
 //! snapshot targets). The executor and planner never name reqwest or
-//! aws-sdk-s3 types. Dry-run wraps these traits (reads pass, writes become
-//! "would ..." records).
+//! aws-sdk-s3 types. Dry-run wraps these traits (`dry_run.rs`: reads pass,
+//! writes become typed "would ..." answers).
 //!
 //! Stage: execute. I/O lives here and in the implementations only.
+//!
+//! This file holds the traits ([`Target`], [`OpenBao`], [`Ceremony`],
+//! [`Notifier`]) and the data they exchange; `error.rs` their errors; one
+//! folder per implementation (`openbao/`, `s3/`, `filesystem/`, `kube/`,
+//! `keys/`, `local/`, `metrics/`).
+//!
+//! Must never: know the plan or the DAG (backends are called, they do not
+//! decide), read policy beyond `policy::model` (configuration data), or let
+//! a secret reach an error, a log line or a report.
 
 pub mod dry_run;
+mod error;
 pub mod filesystem;
 pub mod keys;
 pub mod kube;
@@ -21,6 +31,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::snapshot::Identity;
+
+pub use error::{BaoError, Cause, TargetError, chain};
 
 /// A snapshot as a target holds it. Identity fields come from the object's
 /// metadata written at upload; `None` when the object was not written by
@@ -73,42 +85,6 @@ pub struct Cleanup {
     pub removed: Vec<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum TargetError {
-    /// Credentials (files) for the target are absent. For an `optional`
-    /// target the executor reports "skipped: credentials absent".
-    #[error("credentials for target `{target}` are absent: {detail}")]
-    CredentialsAbsent { target: String, detail: String },
-    /// The object already exists; snapward never overwrites one.
-    #[error("`{name}` already exists on target `{target}`; snapward never overwrites")]
-    AlreadyExists { target: String, name: String },
-    /// Read-back after upload disagreed with the local file.
-    #[error(
-        "upload of `{name}` to `{target}` not confirmed: expected {expected}, target reports {got}"
-    )]
-    NotConfirmed {
-        target: String,
-        name: String,
-        expected: String,
-        got: String,
-    },
-    /// Access denied / bad signature / missing bucket: retrying won't help.
-    #[error("target `{target}` refused the request: {detail}")]
-    Refused { target: String, detail: String },
-    /// Network, 5xx, timeouts: a later run may succeed.
-    #[error("target `{target}` failed: {detail}")]
-    Failed { target: String, detail: String },
-    #[error("cancelled")]
-    Cancelled,
-    /// The cause is part of the message: the executor prints only this error.
-    #[error("cannot read or write {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
 /// An off-cluster copy (S3 or a mounted filesystem).
 ///
 /// Implementations must be create-only (`put` never overwrites), confirm
@@ -150,23 +126,6 @@ pub trait Target: Send + Sync {
 }
 
 pub use crate::cluster::NodeStatus;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BaoError {
-    /// 403, or a missing/unreadable token: retrying will not help.
-    #[error("node `{node}` refused: {detail}")]
-    Refused { node: String, detail: String },
-    /// Connection errors, 5xx, 503 sealed, 429 standby, timeouts.
-    #[error("node `{node}` failed: {detail}")]
-    Failed { node: String, detail: String },
-    #[error("the snapshot stream from `{node}` stalled for {seconds}s")]
-    Stalled { node: String, seconds: u64 },
-    #[error("cancelled")]
-    Cancelled,
-    /// The cause is part of the message: the executor prints only this error.
-    #[error("writing the snapshot to the local store failed: {0}")]
-    Io(#[source] std::io::Error),
-}
 
 /// The OpenBao cluster. Implementations address each node directly.
 #[async_trait]
@@ -227,8 +186,8 @@ pub struct InitResult {
 pub trait Ceremony: Send + Sync {
     /// `PUT /v1/sys/init` on node `node`.
     async fn init(&self, node: usize, shares: u32, threshold: u32) -> Result<InitResult, BaoError>;
-    /// `PUT /v1/sys/unseal` with one key share. A 400 "invalid key size"
-    /// comes back as `BaoError::Refused` with that text in `detail`.
+    /// `PUT /v1/sys/unseal` with one key share. An "invalid key size"
+    /// answer comes back as [`BaoError::InvalidKeySize`].
     async fn unseal(&self, node: usize, key: &crate::secret::Secret)
     -> Result<SealState, BaoError>;
     async fn seal_status(&self, node: usize) -> Result<SealState, BaoError>;

@@ -3,16 +3,23 @@
 //! keys, and a restore never writes them. Key material is held in `Secret`
 //! (redacted in Debug/Display, zeroised on drop) and never logged.
 //!
-//! Stage: execute (backend). The Kubernetes Secret store implements the same
-//! trait (see the Kubernetes issue).
+//! Stage: execute (backend). Two stores implement [`KeyStore`]: files in a
+//! directory ([`FileKeyStore`], `file.rs`) and one Kubernetes Secret
+//! ([`SecretKeyStore`], `secret.rs`); [`UnavailableKeyStore`] stands in for
+//! a store this run cannot reach.
+//!
+//! Must never: look empty while any entry exists (absent keys allow a fresh
+//! init), or put key material in an error.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+mod file;
+mod secret;
+
+pub use file::FileKeyStore;
+pub use secret::SecretKeyStore;
 
 use async_trait::async_trait;
 
+use crate::backends::error::{Cause, with_cause};
 use crate::secret::Secret;
 
 /// Keys as stored: every share present, and the root token if it was kept.
@@ -29,8 +36,36 @@ pub enum KeyStoreError {
     AlreadyExists { location: String },
     #[error("the key store {location} holds no unseal keys")]
     Empty { location: String },
-    #[error("the key store {location} cannot be read or written: {detail}")]
-    Unavailable { location: String, detail: String },
+    /// The message is `detail`, then the cause chain.
+    #[error(
+        "the key store {location} cannot be read or written: {}",
+        with_cause(.detail, std::error::Error::source(self))
+    )]
+    Unavailable {
+        location: String,
+        detail: String,
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+impl KeyStoreError {
+    /// [`KeyStoreError::Unavailable`] at `location`, without a cause.
+    pub(in crate::backends) fn unavailable(location: String, detail: impl Into<String>) -> Self {
+        Self::Unavailable {
+            location,
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// The same error with `cause` as its source (`Unavailable` only).
+    pub(in crate::backends) fn caused_by(mut self, cause: impl Into<Cause>) -> Self {
+        if let Self::Unavailable { source, .. } = &mut self {
+            *source = Some(cause.into());
+        }
+        self
+    }
 }
 
 #[async_trait]
@@ -55,146 +90,6 @@ pub trait KeyStore: Send + Sync {
     }
 }
 
-/// One file per entry in a directory: `<prefix>0..`, `root-token`; 0600.
-#[derive(Debug, Clone)]
-pub struct FileKeyStore {
-    pub dir: PathBuf,
-    pub key_prefix: String,
-    pub root_token_key: String,
-}
-
-impl FileKeyStore {
-    fn unavailable(&self, e: impl std::fmt::Display) -> KeyStoreError {
-        KeyStoreError::Unavailable {
-            location: self.location(),
-            detail: e.to_string(),
-        }
-    }
-
-    /// Does any entry of this store exist (any `<keyPrefix>*` or the root
-    /// token)? `Ok(false)` also for a missing directory.
-    fn any_entry(&self) -> io::Result<bool> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let name = entry?.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with(&self.key_prefix) || *name == *self.root_token_key {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    fn key_path(&self, i: usize) -> PathBuf {
-        self.dir.join(format!("{}{i}", self.key_prefix))
-    }
-
-    fn read_sync(&self) -> Result<StoredKeys, KeyStoreError> {
-        let mut keys = Vec::new();
-        for i in 0.. {
-            match crate::secret::read_secret_file(self.key_path(i)) {
-                Ok(k) => keys.push(k),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                Err(e) => return Err(self.unavailable(e)),
-            }
-        }
-        if keys.is_empty() {
-            return Err(KeyStoreError::Empty {
-                location: self.location(),
-            });
-        }
-        let root_token = match crate::secret::read_secret_file(self.dir.join(&self.root_token_key))
-        {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(self.unavailable(e)),
-        };
-        Ok(StoredKeys { keys, root_token })
-    }
-
-    fn write_new(path: &Path, value: &Secret) -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)?;
-        f.write_all(value.expose().as_bytes())?;
-        f.sync_all()
-    }
-
-    fn create_sync(&self, keys: &StoredKeys) -> Result<(), KeyStoreError> {
-        fs::create_dir_all(&self.dir).map_err(|e| self.unavailable(e))?;
-        let _ = fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700));
-        if self.any_entry().map_err(|e| self.unavailable(e))? {
-            return Err(KeyStoreError::AlreadyExists {
-                location: self.location(),
-            });
-        }
-        for (i, k) in keys.keys.iter().enumerate() {
-            Self::write_new(&self.key_path(i), k).map_err(|e| match e.kind() {
-                io::ErrorKind::AlreadyExists => KeyStoreError::AlreadyExists {
-                    location: self.location(),
-                },
-                _ => self.unavailable(e),
-            })?;
-        }
-        if let Some(t) = &keys.root_token {
-            Self::write_new(&self.dir.join(&self.root_token_key), t)
-                .map_err(|e| self.unavailable(e))?;
-        }
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| self.unavailable(e))
-    }
-}
-
-#[async_trait]
-impl KeyStore for FileKeyStore {
-    fn location(&self) -> String {
-        format!("files:{}", self.dir.display())
-    }
-
-    /// Any entry counts as "keys present": a partial or mixed store must
-    /// never look empty (that would allow init over surviving keys).
-    async fn probe(&self) -> Result<bool, KeyStoreError> {
-        self.any_entry().map_err(|e| self.unavailable(e))
-    }
-
-    async fn read(&self) -> Result<StoredKeys, KeyStoreError> {
-        let s = self.clone();
-        tokio::task::spawn_blocking(move || s.read_sync())
-            .await
-            .map_err(|e| self.unavailable(e))?
-    }
-
-    async fn create(&self, keys: &StoredKeys) -> Result<(), KeyStoreError> {
-        let s = self.clone();
-        let keys = keys.clone();
-        tokio::task::spawn_blocking(move || s.create_sync(&keys))
-            .await
-            .map_err(|e| self.unavailable(e))?
-    }
-
-    /// Empty, and a file can be created in the directory (made if missing).
-    async fn check_create(&self) -> Result<(), KeyStoreError> {
-        if self.any_entry().map_err(|e| self.unavailable(e))? {
-            return Err(KeyStoreError::AlreadyExists {
-                location: self.location(),
-            });
-        }
-        fs::create_dir_all(&self.dir).map_err(|e| self.unavailable(e))?;
-        tempfile::Builder::new()
-            .prefix(".snapward-write-check")
-            .tempfile_in(&self.dir)
-            .map(drop)
-            .map_err(|e| self.unavailable(format!("not writable: {e}")))
-    }
-}
-
 /// A key store this build cannot reach (e.g. a Kubernetes Secret before the
 /// Kubernetes client is configured). Every call fails, so the guard treats
 /// the keys as unknown — never as absent (absent would allow init).
@@ -210,21 +105,12 @@ impl KeyStore for UnavailableKeyStore {
         self.location.clone()
     }
     async fn probe(&self) -> Result<bool, KeyStoreError> {
-        Err(KeyStoreError::Unavailable {
-            location: self.location(),
-            detail: self.reason.clone(),
-        })
+        Err(KeyStoreError::unavailable(self.location(), &self.reason))
     }
     async fn read(&self) -> Result<StoredKeys, KeyStoreError> {
-        Err(KeyStoreError::Unavailable {
-            location: self.location(),
-            detail: self.reason.clone(),
-        })
+        Err(KeyStoreError::unavailable(self.location(), &self.reason))
     }
     async fn create(&self, _keys: &StoredKeys) -> Result<(), KeyStoreError> {
-        Err(KeyStoreError::Unavailable {
-            location: self.location(),
-            detail: self.reason.clone(),
-        })
+        Err(KeyStoreError::unavailable(self.location(), &self.reason))
     }
 }

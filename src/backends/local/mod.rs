@@ -4,6 +4,10 @@
 //! marker of a restore in progress (see `guard::interrupted_restore`).
 //!
 //! Stage: execute. Blocking file I/O: call from `spawn_blocking`.
+//!
+//! Must never: replace a snapshot file, count a file that did not verify as
+//! a snapshot's identity, or remove anything but the named snapshot, its
+//! own `.partial` temp files and the restore marker.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -41,11 +45,15 @@ pub struct LocalStore {
     pub mode: u32,
     /// Verification results of this run, by (name, length, mtime): a file
     /// is verified once per run unless it changes. Shared by clones.
-    verified: Arc<Mutex<HashMap<CacheKey, Result<Identity, String>>>>,
+    verified: Arc<Mutex<HashMap<CacheKey, Verdict>>>,
 }
 
 /// (file name, length, mtime): a changed file is verified again.
 type CacheKey = (String, u64, SystemTime);
+
+/// A remembered verification. The error is shared (`Arc`): `VerifyError`
+/// holds an `io::Error` and is not `Clone`.
+type Verdict = Result<Identity, Arc<snapshot::VerifyError>>;
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -90,7 +98,7 @@ impl LocalStore {
             }
             let (identity, invalid) = match self.verify_cached(&name, &entry.path()) {
                 Ok(id) => (Some(id), None),
-                Err(e) => (None, Some(e)),
+                Err(e) => (None, Some(format!("{}: {e}", e.check()))),
             };
             out.push(LocalSnapshot {
                 name,
@@ -109,14 +117,14 @@ impl LocalStore {
     }
 
     /// Verify a store file, at most once per run while it is unchanged.
-    fn verify_cached(&self, name: &str, path: &Path) -> Result<Identity, String> {
+    fn verify_cached(&self, name: &str, path: &Path) -> Verdict {
         let key = Self::cache_key(name, path);
         if let Some(k) = &key
             && let Some(hit) = self.verified.lock().ok().and_then(|c| c.get(k).cloned())
         {
             return hit;
         }
-        let result = snapshot::verify_file(path).map_err(|e| format!("{}: {e}", e.check()));
+        let result = snapshot::verify_file(path).map_err(Arc::new);
         if let (Some(k), Ok(mut c)) = (key, self.verified.lock()) {
             c.insert(k, result.clone());
         }

@@ -5,6 +5,9 @@
 //! Pushgateway keeps them because a failed run does not send them).
 //!
 //! Stage: report. Holds no secrets: names, sizes, indexes, times only.
+//!
+//! Must never: fail a run (callers log a failed write or push), or show a
+//! Pushgateway URL with its password.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -189,8 +192,29 @@ pub fn write_textfile(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Why a push to the Pushgateway failed. `url` is shown without its
+/// password ([`crate::secret::redact_url`]); the reqwest error is kept
+/// without its URL for the same reason.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("cannot build the HTTP client: {}", crate::backends::chain(.0))]
+    Client(#[source] reqwest::Error),
+    /// The message renders the cause chain (network, TLS, timeout).
+    #[error("push to {url} failed: {}", crate::backends::chain(.source))]
+    Send {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("push to {url} answered {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+}
+
 /// POST to the Pushgateway (replaces only the metrics sent).
-pub async fn push(base: &str, policy: &str, text: &str) -> Result<(), String> {
+pub async fn push(base: &str, policy: &str, text: &str) -> Result<(), PushError> {
     let url = format!(
         "{}/metrics/job/snapward/policy/{}",
         base.trim_end_matches('/'),
@@ -199,29 +223,25 @@ pub async fn push(base: &str, policy: &str, text: &str) -> Result<(), String> {
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(PushError::Client)?;
     let resp = client
         .post(&url)
         .header(reqwest::header::CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(text.to_string())
         .send()
         .await
-        // reqwest's error quotes the URL: print it without its password.
-        .map_err(|e| {
-            format!(
-                "push to {} failed: {}",
-                crate::secret::redact_url(&url),
-                e.without_url()
-            )
+        // reqwest's error quotes the URL: keep it without, show it redacted.
+        .map_err(|e| PushError::Send {
+            url: crate::secret::redact_url(&url),
+            source: e.without_url(),
         })?;
     if resp.status().is_success() {
         Ok(())
     } else {
-        Err(format!(
-            "push to {} answered {}",
-            crate::secret::redact_url(&url),
-            resp.status()
-        ))
+        Err(PushError::Status {
+            url: crate::secret::redact_url(&url),
+            status: resp.status(),
+        })
     }
 }
 

@@ -47,7 +47,7 @@ pub(super) const POLL: Duration = Duration::from_millis(250);
 /// The server rejected the stored keys because the temporary barrier had
 /// another shape (docs/openbao.md): only a restart of its process helps.
 pub(super) fn invalid_key_size(e: &BaoError) -> bool {
-    e.to_string().contains("invalid key size")
+    matches!(e, BaoError::InvalidKeySize { .. })
 }
 
 /// Send key shares until the node reports unsealed (or keys run out).

@@ -158,19 +158,13 @@ where
 {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
-        Err(e) => Err(TargetError::Failed {
-            target: target.to_owned(),
-            detail: format!("file task failed: {e}"),
-        }),
+        Err(e) => Err(TargetError::failed(target, "file task failed").caused_by(e)),
     }
 }
 
 impl Inner {
     fn failed(&self, detail: String) -> TargetError {
-        TargetError::Failed {
-            target: self.name.clone(),
-            detail,
-        }
+        TargetError::failed(&self.name, detail)
     }
 
     fn io(&self, path: &Path, source: io::Error) -> TargetError {

@@ -1,0 +1,94 @@
+//! Aborting incomplete multipart uploads that crashed runs left under the
+//! snapshot prefix.
+//!
+//! Must never: abort an upload younger than the given age (a live run's),
+//! or touch a completed object.
+
+use std::time::Duration;
+
+use super::S3Target;
+use super::error::failure;
+use crate::backends::{Cleanup, TargetError};
+
+impl S3Target {
+    /// Aborts incomplete multipart uploads of snapshots under the prefix
+    /// initiated more than `age` ago. A store without ListMultipartUploads
+    /// (HTTP 501, e.g. s3s-fs) has nothing to clean.
+    pub async fn cleanup_older_than(&self, age: Duration) -> Result<Cleanup, TargetError> {
+        let cutoff = jiff::Timestamp::now().as_second()
+            - i64::try_from(age.as_secs()).unwrap_or(i64::MAX / 2);
+        let list_prefix = format!("{}{}", self.prefix, self.snapshot_prefix);
+        let mut removed = Vec::new();
+        let mut key_marker: Option<String> = None;
+        let mut id_marker: Option<String> = None;
+        loop {
+            let res = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.ctx.bucket)
+                .prefix(&list_prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await;
+            let page = match res {
+                Ok(p) => p,
+                Err(e) => {
+                    let f = failure(&e);
+                    if f.not_implemented() {
+                        tracing::debug!(
+                            target_name = %self.ctx.target,
+                            "store does not implement ListMultipartUploads: nothing to clean"
+                        );
+                        return Ok(Cleanup::default());
+                    }
+                    return Err(self.ctx.error("ListMultipartUploads", &list_prefix, &f));
+                }
+            };
+            for upload in page.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                if self.snapshot_of(key).is_none() {
+                    continue;
+                }
+                let initiated = upload.initiated().map(|t| t.secs());
+                if initiated.is_none_or(|t| t > cutoff) {
+                    continue;
+                }
+                let res = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.ctx.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await;
+                match res {
+                    Ok(_) => {}
+                    Err(e) => {
+                        let f = failure(&e);
+                        if !(f.not_found() || f.is("NoSuchUpload")) {
+                            return Err(self.ctx.error("AbortMultipartUpload", key, &f));
+                        }
+                    }
+                }
+                tracing::info!(
+                    target_name = %self.ctx.target,
+                    key,
+                    "aborted a stale incomplete multipart upload"
+                );
+                removed.push(format!("{key} (multipart upload {id})"));
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            id_marker = page.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() && id_marker.is_none() {
+                break;
+            }
+        }
+        Ok(Cleanup { removed })
+    }
+}

@@ -1,0 +1,87 @@
+//! Downloading a snapshot to a new local file (create-new), hashed on the
+//! way and checked against the object's size and `snapward-sha256`.
+//!
+//! Must never: write to an existing file, or leave a partial or unchecked
+//! download behind (it is removed on any failure or cancellation).
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt as _;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{check_name, failure, io_err, unless_cancelled};
+use super::{META_SHA256, S3Target};
+use crate::backends::TargetError;
+
+impl S3Target {
+    pub(super) async fn fetch_into(
+        &self,
+        name: &str,
+        dest: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<u64, TargetError> {
+        check_name(&self.ctx.target, name)?;
+        let key = self.key(name);
+        let get = self.client.get_object().bucket(&self.ctx.bucket).key(&key);
+        let res = unless_cancelled(cancel, get.send()).await?;
+        let out = res.map_err(|e| self.ctx.error("GetObject", &key, &failure(&e)))?;
+        let expected_size = out.content_length().map(|l| l.max(0) as u64);
+        let expected_sha = out
+            .metadata()
+            .and_then(|m| m.get(META_SHA256))
+            .map(|s| s.to_ascii_lowercase());
+        let mut body = out.body;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .await
+            .map_err(|source| io_err(dest, source))?;
+        let result: Result<u64, TargetError> = async {
+            let mut hasher = Sha256::new();
+            let mut written = 0u64;
+            loop {
+                let chunk = unless_cancelled(cancel, body.next()).await?;
+                let Some(chunk) = chunk else { break };
+                let chunk = chunk.map_err(|e| {
+                    self.ctx
+                        .failed(format!("GetObject `{key}`: reading the body"))
+                        .caused_by(e)
+                })?;
+                hasher.update(&chunk);
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|source| io_err(dest, source))?;
+                written += chunk.len() as u64;
+                crate::crash::crash_point!("fetch.mid-download");
+            }
+            file.flush().await.map_err(|source| io_err(dest, source))?;
+            file.sync_all()
+                .await
+                .map_err(|source| io_err(dest, source))?;
+            let sha = hex::encode(hasher.finalize());
+            let size_ok = expected_size.is_none_or(|s| s == written);
+            let sha_ok = expected_sha.as_deref().is_none_or(|s| s == sha);
+            if !size_ok || !sha_ok {
+                return Err(TargetError::NotConfirmed {
+                    target: self.ctx.target.clone(),
+                    name: name.to_owned(),
+                    expected: format!(
+                        "{} bytes, sha256 {}",
+                        expected_size.map_or_else(|| "?".to_owned(), |s| s.to_string()),
+                        expected_sha.as_deref().unwrap_or("?")
+                    ),
+                    got: format!("{written} bytes, sha256 {sha}"),
+                });
+            }
+            Ok(written)
+        }
+        .await;
+        if result.is_err() {
+            drop(file);
+            let _ = tokio::fs::remove_file(dest).await;
+        }
+        result
+    }
+}
