@@ -268,10 +268,8 @@ impl Work {
         args: &[OsString],
         log: Option<&str>,
     ) -> (Option<i32>, String, String) {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_snapward"));
+        let mut cmd = crate::support::cmd::snapward_async();
         cmd.args(args).kill_on_drop(true);
-        cmd.env_remove("SNAPWARD_LOG")
-            .env_remove("SNAPWARD_LOG_FORMAT");
         if let Some(l) = log {
             cmd.env("SNAPWARD_LOG", l);
         }

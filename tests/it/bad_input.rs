@@ -34,6 +34,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::bao::BaoCluster;
+use crate::support::cmd;
 use crate::support::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -205,25 +206,21 @@ fn spawn(row: &Row, scratch: &Path) -> (Option<i32>, String, String) {
     let err_path = scratch.join("stderr");
     let _ = fs::remove_file(&out_path);
     let mut cmd = match row.fsize {
-        None => Command::new(env!("CARGO_BIN_EXE_snapward")),
-        Some(limit) => {
-            // An ignored SIGXFSZ stays ignored across exec: writes past the
-            // limit fail with EFBIG instead of killing the process.
-            let mut c = Command::new("sh");
-            c.arg("-c")
-                .arg(r#"trap '' XFSZ; exec prlimit --fsize="$0" -- "$@""#)
-                .arg(limit.to_string())
-                .arg(env!("CARGO_BIN_EXE_snapward"));
-            c
-        }
+        None => cmd::snapward(),
+        // An ignored SIGXFSZ stays ignored across exec: writes past the
+        // limit fail with EFBIG instead of killing the process.
+        Some(limit) => cmd::snapward_under(
+            "sh",
+            &[
+                "-c".to_string(),
+                r#"trap '' XFSZ; exec prlimit --fsize="$0" -- "$@""#.to_string(),
+                limit.to_string(),
+            ],
+        ),
     };
     cmd.args(&row.args)
         .current_dir(root())
         .env("NO_COLOR", "1")
-        .env_remove("SNAPWARD_POLICY")
-        .env_remove("SNAPWARD_REPORT")
-        .env_remove("SNAPWARD_LOG_FORMAT")
-        .env_remove("SNAPWARD_LOG")
         .stdin(Stdio::null())
         .stderr(fs::File::create(&err_path).expect("stderr file"));
     for (k, v) in &row.env {
@@ -653,7 +650,7 @@ fn offline_rows(p: &Policies) -> Vec<Row> {
 fn offline_bad_inputs() {
     let p = Policies::new();
     // The base policy itself is fine: each row breaks one thing.
-    let o = Command::new(env!("CARGO_BIN_EXE_snapward"))
+    let o = cmd::snapward()
         .args(["lint", "--deny-warnings"])
         .arg(p.write("base.yaml", BASE))
         .output()
@@ -711,7 +708,7 @@ fn a_broken_stderr_loses_the_message_not_the_exit_code() {
     ];
     for args in cases {
         let spawn = |broken: bool| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_snapward"));
+            let mut cmd = cmd::snapward();
             cmd.args(&args)
                 .env("NO_COLOR", "1")
                 .stdin(Stdio::null())

@@ -2,14 +2,14 @@
 //! pinned per scenario.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn snapward(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snapward"))
+    crate::support::cmd::snapward()
         .args(args)
         .current_dir(root())
         .env("NO_COLOR", "1")

@@ -197,10 +197,9 @@ fn sha(b: &[u8]) -> String {
 
 /// `snapward list -f POLICY --format json`: store → [(name, valid)].
 fn list(policy: &Path) -> BTreeMap<String, Vec<(String, bool)>> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_snapward"))
+    let out = crate::support::cmd::snapward()
         .args(["--log-format", "json", "list", "--format", "json", "-f"])
         .arg(policy)
-        .env_remove("FAILPOINTS")
         .output()
         .expect("run snapward list");
     assert!(

@@ -427,7 +427,7 @@ fn example_secret_files() -> Vec<PathBuf> {
 // Policies
 
 fn lint(paths: &[&Path]) -> (i32, Vec<Value>) {
-    let out = Command::new(env!("CARGO_BIN_EXE_snapward"))
+    let out = crate::support::cmd::snapward()
         .arg("lint")
         .arg("--format")
         .arg("json")

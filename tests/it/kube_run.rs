@@ -230,12 +230,10 @@ impl Harness {
             "--report".into(),
             report.display().to_string(),
         ]);
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_snapward"));
+        let mut cmd = crate::support::cmd::snapward_async();
+        // Not in a cluster, and in a pod only when `pod` says so.
         cmd.args(&all)
             .env("SNAPWARD_LOG", "info")
-            .env_remove("SNAPWARD_POLICY")
-            .env_remove("SNAPWARD_REPORT")
-            .env_remove("KUBECONFIG")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")

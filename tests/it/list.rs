@@ -2,7 +2,6 @@
 //! retention's verdict with reasons — read-only, on real files.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/snapshots/openbao-2.7.2-small.snap")
@@ -56,7 +55,7 @@ fn list_shows_identity_validity_and_retention_verdicts_without_touching_anything
     )
     .unwrap();
     let before = (tree(&local), tree(&nfs));
-    let out = Command::new(env!("CARGO_BIN_EXE_snapward"))
+    let out = crate::support::cmd::snapward()
         .args(["list", "--format", "json", "-f"])
         .arg(&policy)
         .output()
@@ -123,7 +122,7 @@ fn list_of_a_missing_local_dir_is_empty_not_an_error() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_snapward"))
+    let out = crate::support::cmd::snapward()
         .args(["list", "-f"])
         .arg(&policy)
         .output()

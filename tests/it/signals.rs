@@ -49,7 +49,7 @@ async fn invariant_10_sigterm_mid_snapshot_leaves_no_temp_file_and_writes_the_re
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_snapward"))
+    let child = crate::support::cmd::snapward()
         .args(["--log-format", "json", "run", "-f"])
         .arg(&policy)
         .arg("--report")

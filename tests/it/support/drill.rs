@@ -414,12 +414,9 @@ impl Drill {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let before = self.known_secrets();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_snapward"))
+        let child = super::cmd::snapward_async()
             .args(&args)
             .env("SNAPWARD_LOG", "info")
-            .env_remove("SNAPWARD_POLICY")
-            .env_remove("SNAPWARD_REPORT")
-            .env_remove("FAILPOINTS")
             .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())

@@ -1,4 +1,5 @@
 pub mod bao;
+pub mod cmd;
 pub mod drill;
 pub mod fault_proxy;
 pub mod kube_api;

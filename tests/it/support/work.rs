@@ -270,11 +270,8 @@ impl Work {
 
     /// A `snapward` command with `args`, logs as JSON at the default level.
     pub fn command(&self, args: &[OsString]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_snapward"));
-        cmd.args(args)
-            .kill_on_drop(true)
-            .env_remove("SNAPWARD_LOG")
-            .env_remove("SNAPWARD_LOG_FORMAT");
+        let mut cmd = super::cmd::snapward_async();
+        cmd.args(args).kill_on_drop(true);
         cmd
     }
 
