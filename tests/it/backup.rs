@@ -17,394 +17,29 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::bao::{BaoCluster, FakeHttp, FakeReply};
 use crate::support::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use crate::support::work::{
+    Bao, PREFIX, Run, Work, cluster_nodes, copy_as, names, poll, s3_objects, s3_seed, s3_uploads,
+    sha256_file, snap, snaps,
+};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use snapward::backends::Target;
-use snapward::backends::s3::S3Target;
-use tokio_util::sync::CancellationToken;
 
-const PREFIX: &str = "openbao-";
-/// The least privilege a backup needs (DESIGN.md §5, §6).
-const SNAPSHOT_ACL: &str = r#"path "sys/storage/raft/snapshot" { capabilities = ["read"] }"#;
 /// A secret access key s3s-fs does not know.
 const WRONG_SECRET: &str = "wrong-secret-7c1e9d04b6a2f3";
-/// How long a poll in this file may wait.
-const WAIT: Duration = Duration::from_secs(60);
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/snapshots/openbao-2.7.2-small.snap")
 }
 
-// ---- the cluster -----------------------------------------------------------
-
-/// A running, initialised, unsealed cluster with KV v2, a secret, and a
-/// token that may only read `sys/storage/raft/snapshot`.
-struct Bao {
-    cluster: BaoCluster,
-    keys: Vec<String>,
-    /// The snapshot-only token snapward authenticates with.
-    token: String,
-}
-
-async fn setup(mut cluster: BaoCluster) -> Bao {
-    let (keys, _root) = cluster.init_unsealed(1, 1).await;
-    cluster.enable_kv().await;
-    cluster
-        .write_secret("app/db", json!({"password": "correct horse"}))
-        .await;
-    cluster
-        .write_policy("snapward-snapshot", SNAPSHOT_ACL)
-        .await;
-    let token = cluster.create_token(&["snapward-snapshot"]).await;
-    Bao {
-        cluster,
-        keys,
-        token,
-    }
-}
-
-async fn single_bao() -> Bao {
-    setup(BaoCluster::single().await).await
-}
-
-impl Bao {
-    /// Every node as the policy lists them, in cluster order.
-    fn nodes(&self) -> Value {
-        nodes_json(&self.cluster, &(0..self.cluster.len()).collect::<Vec<_>>())
-    }
-
-    /// One more raft write, so the next snapshot has a higher raft index
-    /// than the ones taken before.
-    async fn advance(&self, tag: &str) {
-        self.cluster
-            .write_secret(&format!("app/{tag}"), json!({"at": tag}))
-            .await;
-    }
-}
-
-/// The policy's `cluster.nodes`, listing the cluster's nodes in `order`.
-fn nodes_json(c: &BaoCluster, order: &[usize]) -> Value {
-    Value::Array(
-        order
-            .iter()
-            .map(|&i| json!({"name": c.name(i), "address": c.address(i).as_str()}))
-            .collect(),
-    )
-}
-
-// ---- a test's temp dir, policies and runs -------------------------------------
-
-/// One run of the binary.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    /// The `--report` file (`Value::Null` if none was written).
-    report: Value,
-}
-
-impl Run {
-    fn context(&self) -> String {
-        format!(
-            "exit {:?}\n--- report ---\n{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code,
-            serde_json::to_string_pretty(&self.report).unwrap_or_default(),
-            self.stdout,
-            self.stderr
-        )
-    }
-
-    #[track_caller]
-    fn expect_exit(&self, code: i32) -> &Self {
-        assert_eq!(self.code, Some(code), "{}", self.context());
-        if !self.report.is_null() {
-            assert_eq!(self.report["exitCode"], code, "{}", self.context());
-        }
-        self
-    }
-
-    #[track_caller]
-    fn action(&self, id: &str) -> &Value {
-        self.report["actions"]
-            .as_array()
-            .and_then(|a| a.iter().find(|x| x["id"] == id))
-            .unwrap_or_else(|| panic!("no action `{id}` in the report\n{}", self.context()))
-    }
-
-    #[track_caller]
-    fn status(&self, id: &str) -> &str {
-        self.action(id)["status"].as_str().unwrap_or_default()
-    }
-
-    #[track_caller]
-    fn reason(&self, id: &str) -> &str {
-        self.action(id)["reason"].as_str().unwrap_or_default()
-    }
-
-    #[track_caller]
-    fn items(&self, id: &str) -> Vec<String> {
-        self.action(id)["items"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|i| i.as_str().unwrap_or_default().to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    #[track_caller]
-    fn expect_status(&self, id: &str, status: &str) -> &Self {
-        assert_eq!(self.status(id), status, "action `{id}`: {}", self.context());
-        self
-    }
-
-    /// Snapshot names in `id`'s items that start with `what` ("uploaded",
-    /// "deleted", "would delete", ...).
-    #[track_caller]
-    fn named(&self, id: &str, what: &str) -> BTreeSet<String> {
-        self.items(id)
-            .iter()
-            .filter_map(|i| i.strip_prefix(what))
-            .filter_map(|rest| rest.split_whitespace().next())
-            .map(|n| n.trim_end_matches(':').to_string())
-            .collect()
-    }
-
-    /// The name of this run's snapshot ("streamed NAME from active node X").
-    #[track_caller]
-    fn snapshot_name(&self) -> String {
-        let r = self.reason("snapshot");
-        let name = r
-            .strip_prefix("streamed ")
-            .and_then(|s| s.split_whitespace().next())
-            .unwrap_or_else(|| panic!("snapshot reason `{r}`\n{}", self.context()));
-        assert!(
-            name.starts_with(PREFIX) && name.ends_with(".snap"),
-            "{name}"
-        );
-        name.to_string()
-    }
-
-    /// Everything the run printed or wrote.
-    fn everything(&self) -> String {
-        format!("{}\n{}\n{}", self.stdout, self.stderr, self.report)
-    }
-}
-
-struct Work {
-    dir: tempfile::TempDir,
-    runs: Mutex<usize>,
-    /// The UTC second the previous run ended in: the next run starts in a
-    /// later one, so two runs of a test never name a snapshot alike.
-    last_second: Mutex<Option<i64>>,
-}
-
-impl Work {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::Builder::new()
-                .prefix("snapward-backup-")
-                .tempdir()
-                .expect("temp dir"),
-            runs: Mutex::new(0),
-            last_second: Mutex::new(None),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// `rel` as a created directory.
-    fn mkdir(&self, rel: &str) -> PathBuf {
-        let p = self.path(rel);
-        std::fs::create_dir_all(&p).expect("mkdir");
-        p
-    }
-
-    /// A file holding `content`.
-    fn file(&self, rel: &str, content: &str) -> PathBuf {
-        let p = self.path(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&p, content).expect("write");
-        p
-    }
-
-    /// A policy document with one cluster, a token file and a local store;
-    /// tests add targets, guards, key stores.
-    fn policy(&self, name: &str, nodes: Value, token: &Path, local: &Path, keep: Value) -> Value {
-        json!({
-            "apiVersion": "snapward.dev/v1alpha1",
-            "kind": "SnapshotPolicy",
-            "metadata": {"name": name},
-            "spec": {
-                "cluster": {
-                    "nodes": nodes,
-                    "auth": {"tokenFile": token.display().to_string()},
-                    "timeouts": {"connect": "2s", "request": "20s", "streamIdle": "20s"}
-                },
-                "local": {"path": local.display().to_string(), "retention": keep},
-            }
-        })
-    }
-
-    /// Writes `policy` (JSON is YAML) under `rel`.
-    fn write_policy(&self, rel: &str, policy: &Value) -> PathBuf {
-        self.file(
-            rel,
-            &serde_json::to_string_pretty(policy).expect("policy json"),
-        )
-    }
-
-    /// Runs the binary with `args` (env: `SNAPWARD_LOG` from `log`).
-    async fn snapward(
-        &self,
-        args: &[OsString],
-        log: Option<&str>,
-    ) -> (Option<i32>, String, String) {
-        let mut cmd = crate::support::cmd::snapward_async();
-        cmd.args(args).kill_on_drop(true);
-        if let Some(l) = log {
-            cmd.env("SNAPWARD_LOG", l);
-        }
-        let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
-            .await
-            .expect("snapward finished within 3 minutes")
-            .expect("spawn snapward");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// `snapward --log-format json run -f POLICY --report FILE EXTRA...`.
-    async fn run(&self, policy: &Path, extra: &[&str]) -> Run {
-        self.run_logged(policy, extra, "json", None).await
-    }
-
-    async fn run_logged(
-        &self,
-        policy: &Path,
-        extra: &[&str],
-        log_format: &str,
-        log: Option<&str>,
-    ) -> Run {
-        self.wait_for_a_new_second().await;
-        let report = {
-            let mut n = self.runs.lock().expect("lock");
-            *n += 1;
-            self.path(&format!("report-{n}.json"))
-        };
-        let mut args: Vec<OsString> = vec![
-            "--log-format".into(),
-            log_format.into(),
-            "run".into(),
-            "-f".into(),
-            policy.into(),
-            "--report".into(),
-            report.clone().into(),
-        ];
-        args.extend(extra.iter().map(OsString::from));
-        let (code, stdout, stderr) = self.snapward(&args, log).await;
-        *self.last_second.lock().expect("lock") = Some(jiff::Timestamp::now().as_second());
-        let report = match std::fs::read(&report) {
-            Ok(b) => serde_json::from_slice(&b).expect("the report is JSON"),
-            Err(_) => Value::Null,
-        };
-        Run {
-            code,
-            stdout,
-            stderr,
-            report,
-        }
-    }
-
-    async fn wait_for_a_new_second(&self) {
-        let Some(last) = *self.last_second.lock().expect("lock") else {
-            return;
-        };
-        poll("the next UTC second", || async {
-            (jiff::Timestamp::now().as_second() > last).then_some(())
-        })
-        .await;
-    }
-
-    /// A real snapshot of `bao`'s cluster (a local-only run into a scratch
-    /// dir), then one more raft write so later snapshots are newer.
-    async fn real_snapshot(&self, bao: &Bao) -> PathBuf {
-        let token = self.file("seed/token", &bao.token);
-        let local = self.path("seed/snapshots");
-        let p = self.policy("seed", bao.nodes(), &token, &local, json!({"keepLast": 5}));
-        let policy = self.write_policy("seed/policy.yaml", &p);
-        let run = self.run(&policy, &[]).await;
-        run.expect_exit(0);
-        let snap = local.join(run.snapshot_name());
-        assert!(snap.is_file(), "{}", run.context());
-        bao.advance("after-seed").await;
-        snap
-    }
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, at most [`WAIT`].
-async fn poll<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// A test's temp dir; one run may take 3 minutes.
+fn work() -> Work {
+    Work::with("snapward-backup-", Duration::from_secs(180))
 }
 
 // ---- stores -------------------------------------------------------------------
-
-fn sha256_file(path: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).expect("read")))
-}
-
-/// `openbao-<stamp>.snap` for a `YYYYMMDD-HHMMSS` stamp.
-fn snap(stamp: &str) -> String {
-    format!("{PREFIX}{stamp}.snap")
-}
-
-/// Copies `src` into `dir` under each of `names`.
-fn copy_as(src: &Path, dir: &Path, names: &[&str]) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    for n in names {
-        std::fs::copy(src, dir.join(n)).expect("copy snapshot");
-    }
-}
-
-/// The `.snap` files in `dir` (empty if it is missing).
-fn snaps(dir: &Path) -> BTreeSet<String> {
-    names(dir)
-        .into_iter()
-        .filter(|n| n.ends_with(".snap"))
-        .collect()
-}
-
-/// Every entry name in `dir` (empty if it is missing).
-fn names(dir: &Path) -> BTreeSet<String> {
-    match std::fs::read_dir(dir) {
-        Ok(d) => d
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => BTreeSet::new(),
-    }
-}
 
 /// Relative path → (SHA-256, mode) of every file under `dir`, recursively;
 /// directories as (`dir`, mode).
@@ -432,30 +67,6 @@ fn tree(dir: &Path) -> BTreeMap<String, (String, u32)> {
     }
     let mut out = BTreeMap::new();
     walk(dir, dir, &mut out);
-    out
-}
-
-/// Key → (ETag, size) of every object in `bucket`.
-async fn s3_objects(server: &S3Server, bucket: &str) -> BTreeMap<String, (String, i64)> {
-    let mut out = BTreeMap::new();
-    let mut pages = server
-        .client()
-        .list_objects_v2()
-        .bucket(bucket)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.unwrap_or_else(|e| panic!("list {bucket}: {e:?}"));
-        for o in page.contents() {
-            out.insert(
-                o.key().unwrap_or_default().to_string(),
-                (
-                    o.e_tag().unwrap_or_default().to_string(),
-                    o.size().unwrap_or(-1),
-                ),
-            );
-        }
-    }
     out
 }
 
@@ -487,21 +98,6 @@ async fn s3_versions(server: &S3Server, bucket: &str) -> BTreeSet<String> {
     out
 }
 
-/// In-progress multipart uploads in `bucket` (moto).
-async fn s3_uploads(server: &S3Server, bucket: &str) -> Vec<String> {
-    server
-        .client()
-        .list_multipart_uploads()
-        .bucket(bucket)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("list uploads of {bucket}: {e:?}"))
-        .uploads()
-        .iter()
-        .map(|u| u.key().unwrap_or_default().to_string())
-        .collect()
-}
-
 /// `snapward-sha256` metadata of an object.
 async fn s3_sha256(server: &S3Server, bucket: &str, key: &str) -> Option<String> {
     server
@@ -514,20 +110,6 @@ async fn s3_sha256(server: &S3Server, bucket: &str, key: &str) -> Option<String>
         .unwrap_or_else(|e| panic!("HEAD {key}: {e:?}"))
         .metadata()
         .and_then(|m| m.get("snapward-sha256").cloned())
-}
-
-/// Uploads `file` under each of `names` the way snapward does (identity in
-/// the metadata), so the target lists them as valid snapshots.
-async fn s3_seed(server: &S3Server, bucket: &str, prefix: &str, file: &Path, names: &[&str]) {
-    let t = S3Target::new("seed", &server.target_config(bucket, prefix), PREFIX)
-        .await
-        .expect("seed target");
-    let identity = snapward::snapshot::verify_file(file).expect("a valid snapshot");
-    for n in names {
-        t.put(file, n, &identity, &CancellationToken::new())
-            .await
-            .unwrap_or_else(|e| panic!("seed {n}: {e}"));
-    }
 }
 
 /// A policy target on `bucket`/`prefix` of `server` with good credentials.
@@ -618,8 +200,8 @@ fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
 /// confirmed and its retention does prune.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invariant_1_nothing_pruned_when_the_upload_is_not_confirmed() {
-    let (bao, s3) = tokio::join!(single_bao(), async { S3Server::moto() });
-    let work = Work::new();
+    let (bao, s3) = tokio::join!(Bao::single(), async { S3Server::moto() });
+    let work = work();
     let seed = work.real_snapshot(&bao).await;
     s3.create_bucket("confirmed", false).await;
     s3.create_bucket("unconfirmed", false).await;
@@ -661,7 +243,14 @@ async fn invariant_1_nothing_pruned_when_the_upload_is_not_confirmed() {
 
     let token = work.file("token", &bao.token);
     let local = work.path("snapshots");
-    let mut p = work.policy("inv1", bao.nodes(), &token, &local, json!({"keepLast": 5}));
+    let mut p = work.policy(
+        "inv1",
+        bao.nodes(),
+        &token,
+        &local,
+        json!({"keepLast": 5}),
+        "20s",
+    );
     let mut unconfirmed = s3_target(
         "unconfirmed",
         &s3,
@@ -746,8 +335,8 @@ async fn invariant_1_nothing_pruned_when_the_upload_is_not_confirmed() {
 /// target's retention (shown last, when the policy asks for them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invariant_2_empty_local_dir_deletes_nothing_remotely() {
-    let (bao, s3) = tokio::join!(single_bao(), async { S3Server::moto() });
-    let work = Work::new();
+    let (bao, s3) = tokio::join!(Bao::single(), async { S3Server::moto() });
+    let work = work();
     let seed = work.real_snapshot(&bao).await;
     s3.create_bucket("history", false).await;
     let old = [
@@ -762,7 +351,14 @@ async fn invariant_2_empty_local_dir_deletes_nothing_remotely() {
     let token = work.file("token", &bao.token);
     let local = work.mkdir("snapshots");
     let write = |keep: Value| {
-        let mut p = work.policy("inv2", bao.nodes(), &token, &local, json!({"keepLast": 2}));
+        let mut p = work.policy(
+            "inv2",
+            bao.nodes(),
+            &token,
+            &local,
+            json!({"keepLast": 2}),
+            "20s",
+        );
         p["spec"]["targets"] = json!([s3_target("offsite", &s3, "history", "prod/", keep)]);
         work.write_policy("policy.yaml", &p)
     };
@@ -834,8 +430,8 @@ async fn invariant_2_empty_local_dir_deletes_nothing_remotely() {
 /// not the latest name), and keeps a local snapshot that exists on no target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invariant_3_retention_never_deletes_the_newest_and_counts_from_the_newest_not_now() {
-    let bao = single_bao().await;
-    let work = Work::new();
+    let bao = Bao::single().await;
+    let work = work();
     let seed = work.real_snapshot(&bao).await;
     let token = work.file("token", &bao.token);
     let stalled = [
@@ -863,6 +459,7 @@ async fn invariant_3_retention_never_deletes_the_newest_and_counts_from_the_newe
         &token,
         &local_a,
         json!({"keepWithin": "7d"}),
+        "20s",
     );
     let policy_a = work.write_policy("a/policy.yaml", &p);
     let run = work.run(&policy_a, &[]).await;
@@ -934,6 +531,7 @@ async fn invariant_3_retention_never_deletes_the_newest_and_counts_from_the_newe
         &token,
         &local_b,
         json!({"keepLast": 1}),
+        "20s",
     );
     let policy_b = work.write_policy("b/policy.yaml", &p);
     let run = work.run(&policy_b, &[]).await;
@@ -978,6 +576,7 @@ async fn invariant_3_retention_never_deletes_the_newest_and_counts_from_the_newe
             &token,
             &local_c,
             json!({"keepLast": 1}),
+            "20s",
         );
         // keepLast 2: the target takes this run's snapshot and keeps its
         // newest old one; it would drop the two older ones at once, so they
@@ -1065,7 +664,7 @@ async fn invariant_4_a_cut_stream_never_becomes_a_snapshot() {
             "verify",
         ),
     ];
-    let work = Work::new();
+    let work = work();
     let token = work.file("token", "s.not-used-by-the-fake-node-0000");
     for (i, (what, reply, failing)) in cases.into_iter().enumerate() {
         let node = fake_node(reply).await;
@@ -1078,6 +677,7 @@ async fn invariant_4_a_cut_stream_never_becomes_a_snapshot() {
             &token,
             &local,
             json!({"keepLast": 1}),
+            "20s",
         );
         let policy = work.write_policy(&format!("{i}/policy.yaml"), &p);
         let run = work.run(&policy, &[]).await;
@@ -1121,9 +721,9 @@ async fn invariant_4_a_cut_stream_never_becomes_a_snapshot() {
 /// token).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invariant_9_secrets_never_reach_logs_reports_or_errors() {
-    let (bao, s3) = tokio::join!(single_bao(), async { S3Server::s3s_fs() });
+    let (bao, s3) = tokio::join!(Bao::single(), async { S3Server::s3s_fs() });
     s3.create_bucket("secrets", false).await;
-    let work = Work::new();
+    let work = work();
     let token = work.file("token", &bao.token);
     let bad_token_value = "s.Zq8mN3vR6tY1wX4cB7eH0jK2";
     let bad_token = work.file("bad-token", bad_token_value);
@@ -1147,13 +747,27 @@ async fn invariant_9_secrets_never_reach_logs_reports_or_errors() {
     wrong_target["s3"]["credentials"] =
         serde_json::to_value(s3.credential_files("wrong", ACCESS_KEY, WRONG_SECRET)).expect("json");
     let with = |tok: &Path, target: &Value, file: &str| {
-        let mut p = work.policy("inv9", bao.nodes(), tok, &local, json!({"keepLast": 3}));
+        let mut p = work.policy(
+            "inv9",
+            bao.nodes(),
+            tok,
+            &local,
+            json!({"keepLast": 3}),
+            "20s",
+        );
         p["spec"]["targets"] = json!([target]);
         work.write_policy(file, &p)
     };
     let metrics = work.path("metrics.prom");
     let good = {
-        let mut p = work.policy("inv9", bao.nodes(), &token, &local, json!({"keepLast": 3}));
+        let mut p = work.policy(
+            "inv9",
+            bao.nodes(),
+            &token,
+            &local,
+            json!({"keepLast": 3}),
+            "20s",
+        );
         p["spec"]["targets"] = json!([good_target.clone()]);
         p["spec"]["metrics"] = json!({"textfile": metrics.display().to_string()});
         work.write_policy("good.yaml", &p)
@@ -1296,9 +910,9 @@ async fn invariant_9_secrets_never_reach_logs_reports_or_errors() {
 /// served. The same target made required is a failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optional_target_without_credentials_is_skipped_not_failed() {
-    let (bao, s3) = tokio::join!(single_bao(), async { S3Server::moto() });
+    let (bao, s3) = tokio::join!(Bao::single(), async { S3Server::moto() });
     s3.create_bucket("offsite", false).await;
-    let work = Work::new();
+    let work = work();
     let token = work.file("token", &bao.token);
     let local = work.path("snapshots");
     let nfs = work.path("nfs");
@@ -1309,7 +923,14 @@ async fn optional_target_without_credentials_is_skipped_not_failed() {
             "accessKeyIdFile": work.path("absent/access-key-id").display().to_string(),
             "secretAccessKeyFile": work.path("absent/secret-access-key").display().to_string(),
         });
-        let mut p = work.policy("opt", bao.nodes(), &token, &local, json!({"keepLast": 3}));
+        let mut p = work.policy(
+            "opt",
+            bao.nodes(),
+            &token,
+            &local,
+            json!({"keepLast": 3}),
+            "20s",
+        );
         p["spec"]["targets"] = json!([offsite, fs_target("nfs", &nfs, json!({"keepLast": 3}))]);
         work.write_policy("policy.yaml", &p)
     };
@@ -1357,9 +978,9 @@ async fn optional_target_without_credentials_is_skipped_not_failed() {
 /// once are not — and are not re-uploaded by the next run either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_is_uploaded_after_an_outage() {
-    let (bao, s3) = tokio::join!(single_bao(), async { S3Server::moto() });
+    let (bao, s3) = tokio::join!(Bao::single(), async { S3Server::moto() });
     s3.create_bucket("backlog", false).await;
-    let work = Work::new();
+    let work = work();
     let seed = work.real_snapshot(&bao).await;
     let token = work.file("token", &bao.token);
     let local = work.path("snapshots");
@@ -1379,6 +1000,7 @@ async fn backlog_is_uploaded_after_an_outage() {
         &token,
         &local,
         json!({"keepLast": 10}),
+        "20s",
     );
     p["spec"]["targets"] = json!([s3_target(
         "offsite",
@@ -1442,9 +1064,9 @@ async fn backlog_is_uploaded_after_an_outage() {
 /// says what a run would upload and delete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_leaves_every_store_byte_identical() {
-    let (bao, s3) = tokio::join!(single_bao(), async { S3Server::moto() });
+    let (bao, s3) = tokio::join!(Bao::single(), async { S3Server::moto() });
     s3.create_bucket("dry", true).await; // versioned (Object Lock bucket)
-    let work = Work::new();
+    let work = work();
     let seed = work.real_snapshot(&bao).await;
     let token = work.file("token", &bao.token);
     let local = work.path("snapshots");
@@ -1474,7 +1096,14 @@ async fn dry_run_leaves_every_store_byte_identical() {
     )
     .expect("partial");
 
-    let mut p = work.policy("dry", bao.nodes(), &token, &local, json!({"keepLast": 1}));
+    let mut p = work.policy(
+        "dry",
+        bao.nodes(),
+        &token,
+        &local,
+        json!({"keepLast": 1}),
+        "20s",
+    );
     p["spec"]["targets"] = json!([
         s3_target("s3", &s3, "dry", "d/", json!({"keepLast": 1})),
         fs_target("nfs", &nfs, json!({"keepLast": 1})),
@@ -1533,8 +1162,8 @@ async fn dry_run_leaves_every_store_byte_identical() {
 /// right after it does (this run's snapshot aside, which has a new name).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_shows_exactly_what_the_run_then_uploads_and_deletes() {
-    let bao = single_bao().await;
-    let work = Work::new();
+    let bao = Bao::single().await;
+    let work = work();
     let seed = work.real_snapshot(&bao).await;
     let token = work.file("token", &bao.token);
     let local = work.path("snapshots");
@@ -1553,6 +1182,7 @@ async fn dry_run_shows_exactly_what_the_run_then_uploads_and_deletes() {
         &token,
         &local,
         json!({"keepLast": 1}),
+        "20s",
     );
     p["spec"]["targets"] = json!([fs_target("nfs", &nfs, json!({"keepLast": 2}))]);
     let policy = work.write_policy("policy.yaml", &p);
@@ -1597,8 +1227,8 @@ async fn dry_run_shows_exactly_what_the_run_then_uploads_and_deletes() {
 /// the backup still happens — DESIGN.md §4 guard table, first row).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_comes_from_the_leader_in_a_3_node_cluster() {
-    let mut bao = setup(BaoCluster::three().await).await;
-    let work = Work::new();
+    let mut bao = Bao::setup(BaoCluster::three().await).await;
+    let work = work();
     let token = work.file("token", &bao.token);
     let local = work.path("snapshots");
 
@@ -1620,10 +1250,11 @@ async fn snapshot_comes_from_the_leader_in_a_3_node_cluster() {
         order.push(leader);
         let p = work.policy(
             "ha",
-            nodes_json(c, &order),
+            cluster_nodes(c, &order),
             token,
             local,
             json!({"keepLast": 5}),
+            "20s",
         );
         let policy = work.write_policy(&format!("policy-{tag}.yaml"), &p);
         bao.advance(tag).await;
@@ -1721,7 +1352,7 @@ async fn snapshot_comes_from_the_leader_in_a_3_node_cluster() {
 async fn two_runs_at_once_one_is_busy() {
     let snapshot = std::fs::read(fixture()).expect("fixture");
     let node = fake_node(move || gzip_reply(snapshot.clone())).await;
-    let work = Work::new();
+    let work = work();
     let token = work.file("token", "s.not-used-by-the-fake-node-0000");
     let local = work.path("snapshots");
     let nfs = work.path("nfs");
@@ -1733,6 +1364,7 @@ async fn two_runs_at_once_one_is_busy() {
         &token,
         &local,
         json!({"keepLast": 1}),
+        "20s",
     );
     p["spec"]["targets"] = json!([fs_target("nfs", &nfs, json!({"keepLast": 1}))]);
     let policy = work.write_policy("policy.yaml", &p);
@@ -1747,7 +1379,7 @@ async fn two_runs_at_once_one_is_busy() {
     let before = (tree(&local), tree(&nfs));
 
     let run = work.run(&policy, &[]).await;
-    run.expect_exit(5);
+    run.expect_exit_without_report(5);
     assert!(run.stderr.contains("busy"), "{}", run.context());
     assert!(
         node.seen().is_empty(),
@@ -1776,9 +1408,9 @@ async fn two_runs_at_once_one_is_busy() {
 /// secret. Nothing reaches the bucket and the local snapshot is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3s_fs_wrong_secret_gives_a_clear_error() {
-    let (bao, s3) = tokio::join!(single_bao(), async { S3Server::s3s_fs() });
+    let (bao, s3) = tokio::join!(Bao::single(), async { S3Server::s3s_fs() });
     s3.create_bucket("signed", false).await;
-    let work = Work::new();
+    let work = work();
     let token = work.file("token", &bao.token);
     let local = work.path("snapshots");
     let mut target = s3_target("offsite-r2", &s3, "signed", "p/", json!({"keepLast": 3}));
@@ -1790,6 +1422,7 @@ async fn s3s_fs_wrong_secret_gives_a_clear_error() {
         &token,
         &local,
         json!({"keepLast": 1}),
+        "20s",
     );
     p["spec"]["targets"] = json!([target]);
     let policy = work.write_policy("policy.yaml", &p);
@@ -1856,7 +1489,7 @@ async fn a_run_whose_snapshot_reached_no_target_is_not_done() {
             .expect("put another cluster's snapshot");
     }
     let before = s3_objects(&s3, "shared").await;
-    let work = Work::new();
+    let work = work();
     let token = work.file("token", "s.not-used-by-the-fake-node-0000");
     let local = work.path("snapshots");
     let mut p = work.policy(
@@ -1865,6 +1498,7 @@ async fn a_run_whose_snapshot_reached_no_target_is_not_done() {
         &token,
         &local,
         json!({"keepLast": 3}),
+        "20s",
     );
     p["spec"]["targets"] = json!([s3_target(
         "offsite",

@@ -57,7 +57,7 @@ async fn setup(cluster: BaoCluster) -> Setup {
         json!({"keepLast": 5}),
         "20s",
     );
-    let run = work.run(&work.write_policy("seed.yaml", &p)).await;
+    let run = work.run(&work.write_policy("seed.yaml", &p), &[]).await;
     run.expect_exit(0);
     let seed = seed_dir.join(run.snapshot_name());
     bao.advance("after-seed").await;
@@ -203,7 +203,7 @@ async fn bao_leader_killed_mid_stream_leaves_no_partial_and_the_next_run_uses_th
     );
     let policy = s.policy("60s");
 
-    let (args, report) = s.work.run_args(&policy).await;
+    let (args, report) = s.work.run_args(&policy, &[], "json").await;
     let mut cmd = s.work.command(&args);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().expect("spawn snapward");
@@ -261,7 +261,7 @@ async fn bao_leader_killed_mid_stream_leaves_no_partial_and_the_next_run_uses_th
         None
     })
     .await;
-    let run = s.work.run(&policy).await;
+    let run = s.work.run(&policy, &[]).await;
     s.check(&run);
     run.expect_exit(4)
         .expect_status("snapshot", "succeeded")
@@ -303,7 +303,7 @@ async fn bao_sealed_node_is_never_asked_for_a_snapshot_and_the_run_is_refused() 
     assert_eq!(c.seal_status(0).await["sealed"], json!(true));
     let policy = s.policy("20s");
 
-    let run = s.work.run(&policy).await;
+    let run = s.work.run(&policy, &[]).await;
     s.check(&run);
     run.expect_exit(3);
     assert_eq!(
@@ -337,7 +337,7 @@ async fn bao_503_sealed_on_the_snapshot_request_is_retried_then_fails_with_exit_
     ));
     let policy = s.policy("20s");
 
-    let run = s.work.run(&policy).await;
+    let run = s.work.run(&policy, &[]).await;
     s.check(&run);
     s.assert_snapshot_failed(&run);
     let reason = run.reason("snapshot");
@@ -365,7 +365,7 @@ async fn bao_503_once_on_the_snapshot_request_is_retried_and_the_run_succeeds() 
     );
     let policy = s.policy("20s");
 
-    let run = s.work.run(&policy).await;
+    let run = s.work.run(&policy, &[]).await;
     s.check(&run);
     run.expect_exit(0)
         .expect_status("snapshot", "succeeded")
@@ -394,7 +394,7 @@ async fn bao_429_standby_answer_is_not_a_snapshot() {
     ));
     let policy = s.policy("20s");
 
-    let run = s.work.run(&policy).await;
+    let run = s.work.run(&policy, &[]).await;
     s.check(&run);
     s.assert_snapshot_failed(&run);
     assert!(run.reason("snapshot").contains("429"), "{}", run.context());
@@ -421,7 +421,7 @@ async fn bao_stream_stalled_past_stream_idle_fails_with_exit_4_and_removes_the_p
     ));
     let policy = s.policy("2s");
 
-    let run = s.work.run(&policy).await;
+    let run = s.work.run(&policy, &[]).await;
     s.check(&run);
     s.assert_snapshot_failed(&run);
     assert!(

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::support::fault_proxy::{Fault, FaultProxy, Request, Rule};
 use crate::support::s3::{Kind, S3Server, SECRET_KEY};
 use crate::support::work::{
-    Bao, PREFIX, Run, Work, copy_as, nodes_json, partials, s3_object_sha256, s3_objects,
+    Bao, PREFIX, Run, Work, copy_as, nodes_json, partials, s3_object_sha256, s3_objects, s3_seed,
     s3_uploads, sha256_file, snap, snaps,
 };
 use serde_json::{Value, json};
@@ -67,7 +67,7 @@ async fn setup(kind: Kind, fill_mib: usize) -> Setup {
         json!({"keepLast": 5}),
         "20s",
     );
-    let run = work.run(&work.write_policy("seed.yaml", &p)).await;
+    let run = work.run(&work.write_policy("seed.yaml", &p), &[]).await;
     run.expect_exit(0);
     let seed = seed_dir.join(run.snapshot_name());
     bao.advance("after-seed").await;
@@ -80,16 +80,7 @@ async fn setup(kind: Kind, fill_mib: usize) -> Setup {
     let names: Vec<&str> = old.iter().map(String::as_str).collect();
     copy_as(&seed, &local, &names);
     // Straight to the server, the way snapward uploads (identity metadata).
-    let seeder = S3Target::new("seed", &s3.target_config(BUCKET, KEY_PREFIX), PREFIX)
-        .await
-        .expect("seed target");
-    let identity = snapward::snapshot::verify_file(&seed).expect("a valid snapshot");
-    for n in &names {
-        seeder
-            .put(&seed, n, &identity, &CancellationToken::new())
-            .await
-            .unwrap_or_else(|e| panic!("seed {n}: {e}"));
-    }
+    s3_seed(&s3, BUCKET, KEY_PREFIX, &seed, &names).await;
     let before = s3_objects(&s3, BUCKET).await;
     assert_eq!(before.len(), 2);
     Setup {
@@ -129,7 +120,7 @@ impl Setup {
     /// Runs `policy` and checks what every run must: no secret in any
     /// output, no temp file left, every old snapshot still local.
     async fn run(&self, policy: &Path) -> Run {
-        let run = self.work.run(policy).await;
+        let run = self.work.run(policy, &[]).await;
         let all = run.everything();
         for secret in [SECRET_KEY, self.bao.token.as_str()] {
             assert!(

@@ -1,8 +1,8 @@
 //! One test's temp dir, policies and runs of the real `snapward` binary
 //! (exit code, stdout, stderr and the `--report` JSON), plus what the
-//! fault tests (`tests/s3_faults.rs`, `tests/bao_faults.rs`) need around
-//! them: a real OpenBao cluster with a snapshot-only token, filling it with
-//! data, and reading what the local store and an S3 bucket hold.
+//! backup and fault tests (`backup`, `s3_faults`, `bao_faults`) need
+//! around them: a real OpenBao cluster with a snapshot-only token, filling
+//! it with data, and reading what the local store and an S3 bucket hold.
 //!
 //! Test-only code: panics (with context) instead of returning errors.
 #![allow(dead_code)]
@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use snapward::backends::Target;
+use snapward::backends::s3::S3Target;
+use tokio_util::sync::CancellationToken;
 
 use super::bao::BaoCluster;
 use super::s3::S3Server;
@@ -58,6 +61,11 @@ impl Bao {
 
     pub async fn single() -> Self {
         Self::setup(BaoCluster::single().await).await
+    }
+
+    /// Every node as the policy lists them, in cluster order.
+    pub fn nodes(&self) -> Value {
+        cluster_nodes(&self.cluster, &(0..self.cluster.len()).collect::<Vec<_>>())
     }
 
     /// One more raft write, so the next snapshot is newer than the last.
@@ -104,6 +112,16 @@ pub fn nodes_json(nodes: &[(&str, &str)]) -> Value {
     )
 }
 
+/// The policy's `cluster.nodes`, listing `c`'s nodes in `order`.
+pub fn cluster_nodes(c: &BaoCluster, order: &[usize]) -> Value {
+    Value::Array(
+        order
+            .iter()
+            .map(|&i| json!({"name": c.name(i), "address": c.address(i).as_str()}))
+            .collect(),
+    )
+}
+
 /// One run of the binary.
 pub struct Run {
     pub code: Option<i32>,
@@ -116,8 +134,8 @@ pub struct Run {
 impl Run {
     pub fn context(&self) -> String {
         let mut s = format!(
-            "exit {:?}\nsummary: {}\n",
-            self.code, self.report["summary"]
+            "exit {:?}\nsummary: {}\ndecision: {}\n",
+            self.code, self.report["summary"], self.report["decision"]
         );
         for a in self.report["actions"].as_array().into_iter().flatten() {
             s.push_str(&format!(
@@ -130,16 +148,34 @@ impl Run {
                 s.push_str(&format!("  {:<33} - {}\n", "", i.as_str().unwrap_or("")));
             }
         }
-        let tail: Vec<&str> = self.stderr.lines().collect();
+        let tail = |text: &str| {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        };
+        if !self.stdout.trim().is_empty() {
+            s.push_str("--- stdout tail ---\n");
+            s.push_str(&tail(&self.stdout));
+            s.push('\n');
+        }
         s.push_str("--- stderr tail ---\n");
-        s.push_str(&tail[tail.len().saturating_sub(40)..].join("\n"));
+        s.push_str(&tail(&self.stderr));
         s
     }
 
+    /// The exit code, and the report says the same.
     #[track_caller]
     pub fn expect_exit(&self, code: i32) -> &Self {
         assert_eq!(self.code, Some(code), "{}", self.context());
         assert_eq!(self.report["exitCode"], code, "{}", self.context());
+        self
+    }
+
+    /// The exit code of a run that writes no report (a busy run touches
+    /// nothing).
+    #[track_caller]
+    pub fn expect_exit_without_report(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "{}", self.context());
+        assert_eq!(self.report, Value::Null, "a report: {}", self.context());
         self
     }
 
@@ -179,14 +215,31 @@ impl Run {
         self
     }
 
+    /// Snapshot names in `id`'s items that start with `what` ("uploaded",
+    /// "deleted", "would delete", ...).
+    #[track_caller]
+    pub fn named(&self, id: &str, what: &str) -> BTreeSet<String> {
+        self.items(id)
+            .iter()
+            .filter_map(|i| i.strip_prefix(what))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .map(|n| n.trim_end_matches(':').to_string())
+            .collect()
+    }
+
     /// The name of this run's snapshot ("streamed NAME from active node X").
     #[track_caller]
     pub fn snapshot_name(&self) -> String {
         let r = self.reason("snapshot");
-        r.strip_prefix("streamed ")
+        let name = r
+            .strip_prefix("streamed ")
             .and_then(|s| s.split_whitespace().next())
-            .unwrap_or_else(|| panic!("snapshot reason `{r}`\n{}", self.context()))
-            .to_string()
+            .unwrap_or_else(|| panic!("snapshot reason `{r}`\n{}", self.context()));
+        assert!(
+            name.starts_with(PREFIX) && name.ends_with(".snap"),
+            "{name}"
+        );
+        name.to_string()
     }
 
     /// Everything the run printed or wrote.
@@ -198,6 +251,8 @@ impl Run {
 /// A test's temp dir; runs in it never share a snapshot name.
 pub struct Work {
     dir: tempfile::TempDir,
+    /// Longest one process may run (the "no hang" bound).
+    run_limit: Duration,
     runs: Mutex<usize>,
     /// The UTC second the previous run ended in: the next run starts in a
     /// later one, so two runs never name a snapshot alike.
@@ -211,12 +266,19 @@ impl Default for Work {
 }
 
 impl Work {
+    /// A fault test's dir: runs limited to [`RUN_LIMIT`].
     pub fn new() -> Self {
+        Self::with("snapward-faults-", RUN_LIMIT)
+    }
+
+    /// A temp dir named `prefix...` whose runs may take `run_limit`.
+    pub fn with(prefix: &str, run_limit: Duration) -> Self {
         Self {
             dir: tempfile::Builder::new()
-                .prefix("snapward-faults-")
+                .prefix(prefix)
                 .tempdir()
                 .expect("temp dir"),
+            run_limit,
             runs: Mutex::new(0),
             last_second: Mutex::new(None),
         }
@@ -224,6 +286,13 @@ impl Work {
 
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
+    }
+
+    /// `rel` as a created directory.
+    pub fn mkdir(&self, rel: &str) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(&p).expect("mkdir");
+        p
     }
 
     /// A file holding `content`.
@@ -235,7 +304,8 @@ impl Work {
     }
 
     /// A policy with one cluster (short connect/request timeouts, the given
-    /// stream idle timeout), a token file and a local store.
+    /// stream idle timeout), a token file and a local store; tests add
+    /// targets, guards, key stores.
     pub fn policy(
         &self,
         name: &str,
@@ -275,11 +345,12 @@ impl Work {
         cmd
     }
 
-    /// Runs a command to its end, at most [`RUN_LIMIT`].
+    /// Runs a command to its end, at most the run limit.
     pub async fn output(&self, mut cmd: tokio::process::Command) -> (Option<i32>, String, String) {
-        let out = tokio::time::timeout(RUN_LIMIT, cmd.output())
+        let limit = self.run_limit;
+        let out = tokio::time::timeout(limit, cmd.output())
             .await
-            .unwrap_or_else(|_| panic!("snapward did not finish within {RUN_LIMIT:?} (a hang)"))
+            .unwrap_or_else(|_| panic!("snapward did not finish within {limit:?} (a hang)"))
             .expect("spawn snapward");
         (
             out.status.code(),
@@ -288,31 +359,63 @@ impl Work {
         )
     }
 
-    /// `snapward --log-format json run -f POLICY --report FILE`.
-    pub async fn run(&self, policy: &Path) -> Run {
-        let (args, report) = self.run_args(policy).await;
-        let (code, stdout, stderr) = self.output(self.command(&args)).await;
+    /// Runs the binary with `args` (`SNAPWARD_LOG` from `log`).
+    pub async fn snapward(
+        &self,
+        args: &[OsString],
+        log: Option<&str>,
+    ) -> (Option<i32>, String, String) {
+        let mut cmd = self.command(args);
+        if let Some(l) = log {
+            cmd.env("SNAPWARD_LOG", l);
+        }
+        self.output(cmd).await
+    }
+
+    /// `snapward --log-format json run -f POLICY --report FILE EXTRA...`.
+    pub async fn run(&self, policy: &Path, extra: &[&str]) -> Run {
+        self.run_logged(policy, extra, "json", None).await
+    }
+
+    /// [`Work::run`] with logs in `log_format`, at level `log`.
+    pub async fn run_logged(
+        &self,
+        policy: &Path,
+        extra: &[&str],
+        log_format: &str,
+        log: Option<&str>,
+    ) -> Run {
+        let (args, report) = self.run_args(policy, extra, log_format).await;
+        let (code, stdout, stderr) = self.snapward(&args, log).await;
         self.finish(code, stdout, stderr, &report)
     }
 
-    /// The arguments of the next run and its report path (waits for a new
-    /// UTC second first); pair with [`Work::finish`].
-    pub async fn run_args(&self, policy: &Path) -> (Vec<OsString>, PathBuf) {
+    /// The arguments of the next run
+    /// (`--log-format FORMAT run -f POLICY --report FILE EXTRA...`) and its
+    /// report path (waits for a new UTC second first); pair with
+    /// [`Work::finish`].
+    pub async fn run_args(
+        &self,
+        policy: &Path,
+        extra: &[&str],
+        log_format: &str,
+    ) -> (Vec<OsString>, PathBuf) {
         self.wait_for_a_new_second().await;
         let report = {
             let mut n = self.runs.lock().expect("lock");
             *n += 1;
             self.path(&format!("report-{n}.json"))
         };
-        let args = vec![
+        let mut args: Vec<OsString> = vec![
             "--log-format".into(),
-            "json".into(),
+            log_format.into(),
             "run".into(),
             "-f".into(),
             policy.into(),
             "--report".into(),
             report.clone().into(),
         ];
+        args.extend(extra.iter().map(OsString::from));
         (args, report)
     }
 
@@ -366,6 +469,28 @@ impl Work {
                 (s["store"].as_str().unwrap_or_default().to_string(), names)
             })
             .collect()
+    }
+
+    /// A real snapshot of `bao`'s cluster (a local-only run into a scratch
+    /// dir), then one more raft write so later snapshots are newer.
+    pub async fn real_snapshot(&self, bao: &Bao) -> PathBuf {
+        let token = self.file("seed/token", &bao.token);
+        let local = self.path("seed/snapshots");
+        let p = self.policy(
+            "seed",
+            bao.nodes(),
+            &token,
+            &local,
+            json!({"keepLast": 5}),
+            "20s",
+        );
+        let policy = self.write_policy("seed/policy.yaml", &p);
+        let run = self.run(&policy, &[]).await;
+        run.expect_exit(0);
+        let snap = local.join(run.snapshot_name());
+        assert!(snap.is_file(), "{}", run.context());
+        bao.advance("after-seed").await;
+        snap
     }
 }
 
@@ -453,6 +578,21 @@ pub async fn s3_objects(server: &S3Server, bucket: &str) -> BTreeMap<String, (St
         }
     }
     out
+}
+
+/// Uploads `file` to `bucket`/`prefix` under each of `names` the way
+/// snapward does (identity in the metadata), so a target lists them as
+/// valid snapshots.
+pub async fn s3_seed(server: &S3Server, bucket: &str, prefix: &str, file: &Path, names: &[&str]) {
+    let t = S3Target::new("seed", &server.target_config(bucket, prefix), PREFIX)
+        .await
+        .expect("seed target");
+    let identity = snapward::snapshot::verify_file(file).expect("a valid snapshot");
+    for n in names {
+        t.put(file, n, &identity, &CancellationToken::new())
+            .await
+            .unwrap_or_else(|e| panic!("seed {n}: {e}"));
+    }
 }
 
 /// Keys of the incomplete multipart uploads in `bucket` (moto).
