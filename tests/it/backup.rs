@@ -20,9 +20,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::bao::{BaoCluster, FakeHttp, FakeReply};
+use crate::support::outcome::Outcome;
 use crate::support::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use crate::support::work::{
-    Bao, PREFIX, Run, Work, cluster_nodes, copy_as, names, poll, s3_objects, s3_seed, s3_uploads,
+    Bao, PREFIX, Work, cluster_nodes, copy_as, names, poll, s3_objects, s3_seed, s3_uploads,
     sha256_file, snap, snaps,
 };
 use serde_json::{Value, json};
@@ -776,7 +777,7 @@ async fn invariant_9_secrets_never_reach_logs_reports_or_errors() {
     let wrong_bao = with(&bad_token, &good_target, "wrong-token.yaml");
 
     let mut texts: Vec<(String, String)> = Vec::new();
-    let mut record = |what: &str, r: &Run| texts.push((what.to_string(), r.everything()));
+    let mut record = |what: &str, r: &Outcome| texts.push((what.to_string(), r.everything()));
 
     let r = work.run_logged(&good, &[], "json", Some("trace")).await;
     r.expect_exit(0)
@@ -1191,7 +1192,7 @@ async fn dry_run_shows_exactly_what_the_run_then_uploads_and_deletes() {
     dry.expect_exit(0);
     let real = work.run(&policy, &[]).await;
     real.expect_exit(0);
-    let this = |r: &Run, set: BTreeSet<String>| -> BTreeSet<String> {
+    let this = |r: &Outcome, set: BTreeSet<String>| -> BTreeSet<String> {
         let own = r.snapshot_name();
         set.into_iter()
             .map(|n| {
@@ -1243,7 +1244,7 @@ async fn snapshot_comes_from_the_leader_in_a_3_node_cluster() {
         first: usize,
         leader: usize,
         tag: &str,
-    ) -> Run {
+    ) -> Outcome {
         let c = &bao.cluster;
         let mut order = vec![first];
         order.extend((0..c.len()).filter(|&i| i != first && i != leader));

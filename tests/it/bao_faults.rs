@@ -15,9 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::support::bao::BaoCluster;
+use crate::support::cmd;
 use crate::support::fault_proxy::{Cut, Fault, FaultProxy, Gate, Request, Rule};
+use crate::support::outcome::Outcome;
 use crate::support::work::{
-    Bao, RUN_LIMIT, Run, WAIT, Work, copy_as, nodes_json, partials, poll, sha256_file, snap, snaps,
+    Bao, RUN_LIMIT, WAIT, Work, copy_as, nodes_json, partials, poll, sha256_file, snap, snaps,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -116,7 +118,7 @@ impl Setup {
 
     /// What every run here must leave: no secret in any output, no temp
     /// file, the old snapshot untouched.
-    fn check(&self, run: &Run) {
+    fn check(&self, run: &Outcome) {
         assert!(
             !run.everything().contains(&self.bao.token),
             "the token reached the output: {}",
@@ -138,7 +140,7 @@ impl Setup {
 
     /// The run took no snapshot: the old one is the only `.snap`, and
     /// `snapward list` shows exactly it.
-    async fn assert_no_new_snapshot(&self, policy: &Path, run: &Run) {
+    async fn assert_no_new_snapshot(&self, policy: &Path, run: &Outcome) {
         let only = BTreeSet::from([self.old.clone()]);
         assert_eq!(snaps(&self.local), only, "{}", run.context());
         let listed = self.work.list(policy).await;
@@ -146,7 +148,7 @@ impl Setup {
     }
 
     /// The snapshot action failed and everything after it was skipped.
-    fn assert_snapshot_failed(&self, run: &Run) {
+    fn assert_snapshot_failed(&self, run: &Outcome) {
         run.expect_exit(4)
             .expect_status("snapshot", "failed")
             .expect_status("verify", "skipped")
@@ -227,16 +229,8 @@ async fn bao_leader_killed_mid_stream_leaves_no_partial_and_the_next_run_uses_th
     assert!(killed.success());
     s.bao.cluster.stop(leader);
     gate.release();
-    let out = tokio::time::timeout(RUN_LIMIT, child.wait_with_output())
-        .await
-        .expect("snapward finished (no hang)")
-        .expect("snapward output");
-    let run = s.work.finish(
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        &report,
-    );
+    let out = cmd::finish(child, RUN_LIMIT).await;
+    let run = s.work.finish(&args, &out, &report);
     s.check(&run);
     s.assert_snapshot_failed(&run);
     assert!(

@@ -21,9 +21,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::support::fault_proxy::{Fault, FaultProxy, Request, Rule};
+use crate::support::outcome::Outcome;
 use crate::support::s3::{Kind, S3Server, SECRET_KEY};
 use crate::support::work::{
-    Bao, PREFIX, Run, Work, copy_as, nodes_json, partials, s3_object_sha256, s3_objects, s3_seed,
+    Bao, PREFIX, Work, copy_as, nodes_json, partials, s3_object_sha256, s3_objects, s3_seed,
     s3_uploads, sha256_file, snap, snaps,
 };
 use serde_json::{Value, json};
@@ -119,7 +120,7 @@ impl Setup {
 
     /// Runs `policy` and checks what every run must: no secret in any
     /// output, no temp file left, every old snapshot still local.
-    async fn run(&self, policy: &Path) -> Run {
+    async fn run(&self, policy: &Path) -> Outcome {
         let run = self.work.run(policy, &[]).await;
         let all = run.everything();
         for secret in [SECRET_KEY, self.bao.token.as_str()] {
@@ -144,7 +145,7 @@ impl Setup {
     /// The run failed on the target and pruned nothing there: exit 4,
     /// upload failed, prune skipped because of it, every old object still
     /// in the bucket byte for byte, this run's snapshot still local.
-    async fn assert_failed_and_nothing_pruned(&self, run: &Run) -> String {
+    async fn assert_failed_and_nothing_pruned(&self, run: &Outcome) -> String {
         run.expect_exit(4)
             .expect_status("verify", "succeeded")
             .expect_status("upload:offsite", "failed")
@@ -172,7 +173,7 @@ impl Setup {
 
     /// The run succeeded: the object is this run's snapshot byte for byte,
     /// and retention (keepLast 1) then removed the old history remotely.
-    async fn assert_uploaded_whole_and_pruned(&self, run: &Run) -> String {
+    async fn assert_uploaded_whole_and_pruned(&self, run: &Outcome) -> String {
         run.expect_exit(0)
             .expect_status("upload:offsite", "succeeded")
             .expect_status("prune:offsite", "succeeded");

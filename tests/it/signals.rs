@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::bao::{FakeHttp, FakeReply};
+use crate::support::cmd;
+use crate::support::outcome::Outcome;
 use serde_json::json;
 
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
@@ -49,11 +51,17 @@ async fn invariant_10_sigterm_mid_snapshot_leaves_no_temp_file_and_writes_the_re
         ),
     )
     .unwrap();
-    let child = crate::support::cmd::snapward()
-        .args(["--log-format", "json", "run", "-f"])
-        .arg(&policy)
-        .arg("--report")
-        .arg(&report)
+    let args = [
+        "--log-format".as_ref(),
+        "json".as_ref(),
+        "run".as_ref(),
+        "-f".as_ref(),
+        policy.as_os_str(),
+        "--report".as_ref(),
+        report.as_os_str(),
+    ];
+    let child = cmd::snapward()
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -79,12 +87,8 @@ async fn invariant_10_sigterm_mid_snapshot_leaves_no_temp_file_and_writes_the_re
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run = Outcome::new(&args, &out, &report);
+    run.expect_exit(4);
 
     let leftovers: Vec<String> = std::fs::read_dir(&local)
         .unwrap()
@@ -94,30 +98,9 @@ async fn invariant_10_sigterm_mid_snapshot_leaves_no_temp_file_and_writes_the_re
         .collect();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
 
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report).expect("report written")).unwrap();
-    assert_eq!(r["cancelled"], true);
-    assert_eq!(r["exitCode"], 4);
-    let snap = r["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == "snapshot")
-        .unwrap();
-    assert_eq!(snap["status"], "failed");
-    let verify = r["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == "verify")
-        .unwrap();
-    assert_eq!(verify["status"], "skipped");
+    assert_eq!(run.report["cancelled"], true, "{}", run.context());
+    run.expect_status("snapshot", "failed")
+        .expect_status("verify", "skipped");
     // The token never reaches logs or the report.
-    let all = format!(
-        "{}{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        r
-    );
-    assert!(!all.contains("known-token-value"));
+    assert!(!run.everything().contains("known-token-value"));
 }

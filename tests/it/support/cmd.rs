@@ -8,7 +8,8 @@
 //! `.env("FAILPOINTS", ...)`).
 
 use std::ffi::OsStr;
-use std::process::Command;
+use std::process::{Command, Output};
+use std::time::Duration;
 
 /// The binary under test (built by cargo for the integration tests).
 const SNAPWARD: &str = env!("CARGO_BIN_EXE_snapward");
@@ -44,4 +45,13 @@ pub fn snapward_under<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Command {
     scrub(&mut cmd);
     cmd.args(args).arg(SNAPWARD);
     cmd
+}
+
+/// Waits for a started `snapward` (stdout and stderr piped) to end, at
+/// most `limit`: a run that takes longer fails the test (a hang).
+pub async fn finish(child: tokio::process::Child, limit: Duration) -> Output {
+    tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("snapward did not finish within {limit:?} (a hang)"))
+        .expect("wait for snapward")
 }

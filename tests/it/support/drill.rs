@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::bao::{BaoCluster, WAIT};
+use super::outcome::Outcome;
 use super::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 
 /// Bucket and object prefix of the S3 target (`s3`).
@@ -52,152 +53,6 @@ pub struct PolicyOpts {
     pub s3_keep: u32,
     /// Add the filesystem target `nfs` at this directory (keepLast 10).
     pub nfs: Option<PathBuf>,
-}
-
-/// One run of the binary.
-#[derive(Debug)]
-pub struct RunOutcome {
-    pub args: Vec<String>,
-    /// The exit code; -1 when a signal ended the process.
-    pub code: i32,
-    /// The signal that ended the process (SIGABRT = 6 for a crash point).
-    pub signal: Option<i32>,
-    /// The `--report` JSON (`Value::Null` if none was written).
-    pub report: Value,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl RunOutcome {
-    /// Enough context to understand a failed assertion.
-    pub fn context(&self) -> String {
-        let mut s = format!(
-            "snapward {} → exit {} (signal {:?})\nsummary: {}\ndecision: {}\n",
-            self.args.join(" "),
-            self.code,
-            self.signal,
-            self.report["summary"],
-            self.report["decision"]
-        );
-        if let Some(actions) = self.report["actions"].as_array() {
-            for a in actions {
-                s.push_str(&format!(
-                    "  {:<16} {:<14} {}\n",
-                    a["id"].as_str().unwrap_or("?"),
-                    a["status"].as_str().unwrap_or("?"),
-                    a["reason"].as_str().unwrap_or("")
-                ));
-                for i in a["items"].as_array().into_iter().flatten() {
-                    s.push_str(&format!("  {:<31} - {}\n", "", i.as_str().unwrap_or("")));
-                }
-            }
-        }
-        let tail: Vec<&str> = self.stderr.lines().collect();
-        s.push_str("stderr tail:\n");
-        s.push_str(&tail[tail.len().saturating_sub(30)..].join("\n"));
-        s
-    }
-
-    /// Asserts the process exit code and the report's `exitCode`.
-    pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "unexpected exit code\n{}", self.context());
-        assert_eq!(
-            self.report["exitCode"],
-            json!(code),
-            "the report's exitCode differs from the process exit code\n{}",
-            self.context()
-        );
-        self
-    }
-
-    pub fn branch(&self) -> &str {
-        self.report["decision"]["branch"].as_str().unwrap_or("")
-    }
-
-    pub fn rule(&self) -> &str {
-        self.report["decision"]["rule"].as_str().unwrap_or("")
-    }
-
-    pub fn explanation(&self) -> &str {
-        self.report["decision"]["explanation"]
-            .as_str()
-            .unwrap_or("")
-    }
-
-    pub fn summary(&self) -> &str {
-        self.report["summary"].as_str().unwrap_or("")
-    }
-
-    pub fn expect_branch(&self, branch: &str) -> &Self {
-        assert_eq!(
-            self.branch(),
-            branch,
-            "unexpected guard branch\n{}",
-            self.context()
-        );
-        self
-    }
-
-    pub fn action(&self, id: &str) -> &Value {
-        self.report["actions"]
-            .as_array()
-            .and_then(|a| a.iter().find(|x| x["id"] == json!(id)))
-            .unwrap_or_else(|| panic!("no action `{id}` in the report\n{}", self.context()))
-    }
-
-    pub fn status(&self, id: &str) -> &str {
-        self.action(id)["status"].as_str().unwrap_or("")
-    }
-
-    pub fn reason(&self, id: &str) -> &str {
-        self.action(id)["reason"].as_str().unwrap_or("")
-    }
-
-    pub fn items(&self, id: &str) -> Vec<String> {
-        self.action(id)["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i.as_str().map(str::to_owned))
-            .collect()
-    }
-
-    /// Asserts an action's status (`succeeded`, `nothing-to-do`, `skipped`,
-    /// `failed`).
-    pub fn expect_status(&self, id: &str, status: &str) -> &Self {
-        assert_eq!(
-            self.status(id),
-            status,
-            "action `{id}` has an unexpected status\n{}",
-            self.context()
-        );
-        self
-    }
-
-    /// Asserts that none of these actions ran: each is `skipped`, or not
-    /// in the plan at all (e.g. `init` when the policy does not allow it).
-    pub fn expect_skipped(&self, ids: &[&str]) -> &Self {
-        for id in ids {
-            let ran = self.ran();
-            assert!(
-                !ran.iter().any(|r| r == id),
-                "action `{id}` must not have run\n{}",
-                self.context()
-            );
-        }
-        self
-    }
-
-    /// Ids of the actions that ran (anything but `skipped`).
-    pub fn ran(&self) -> Vec<String> {
-        self.report["actions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| a["status"] != json!("skipped"))
-            .filter_map(|a| a["id"].as_str().map(str::to_owned))
-            .collect()
-    }
 }
 
 /// A drill's servers and work dir.
@@ -388,7 +243,7 @@ impl Drill {
 
     /// `snapward <subcommand> -f POLICY --report FILE [extra...]`; checks
     /// that no known secret leaked into its output.
-    pub async fn snapward(&self, subcommand: &str, policy: &Path, extra: &[&str]) -> RunOutcome {
+    pub async fn snapward(&self, subcommand: &str, policy: &Path, extra: &[&str]) -> Outcome {
         self.snapward_env(subcommand, policy, extra, &[]).await
     }
 
@@ -400,7 +255,7 @@ impl Drill {
         policy: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
-    ) -> RunOutcome {
+    ) -> Outcome {
         let n = self.reports.fetch_add(1, Ordering::SeqCst);
         let report_path = self.path(&format!("report-{n}-{subcommand}.json"));
         let mut args: Vec<String> = vec![
@@ -424,22 +279,8 @@ impl Drill {
             .kill_on_drop(true)
             .spawn()
             .expect("start snapward");
-        let out = tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("snapward {args:?} did not finish within {RUN_TIMEOUT:?}"))
-            .expect("wait for snapward");
-        let report = fs::read(&report_path)
-            .ok()
-            .map(|b| serde_json::from_slice(&b).expect("the report is JSON"))
-            .unwrap_or(Value::Null);
-        let outcome = RunOutcome {
-            args,
-            code: out.status.code().unwrap_or(-1),
-            signal: std::os::unix::process::ExitStatusExt::signal(&out.status),
-            report,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
+        let out = super::cmd::finish(child, RUN_TIMEOUT).await;
+        let outcome = Outcome::new(&args, &out, &report_path);
         let report_text = outcome.report.to_string();
         let mut secrets = before;
         secrets.extend(self.known_secrets());
@@ -460,16 +301,16 @@ impl Drill {
         outcome
     }
 
-    pub async fn run(&self, policy: &Path) -> RunOutcome {
+    pub async fn run(&self, policy: &Path) -> Outcome {
         self.snapward("run", policy, &[]).await
     }
 
     /// A fresh cluster initialised by `snapward run` (branch `init`); the
     /// stored root token becomes the harness's token; KV v2 is mounted at
     /// `secret/`. Returns the run and the root token.
-    pub async fn snapward_init(&mut self, policy: &Path, keys_dir: &Path) -> (RunOutcome, String) {
+    pub async fn snapward_init(&mut self, policy: &Path, keys_dir: &Path) -> (Outcome, String) {
         let r = self.run(policy).await;
-        r.expect_code(0).expect_branch("init");
+        r.expect_exit(0).expect_branch("init");
         for id in ["init", "store-keys", "init-unseal"] {
             r.expect_status(id, "succeeded");
         }
@@ -503,11 +344,11 @@ impl Drill {
     /// A `snapward run` that must take a backup: exit 0, branch `backup`,
     /// exactly one new valid `.snap` in `snap_dir`. Returns the run and the
     /// new file's name.
-    pub async fn backup(&self, policy: &Path, snap_dir: &Path) -> (RunOutcome, String) {
+    pub async fn backup(&self, policy: &Path, snap_dir: &Path) -> (Outcome, String) {
         self.wait_for_a_fresh_second(snap_dir).await;
         let before = snap_files(snap_dir);
         let r = self.run(policy).await;
-        r.expect_code(0).expect_branch("backup");
+        r.expect_exit(0).expect_branch("backup");
         r.expect_status("snapshot", "succeeded")
             .expect_status("verify", "succeeded");
         let after = snap_files(snap_dir);

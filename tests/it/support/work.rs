@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use snapward::backends::s3::S3Target;
 use tokio_util::sync::CancellationToken;
 
 use super::bao::BaoCluster;
+use super::outcome::Outcome;
 use super::s3::S3Server;
 
 /// `local.prefix` of every policy here.
@@ -122,132 +124,6 @@ pub fn cluster_nodes(c: &BaoCluster, order: &[usize]) -> Value {
     )
 }
 
-/// One run of the binary.
-pub struct Run {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-    /// The `--report` file (`Value::Null` if none was written).
-    pub report: Value,
-}
-
-impl Run {
-    pub fn context(&self) -> String {
-        let mut s = format!(
-            "exit {:?}\nsummary: {}\ndecision: {}\n",
-            self.code, self.report["summary"], self.report["decision"]
-        );
-        for a in self.report["actions"].as_array().into_iter().flatten() {
-            s.push_str(&format!(
-                "  {:<18} {:<14} {}\n",
-                a["id"].as_str().unwrap_or("?"),
-                a["status"].as_str().unwrap_or("?"),
-                a["reason"].as_str().unwrap_or("")
-            ));
-            for i in a["items"].as_array().into_iter().flatten() {
-                s.push_str(&format!("  {:<33} - {}\n", "", i.as_str().unwrap_or("")));
-            }
-        }
-        let tail = |text: &str| {
-            let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(40)..].join("\n")
-        };
-        if !self.stdout.trim().is_empty() {
-            s.push_str("--- stdout tail ---\n");
-            s.push_str(&tail(&self.stdout));
-            s.push('\n');
-        }
-        s.push_str("--- stderr tail ---\n");
-        s.push_str(&tail(&self.stderr));
-        s
-    }
-
-    /// The exit code, and the report says the same.
-    #[track_caller]
-    pub fn expect_exit(&self, code: i32) -> &Self {
-        assert_eq!(self.code, Some(code), "{}", self.context());
-        assert_eq!(self.report["exitCode"], code, "{}", self.context());
-        self
-    }
-
-    /// The exit code of a run that writes no report (a busy run touches
-    /// nothing).
-    #[track_caller]
-    pub fn expect_exit_without_report(&self, code: i32) -> &Self {
-        assert_eq!(self.code, Some(code), "{}", self.context());
-        assert_eq!(self.report, Value::Null, "a report: {}", self.context());
-        self
-    }
-
-    #[track_caller]
-    pub fn action(&self, id: &str) -> &Value {
-        self.report["actions"]
-            .as_array()
-            .and_then(|a| a.iter().find(|x| x["id"] == id))
-            .unwrap_or_else(|| panic!("no action `{id}` in the report\n{}", self.context()))
-    }
-
-    #[track_caller]
-    pub fn status(&self, id: &str) -> &str {
-        self.action(id)["status"].as_str().unwrap_or_default()
-    }
-
-    #[track_caller]
-    pub fn reason(&self, id: &str) -> &str {
-        self.action(id)["reason"].as_str().unwrap_or_default()
-    }
-
-    #[track_caller]
-    pub fn items(&self, id: &str) -> Vec<String> {
-        self.action(id)["items"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|i| i.as_str().unwrap_or_default().to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    #[track_caller]
-    pub fn expect_status(&self, id: &str, status: &str) -> &Self {
-        assert_eq!(self.status(id), status, "action `{id}`: {}", self.context());
-        self
-    }
-
-    /// Snapshot names in `id`'s items that start with `what` ("uploaded",
-    /// "deleted", "would delete", ...).
-    #[track_caller]
-    pub fn named(&self, id: &str, what: &str) -> BTreeSet<String> {
-        self.items(id)
-            .iter()
-            .filter_map(|i| i.strip_prefix(what))
-            .filter_map(|rest| rest.split_whitespace().next())
-            .map(|n| n.trim_end_matches(':').to_string())
-            .collect()
-    }
-
-    /// The name of this run's snapshot ("streamed NAME from active node X").
-    #[track_caller]
-    pub fn snapshot_name(&self) -> String {
-        let r = self.reason("snapshot");
-        let name = r
-            .strip_prefix("streamed ")
-            .and_then(|s| s.split_whitespace().next())
-            .unwrap_or_else(|| panic!("snapshot reason `{r}`\n{}", self.context()));
-        assert!(
-            name.starts_with(PREFIX) && name.ends_with(".snap"),
-            "{name}"
-        );
-        name.to_string()
-    }
-
-    /// Everything the run printed or wrote.
-    pub fn everything(&self) -> String {
-        format!("{}\n{}\n{}", self.stdout, self.stderr, self.report)
-    }
-}
-
 /// A test's temp dir; runs in it never share a snapshot name.
 pub struct Work {
     dir: tempfile::TempDir,
@@ -346,17 +222,12 @@ impl Work {
     }
 
     /// Runs a command to its end, at most the run limit.
-    pub async fn output(&self, mut cmd: tokio::process::Command) -> (Option<i32>, String, String) {
-        let limit = self.run_limit;
-        let out = tokio::time::timeout(limit, cmd.output())
-            .await
-            .unwrap_or_else(|_| panic!("snapward did not finish within {limit:?} (a hang)"))
-            .expect("spawn snapward");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+    pub async fn output(&self, mut cmd: tokio::process::Command) -> Output {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd.spawn().expect("spawn snapward");
+        super::cmd::finish(child, self.run_limit).await
     }
 
     /// Runs the binary with `args` (`SNAPWARD_LOG` from `log`).
@@ -369,11 +240,16 @@ impl Work {
         if let Some(l) = log {
             cmd.env("SNAPWARD_LOG", l);
         }
-        self.output(cmd).await
+        let out = self.output(cmd).await;
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// `snapward --log-format json run -f POLICY --report FILE EXTRA...`.
-    pub async fn run(&self, policy: &Path, extra: &[&str]) -> Run {
+    pub async fn run(&self, policy: &Path, extra: &[&str]) -> Outcome {
         self.run_logged(policy, extra, "json", None).await
     }
 
@@ -384,10 +260,14 @@ impl Work {
         extra: &[&str],
         log_format: &str,
         log: Option<&str>,
-    ) -> Run {
+    ) -> Outcome {
         let (args, report) = self.run_args(policy, extra, log_format).await;
-        let (code, stdout, stderr) = self.snapward(&args, log).await;
-        self.finish(code, stdout, stderr, &report)
+        let mut cmd = self.command(&args);
+        if let Some(l) = log {
+            cmd.env("SNAPWARD_LOG", l);
+        }
+        let out = self.output(cmd).await;
+        self.finish(&args, &out, &report)
     }
 
     /// The arguments of the next run
@@ -419,18 +299,10 @@ impl Work {
         (args, report)
     }
 
-    pub fn finish(&self, code: Option<i32>, stdout: String, stderr: String, report: &Path) -> Run {
+    /// The outcome of the run with `args` (from [`Work::run_args`]).
+    pub fn finish(&self, args: &[OsString], out: &Output, report: &Path) -> Outcome {
         *self.last_second.lock().expect("lock") = Some(jiff::Timestamp::now().as_second());
-        let report = match std::fs::read(report) {
-            Ok(b) => serde_json::from_slice(&b).expect("the report is JSON"),
-            Err(_) => Value::Null,
-        };
-        Run {
-            code,
-            stdout,
-            stderr,
-            report,
-        }
+        Outcome::new(args, out, report)
     }
 
     async fn wait_for_a_new_second(&self) {
@@ -452,7 +324,7 @@ impl Work {
             "-f".into(),
             policy.into(),
         ];
-        let (code, stdout, stderr) = self.output(self.command(&args)).await;
+        let (code, stdout, stderr) = self.snapward(&args, None).await;
         assert_eq!(code, Some(0), "list: {stdout}{stderr}");
         let v: Value = serde_json::from_str(&stdout).expect("list json");
         v.as_array()
