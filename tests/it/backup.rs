@@ -13,27 +13,23 @@
 //!
 //! Needs `eval "$(scripts/test-env.sh)"`.
 
+use crate::support::fixture_snapshot;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::support::bao::{BaoCluster, FakeHttp, FakeReply};
 use crate::support::outcome::Outcome;
 use crate::support::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use crate::support::work::{
-    Bao, PREFIX, Work, cluster_nodes, copy_as, names, poll, s3_objects, s3_seed, s3_uploads,
-    sha256_file, snap, snaps,
+    Bao, PREFIX, Work, cluster_nodes, copy_as, names, poll, sha256_file, snap, snaps,
 };
 use serde_json::{Value, json};
 
 /// A secret access key s3s-fs does not know.
 const WRONG_SECRET: &str = "wrong-secret-7c1e9d04b6a2f3";
-
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/snapshots/openbao-2.7.2-small.snap")
-}
 
 /// A test's temp dir; one run may take 3 minutes.
 fn work() -> Work {
@@ -212,9 +208,9 @@ async fn invariant_1_nothing_pruned_when_the_upload_is_not_confirmed() {
         snap("20210103-020000"),
     ];
     let old: Vec<&str> = old.iter().map(String::as_str).collect();
-    s3_seed(&s3, "confirmed", "c/", &seed, &old).await;
-    s3_seed(&s3, "unconfirmed", "u/", &seed, &old).await;
-    let before = s3_objects(&s3, "unconfirmed").await;
+    s3.seed("confirmed", "c/", &seed, &old).await;
+    s3.seed("unconfirmed", "u/", &seed, &old).await;
+    let before = s3.objects("unconfirmed").await;
     let versions_before = s3_versions(&s3, "unconfirmed").await;
     assert_eq!(before.len(), 3);
     // `collided` already holds, under every name this run's snapshot can get
@@ -222,8 +218,8 @@ async fn invariant_1_nothing_pruned_when_the_upload_is_not_confirmed() {
     // snapward never overwrites, so this run's snapshot is not confirmed
     // there although the upload action itself does not fail.
     s3.create_bucket("collided", false).await;
-    let other = std::fs::read(fixture()).expect("fixture");
-    let other_id = snapward::snapshot::verify_file(&fixture()).expect("fixture identity");
+    let other = std::fs::read(fixture_snapshot()).expect("fixture");
+    let other_id = snapward::snapshot::verify_file(&fixture_snapshot()).expect("fixture identity");
     let now = jiff::Timestamp::now();
     for s in -2..90 {
         let name =
@@ -240,7 +236,7 @@ async fn invariant_1_nothing_pruned_when_the_upload_is_not_confirmed() {
             .await
             .expect("put a colliding snapshot");
     }
-    let collided_before = s3_objects(&s3, "collided").await;
+    let collided_before = s3.objects("collided").await;
 
     let token = work.file("token", &bao.token);
     let local = work.path("snapshots");
@@ -284,9 +280,9 @@ async fn invariant_1_nothing_pruned_when_the_upload_is_not_confirmed() {
 
     // Not confirmed: nothing deleted, nothing replaced, no delete marker,
     // no half upload.
-    assert_eq!(s3_objects(&s3, "unconfirmed").await, before);
+    assert_eq!(s3.objects("unconfirmed").await, before);
     assert_eq!(s3_versions(&s3, "unconfirmed").await, versions_before);
-    assert!(s3_uploads(&s3, "unconfirmed").await.is_empty());
+    assert!(s3.uploads("unconfirmed").await.is_empty());
 
     // Not confirmed without a failure: the precondition stops the prune.
     assert!(
@@ -310,10 +306,10 @@ async fn invariant_1_nothing_pruned_when_the_upload_is_not_confirmed() {
         "{}",
         run.context()
     );
-    assert_eq!(s3_objects(&s3, "collided").await, collided_before);
+    assert_eq!(s3.objects("collided").await, collided_before);
 
     // The control: confirmed, so retention pruned the old history there.
-    let confirmed: BTreeSet<String> = s3_objects(&s3, "confirmed").await.into_keys().collect();
+    let confirmed: BTreeSet<String> = s3.objects("confirmed").await.into_keys().collect();
     assert_eq!(
         confirmed,
         BTreeSet::from([format!("c/{name}")]),
@@ -346,8 +342,8 @@ async fn invariant_2_empty_local_dir_deletes_nothing_remotely() {
         snap("20220303-020000"),
     ];
     let old: Vec<&str> = old.iter().map(String::as_str).collect();
-    s3_seed(&s3, "history", "prod/", &seed, &old).await;
-    let history = s3_objects(&s3, "history").await;
+    s3.seed("history", "prod/", &seed, &old).await;
+    let history = s3.objects("history").await;
 
     let token = work.file("token", &bao.token);
     let local = work.mkdir("snapshots");
@@ -373,7 +369,7 @@ async fn invariant_2_empty_local_dir_deletes_nothing_remotely() {
         .expect_status("upload:offsite", "succeeded");
     let n1 = run1.snapshot_name();
     let mut expected = history.clone();
-    let after1 = s3_objects(&s3, "history").await;
+    let after1 = s3.objects("history").await;
     expected.insert(format!("prod/{n1}"), after1[&format!("prod/{n1}")].clone());
     assert_eq!(after1, expected, "only this run's snapshot was added");
     assert!(
@@ -388,7 +384,7 @@ async fn invariant_2_empty_local_dir_deletes_nothing_remotely() {
     run2.expect_exit(0)
         .expect_status("upload:offsite", "succeeded");
     let n2 = run2.snapshot_name();
-    let after2 = s3_objects(&s3, "history").await;
+    let after2 = s3.objects("history").await;
     expected.insert(format!("prod/{n2}"), after2[&format!("prod/{n2}")].clone());
     assert_eq!(after2, expected, "only this run's snapshot was added");
     assert!(
@@ -406,7 +402,7 @@ async fn invariant_2_empty_local_dir_deletes_nothing_remotely() {
     run3.expect_exit(0)
         .expect_status("prune:offsite", "succeeded");
     let n3 = run3.snapshot_name();
-    let remaining: BTreeSet<String> = s3_objects(&s3, "history").await.into_keys().collect();
+    let remaining: BTreeSet<String> = s3.objects("history").await.into_keys().collect();
     assert_eq!(
         remaining,
         BTreeSet::from([format!("prod/{n2}"), format!("prod/{n3}")])
@@ -632,7 +628,7 @@ async fn invariant_3_retention_never_deletes_the_newest_and_counts_from_the_newe
 /// the newest (byte for byte, not pruned), exit 4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invariant_4_a_cut_stream_never_becomes_a_snapshot() {
-    let good = std::fs::read(fixture()).expect("fixture");
+    let good = std::fs::read(fixture_snapshot()).expect("fixture");
     let half = good[..good.len() / 2].to_vec();
     let mut flipped = good.clone();
     let mid = flipped.len() / 2;
@@ -670,7 +666,7 @@ async fn invariant_4_a_cut_stream_never_becomes_a_snapshot() {
     for (i, (what, reply, failing)) in cases.into_iter().enumerate() {
         let node = fake_node(reply).await;
         let local = work.path(&format!("{i}/snapshots"));
-        copy_as(&fixture(), &local, &[&snap("20240101-020000")]);
+        copy_as(&fixture_snapshot(), &local, &[&snap("20240101-020000")]);
         let before = tree(&local);
         let p = work.policy(
             "inv4",
@@ -958,7 +954,7 @@ async fn optional_target_without_credentials_is_skipped_not_failed() {
         "{}",
         run.stderr
     );
-    assert!(s3_objects(&s3, "offsite").await.is_empty());
+    assert!(s3.objects("offsite").await.is_empty());
     assert_eq!(snaps(&nfs), BTreeSet::from([name.clone()]));
     assert!(snaps(&local).contains(&name));
 
@@ -1030,7 +1026,7 @@ async fn backlog_is_uploaded_after_an_outage() {
         "{}",
         run.context()
     );
-    let remote: BTreeSet<String> = s3_objects(&s3, "backlog").await.into_keys().collect();
+    let remote: BTreeSet<String> = s3.objects("backlog").await.into_keys().collect();
     assert_eq!(remote, kept);
     for k in &kept {
         assert_eq!(
@@ -1052,7 +1048,7 @@ async fn backlog_is_uploaded_after_an_outage() {
         "{}",
         run.context()
     );
-    let remote: BTreeSet<String> = s3_objects(&s3, "backlog").await.into_keys().collect();
+    let remote: BTreeSet<String> = s3.objects("backlog").await.into_keys().collect();
     for d in &days[..3] {
         assert!(!remote.contains(*d), "{d} was re-uploaded");
     }
@@ -1089,7 +1085,7 @@ async fn dry_run_leaves_every_store_byte_identical() {
     let old: Vec<&str> = old.iter().map(String::as_str).collect();
     copy_as(&seed, &local, &old);
     copy_as(&seed, &nfs, &old[..2]);
-    s3_seed(&s3, "dry", "d/", &seed, &old[..2]).await;
+    s3.seed("dry", "d/", &seed, &old[..2]).await;
     // A stale temp file of a crashed run: a real run would remove it.
     std::fs::write(
         local.join(format!(".{}.partial", snap("20240604-020000"))),
@@ -1117,9 +1113,9 @@ async fn dry_run_leaves_every_store_byte_identical() {
             tree(&local),
             tree(&keys),
             tree(&nfs),
-            s3_objects(&s3, "dry").await,
+            s3.objects("dry").await,
             s3_versions(&s3, "dry").await,
-            s3_uploads(&s3, "dry").await,
+            s3.uploads("dry").await,
         )
     };
     let before = stores().await;
@@ -1351,14 +1347,14 @@ async fn snapshot_comes_from_the_leader_in_a_3_node_cluster() {
 /// lock; once the lock is free, the run works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_at_once_one_is_busy() {
-    let snapshot = std::fs::read(fixture()).expect("fixture");
+    let snapshot = std::fs::read(fixture_snapshot()).expect("fixture");
     let node = fake_node(move || gzip_reply(snapshot.clone())).await;
     let work = work();
     let token = work.file("token", "s.not-used-by-the-fake-node-0000");
     let local = work.path("snapshots");
     let nfs = work.path("nfs");
-    copy_as(&fixture(), &local, &[&snap("20240101-020000")]);
-    copy_as(&fixture(), &nfs, &[&snap("20231231-020000")]);
+    copy_as(&fixture_snapshot(), &local, &[&snap("20240101-020000")]);
+    copy_as(&fixture_snapshot(), &nfs, &[&snap("20231231-020000")]);
     let mut p = work.policy(
         "busy",
         json!([{"name": "fake-0", "address": node.url.as_str()}]),
@@ -1454,7 +1450,7 @@ async fn s3s_fs_wrong_secret_gives_a_clear_error() {
         run.context()
     );
     assert_no_secret("the run", &run.everything(), &[WRONG_SECRET, SECRET_KEY]);
-    assert!(s3_objects(&s3, "signed").await.is_empty());
+    assert!(s3.objects("signed").await.is_empty());
     // Kept locally: it exists on no target.
     let name = run.snapshot_name();
     assert!(snaps(&local).contains(&name));
@@ -1467,7 +1463,7 @@ async fn s3s_fs_wrong_secret_gives_a_clear_error() {
 /// is not "done": it must exit 4 so the Job is retried and alerts fire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_snapshot_reached_no_target_is_not_done() {
-    let snapshot = std::fs::read(fixture()).expect("fixture");
+    let snapshot = std::fs::read(fixture_snapshot()).expect("fixture");
     let node = fake_node(move || gzip_reply(snapshot.clone())).await;
     let s3 = S3Server::moto();
     s3.create_bucket("shared", false).await;
@@ -1489,7 +1485,7 @@ async fn a_run_whose_snapshot_reached_no_target_is_not_done() {
             .await
             .expect("put another cluster's snapshot");
     }
-    let before = s3_objects(&s3, "shared").await;
+    let before = s3.objects("shared").await;
     let work = work();
     let token = work.file("token", "s.not-used-by-the-fake-node-0000");
     let local = work.path("snapshots");
@@ -1521,7 +1517,7 @@ async fn a_run_whose_snapshot_reached_no_target_is_not_done() {
     );
     run.expect_status("prune:offsite", "skipped");
     assert_eq!(
-        s3_objects(&s3, "shared").await,
+        s3.objects("shared").await,
         before,
         "nothing overwritten or pruned"
     );

@@ -25,6 +25,7 @@
 //! Needs `eval "$(scripts/test-env.sh)"`. `BAD_INPUT_VERBOSE=1` prints
 //! every row's output.
 
+use crate::support::{closed_port, fixture_snapshot, root};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
@@ -58,14 +59,6 @@ const WRONG_SECRET: &str = "wrong-secret-0d7f3a9c51e8b2";
 /// rows must refuse before any key is used).
 const DUMMY_KEY: &str = "dummy-unseal-key-4b1f9e07c2d8a6";
 const SNAPSHOT_ACL: &str = r#"path "sys/storage/raft/snapshot" { capabilities = ["read"] }"#;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixture_snapshot() -> PathBuf {
-    root().join("fixtures/snapshots/openbao-2.7.2-small.snap")
-}
 
 fn is_root() -> bool {
     Command::new("id")
@@ -793,12 +786,6 @@ impl Drop for Mount {
     }
 }
 
-/// A port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 fn has_prlimit() -> bool {
     Command::new("prlimit")
         .arg("--version")
@@ -1331,30 +1318,10 @@ fn env_rows(env: &Env, mounts: &mut Vec<Mount>) -> Vec<Row> {
     rows
 }
 
-/// Key → ETag of every object in the bucket.
-async fn objects(s3: &S3Server) -> BTreeMap<String, String> {
-    let list = s3
-        .client()
-        .list_objects_v2()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("list the bucket");
-    list.contents()
-        .iter()
-        .map(|o| {
-            (
-                o.key().unwrap_or_default().to_string(),
-                o.e_tag().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_environments() {
     let env = Env::start().await;
-    let before = objects(&env.s3).await;
+    let before = env.s3.objects(BUCKET).await;
     assert!(!before.is_empty(), "the control run uploaded nothing");
     let mut mounts = Vec::new();
     let rows = env_rows(&env, &mut mounts);
@@ -1363,9 +1330,9 @@ async fn bad_environments() {
     let ran = tokio::task::block_in_place(|| run_rows("environment", rows, &env_ref.secrets));
     drop(mounts);
     // Nothing any row did removed or changed an object that was there.
-    let after = objects(&env.s3).await;
-    for (k, etag) in &before {
-        assert_eq!(after.get(k), Some(etag), "object {k} was lost or changed");
+    let after = env.s3.objects(BUCKET).await;
+    for (k, object) in &before {
+        assert_eq!(after.get(k), Some(object), "object {k} was lost or changed");
     }
     assert!(ran + 3 >= total, "{ran} of {total} environment rows ran");
     assert!(ran >= 20, "only {ran} environment rows ran");

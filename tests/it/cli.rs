@@ -1,12 +1,8 @@
 //! The binary end to end: exit codes, stdout/stderr split, plan output
 //! pinned per scenario.
 
-use std::path::PathBuf;
+use crate::support::root;
 use std::process::Output;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn snapward(args: &[&str]) -> Output {
     crate::support::cmd::snapward()

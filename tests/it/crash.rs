@@ -25,8 +25,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::support::drill::{BUCKET, Drill, PolicyOpts, S3_PREFIX, SNAP_PREFIX};
-use crate::support::outcome::Outcome;
+use crate::support::drill::{BUCKET, Drill, PolicyOpts, RESTORE, S3_PREFIX, SNAP_PREFIX};
+use crate::support::outcome::{Outcome, listed};
+use crate::support::work::sha256_hex;
 use rstest::rstest;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -162,23 +163,6 @@ async fn s3_snaps(d: &Drill) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Incomplete multipart uploads in the bucket (keys).
-async fn multipart_uploads(d: &Drill) -> Vec<String> {
-    let out =
-        d.s3.as_ref()
-            .expect("S3")
-            .client()
-            .list_multipart_uploads()
-            .bucket(BUCKET)
-            .send()
-            .await
-            .expect("ListMultipartUploads");
-    out.uploads()
-        .iter()
-        .map(|u| u.key().unwrap_or_default().to_owned())
-        .collect()
-}
-
 /// Everything that must survive a crash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stores {
@@ -201,10 +185,6 @@ fn names(m: &BTreeMap<String, Vec<u8>>) -> Vec<&String> {
     m.keys().collect()
 }
 
-fn sha(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
-
 /// `snapward list -f POLICY --format json`: store → [(name, valid)].
 fn list(policy: &Path) -> BTreeMap<String, Vec<(String, bool)>> {
     let out = crate::support::cmd::snapward()
@@ -217,25 +197,7 @@ fn list(policy: &Path) -> BTreeMap<String, Vec<(String, bool)>> {
         "snapward list failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("list prints JSON");
-    v.as_array()
-        .expect("a list of stores")
-        .iter()
-        .map(|s| {
-            let rows = s["snapshots"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    (
-                        r["name"].as_str().unwrap_or_default().to_owned(),
-                        r["valid"] == json!(true),
-                    )
-                })
-                .collect();
-            (s["store"].as_str().unwrap_or_default().to_owned(), rows)
-        })
-        .collect()
+    listed(&out.stdout)
 }
 
 /// Right after a crash: `snapward list` counts exactly the complete,
@@ -309,8 +271,8 @@ fn expect_kept(before: &Stores, now: &Stores, point: &str, when: &str, s3_pruned
             assert!(
                 got == bytes,
                 "{point}: {when}: {name} on `{store}` changed (sha256 {} → {})",
-                sha(bytes),
-                sha(got)
+                sha256_hex(bytes),
+                sha256_hex(got)
             );
         }
     }
@@ -345,7 +307,7 @@ async fn expect_converged(
             "{point}: temp files left in `{store}` after the next run: {stray:?}"
         );
     }
-    let uploads = multipart_uploads(d).await;
+    let uploads = d.s3().uploads(BUCKET).await;
     assert!(
         uploads.is_empty(),
         "{point}: incomplete multipart uploads left after the next run: {uploads:?}"
@@ -375,34 +337,6 @@ fn write_tmp(d: &Drill, bytes: &[u8]) -> PathBuf {
 }
 
 // ---- the cluster ---------------------------------------------------------
-
-fn secret(v: &str) -> Value {
-    json!({ "v": v })
-}
-
-async fn write(d: &Drill, p: &str) {
-    d.bao.write_secret(&format!("crash/{p}"), secret(p)).await;
-}
-
-/// Data written before the snapshot is readable with the original root
-/// token on the active node; data written after it is gone.
-async fn expect_data(d: &Drill, token: &str, present: &[&str], gone: &[&str]) {
-    d.wait_token_works(token).await;
-    for p in present {
-        assert_eq!(
-            d.read(token, &format!("crash/{p}")).await,
-            Some(secret(p)),
-            "crash/{p} must be readable with the original root token"
-        );
-    }
-    for p in gone {
-        assert_eq!(
-            d.read(token, &format!("crash/{p}")).await,
-            None,
-            "crash/{p} (written after the snapshot) must be gone"
-        );
-    }
-}
 
 /// Polls seal-status of node 0 until it says `sealed`, at most 90 s (the
 /// server applies a forced restore in the background, then seals).
@@ -443,7 +377,7 @@ async fn backup_bed(backups: usize, k: Knobs) -> (Drill, PathBuf, String) {
     let p = policy(&d, "policy", k);
     let keys_dir = d.keys_dir();
     let (_, token) = d.snapward_init(&p, &keys_dir).await;
-    write(&d, "before").await;
+    d.write_marker("before").await;
     for _ in 0..backups {
         let (r, _) = d.backup(&p, &d.snap_dir()).await;
         r.expect_status("upload:s3", "succeeded");
@@ -482,7 +416,7 @@ async fn backup_crash_then_converge(d: &Drill, p: &Path, k: Knobs, token: &str, 
     expect_nothing_partial_counted(d, p, k, &before, point, false).await;
     expect_backup(d, p, k, point).await;
     expect_converged(d, p, k, &before, point, false).await;
-    expect_data(d, token, &["before"], &[]).await;
+    d.expect_data(token, &["before"], &[]).await;
 }
 
 // ---- backup branch: every action boundary --------------------------------
@@ -546,7 +480,7 @@ async fn backup_crash_mid_multipart_upload(#[case] point: &str) {
     d.wait_for_a_fresh_second(&d.snap_dir()).await;
     let before = stores(&d).await;
     crash(&d, &p, point).await;
-    let uploads = multipart_uploads(&d).await;
+    let uploads = d.s3().uploads(BUCKET).await;
     assert_eq!(
         uploads.len(),
         1,
@@ -574,7 +508,7 @@ async fn backup_crash_mid_multipart_upload(#[case] point: &str) {
         d.s3.is_some() && s3_snaps(&d).await.contains_key(&crashed),
         "{point}: {crashed} is on S3"
     );
-    expect_data(&d, &token, &["before"], &[]).await;
+    d.expect_data(&token, &["before"], &[]).await;
 }
 
 /// Crash between two deletions of a target's prune: the next run finishes
@@ -613,7 +547,7 @@ async fn prune_crash_between_two_deletions() {
         "{point}: S3 keeps exactly the newest snapshot (keepLast 1)"
     );
     assert_eq!(local.len(), 5, "the local store kept every snapshot");
-    expect_data(&d, &token, &["before"], &[]).await;
+    d.expect_data(&token, &["before"], &[]).await;
 }
 
 // ---- restore branch --------------------------------------------------------
@@ -630,9 +564,6 @@ enum Next {
     /// Initialise (again): exit 0, branch `init`.
     Init,
 }
-
-/// The actions of the restore branch.
-const RESTORE: [&str; 4] = ["fetch", "restore", "restore-unseal", "verify-cluster"];
 
 /// Crash in a restore (from S3: the raft data and the local snapshot store
 /// are lost), then run again. The snapshot and the keys are never touched;
@@ -652,7 +583,7 @@ const RESTORE: [&str; 4] = ["fetch", "restore", "restore-unseal", "verify-cluste
 async fn restore_crash(#[case] point: &str, #[case] next: Next) {
     let k = Knobs { fs: false, ..KNOBS };
     let (mut d, p, token) = backup_bed(1, k).await;
-    write(&d, "after").await;
+    d.write_marker("after").await;
     d.bao.wipe(0).await;
     fs::remove_dir_all(d.snap_dir()).expect("lose the local snapshot store");
     let before = stores(&d).await;
@@ -706,7 +637,7 @@ async fn restore_crash(#[case] point: &str, #[case] next: Next) {
         Next::Init => unreachable!("not a restore outcome"),
     }
     expect_converged(&d, &p, k, &before, point, false).await;
-    expect_data(&d, &token, &["before"], &["after"]).await;
+    d.expect_data(&token, &["before"], &["after"]).await;
 }
 
 // ---- init branch -------------------------------------------------------------
@@ -829,7 +760,7 @@ async fn s3_put_aborts_a_crashed_runs_incomplete_upload_of_the_same_object() {
             .await
             .expect("upload a part");
     }
-    assert_eq!(multipart_uploads_in(&server).await.len(), 2);
+    assert_eq!(server.uploads(BUCKET).await.len(), 2);
 
     let work = tempfile::tempdir().expect("tempdir");
     let file = work.path().join("snap");
@@ -840,7 +771,7 @@ async fn s3_put_aborts_a_crashed_runs_incomplete_upload_of_the_same_object() {
         version: 1,
         state_size: 0,
         file_size: bytes.len() as u64,
-        sha256: sha(&bytes),
+        sha256: sha256_hex(&bytes),
     };
     let target = snapward::backends::s3::S3Target::new(
         "s3",
@@ -861,22 +792,8 @@ async fn s3_put_aborts_a_crashed_runs_incomplete_upload_of_the_same_object() {
         .expect("upload");
     assert_eq!(confirmed.sha256, identity.sha256);
     assert_eq!(
-        multipart_uploads_in(&server).await,
+        server.uploads(BUCKET).await,
         vec![format!("{S3_PREFIX}{other}")],
         "the crashed upload of {name} is aborted; {other}'s is not ours to touch"
     );
-}
-
-async fn multipart_uploads_in(server: &crate::support::s3::S3Server) -> Vec<String> {
-    let out = server
-        .client()
-        .list_multipart_uploads()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("ListMultipartUploads");
-    out.uploads()
-        .iter()
-        .map(|u| u.key().unwrap_or_default().to_owned())
-        .collect()
 }

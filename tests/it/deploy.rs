@@ -22,6 +22,7 @@
 //! kubectl is `$SNAPWARD_TEST_KUBECTL`, else `kubectl` on PATH
 //! (`scripts/validate-deploy.sh --print-env` finds or installs one).
 
+use crate::support::root;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,10 +33,6 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use snapward::policy::ValidPolicy;
 use snapward::policy::yaml::{self, Lines};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn deploy() -> PathBuf {
     root().join("deploy")

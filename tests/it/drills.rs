@@ -14,22 +14,15 @@
 use std::fs;
 
 use crate::support::drill::{
-    Drill, S3_PREFIX, SHARES, THRESHOLD, files_in, mode, snap_files, snap_names, truncate_half,
-    write_keys,
+    Drill, INIT, RESTORE, S3_PREFIX, SHARES, THRESHOLD, mode, snap_files, snap_names,
+    truncate_half, write_keys,
 };
 use crate::support::outcome::Outcome;
-use serde_json::{Value, json};
+use crate::support::work::files_in;
+use serde_json::json;
 
-/// The actions of the restore branch.
-const RESTORE: [&str; 4] = ["fetch", "restore", "restore-unseal", "verify-cluster"];
-/// The actions of the init branch.
-const INIT: [&str; 3] = ["init", "store-keys", "init-unseal"];
 /// The destructive or writing actions of the backup branch.
 const BACKUP: [&str; 4] = ["unseal", "snapshot", "verify", "prune:local"];
-
-fn secret(v: &str) -> Value {
-    json!({ "v": v })
-}
 
 /// Exit 0 through the restore branch, every restore action succeeded, and
 /// `fetch` chose `<store>/<name>`. `init` says whether the policy allows
@@ -53,30 +46,6 @@ fn expect_restored(r: &Outcome, init: bool, store: &str, name: &str) {
     );
 }
 
-/// Data written before the snapshot is back (read with the original root
-/// token on the active node); data written after it is gone.
-async fn expect_data(d: &Drill, token: &str, present: &[&str], gone: &[&str]) {
-    d.wait_token_works(token).await;
-    for p in present {
-        assert_eq!(
-            d.read(token, &format!("drill/{p}")).await,
-            Some(secret(p)),
-            "secret drill/{p} (written before the snapshot) must be readable with the original root token"
-        );
-    }
-    for p in gone {
-        assert_eq!(
-            d.read(token, &format!("drill/{p}")).await,
-            None,
-            "secret drill/{p} (written after the snapshot) must be gone"
-        );
-    }
-}
-
-async fn write(d: &Drill, p: &str) {
-    d.bao.write_secret(&format!("drill/{p}"), secret(p)).await;
-}
-
 /// Plausible key shares that no server knows (never used to unseal).
 fn foreign_keys() -> Vec<String> {
     (0..SHARES)
@@ -98,7 +67,7 @@ async fn a_sealed_after_restart_is_unsealed_with_stored_keys_then_backed_up() {
     }
     d.remember_secret(&token);
     d.bao.enable_kv().await;
-    write(&d, "before").await;
+    d.write_marker("before").await;
     let keys_dir = d.keys_dir();
     write_keys(&keys_dir, &keys[..THRESHOLD as usize], Some(&token));
     let stored = files_in(&keys_dir);
@@ -128,7 +97,7 @@ async fn a_sealed_after_restart_is_unsealed_with_stored_keys_then_backed_up() {
 
     assert_eq!(d.bao.seal_status(0).await["sealed"], json!(false));
     assert_eq!(d.cluster_id(0).await, cluster_id, "same cluster");
-    expect_data(&d, &token, &["before"], &[]).await;
+    d.expect_data(&token, &["before"], &[]).await;
     assert_eq!(
         files_in(&keys_dir),
         stored,
@@ -149,7 +118,7 @@ async fn a_three_nodes_all_restarted_sealed_are_unsealed_then_backed_up() {
     }
     d.remember_secret(&token);
     d.bao.enable_kv().await;
-    write(&d, "before").await;
+    d.write_marker("before").await;
     let keys_dir = d.keys_dir();
     write_keys(&keys_dir, &keys, Some(&token));
     let stored = files_in(&keys_dir);
@@ -184,7 +153,7 @@ async fn a_three_nodes_all_restarted_sealed_are_unsealed_then_backed_up() {
             "bao-{node}: one cluster"
         );
     }
-    expect_data(&d, &token, &["before"], &[]).await;
+    d.expect_data(&token, &["before"], &[]).await;
     assert_eq!(
         files_in(&keys_dir),
         stored,
@@ -202,10 +171,10 @@ async fn b_raft_data_lost_is_restored_from_the_local_snapshot() {
     let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
     let policy = d.policy("policy", &d.opts());
     let (_, token) = d.snapward_init(&policy, &keys_dir).await;
-    write(&d, "before").await;
+    d.write_marker("before").await;
     let (_, name) = d.backup(&policy, &snap_dir).await;
-    write(&d, "after").await;
-    expect_data(&d, &token, &["before", "after"], &[]).await;
+    d.write_marker("after").await;
+    d.expect_data(&token, &["before", "after"], &[]).await;
     let cluster_id = d.cluster_id(0).await;
     let (keys, snaps) = (files_in(&keys_dir), snap_files(&snap_dir));
 
@@ -229,7 +198,7 @@ async fn b_raft_data_lost_is_restored_from_the_local_snapshot() {
         cluster_id,
         "the restored node reports the original cluster_id"
     );
-    expect_data(&d, &token, &["before"], &["after"]).await;
+    d.expect_data(&token, &["before"], &["after"]).await;
     assert_eq!(
         files_in(&keys_dir),
         keys,
@@ -252,10 +221,10 @@ async fn c_raft_data_and_local_snapshots_lost_is_restored_from_s3() {
     let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
     let policy = d.policy("policy", &d.opts());
     let (_, token) = d.snapward_init(&policy, &keys_dir).await;
-    write(&d, "before").await;
+    d.write_marker("before").await;
     let (r, name) = d.backup(&policy, &snap_dir).await;
     r.expect_status("upload:s3", "succeeded");
-    write(&d, "after").await;
+    d.write_marker("after").await;
     let objects = d.s3_objects().await;
     assert!(
         objects.contains_key(&format!("{S3_PREFIX}{name}")),
@@ -268,7 +237,7 @@ async fn c_raft_data_and_local_snapshots_lost_is_restored_from_s3() {
 
     let r = d.run(&policy).await;
     expect_restored(&r, true, "s3", &name);
-    expect_data(&d, &token, &["before"], &["after"]).await;
+    d.expect_data(&token, &["before"], &["after"]).await;
     assert_eq!(
         files_in(&keys_dir),
         keys,
@@ -318,7 +287,7 @@ async fn d_fresh_cluster_is_initialised_keys_stored_create_only_and_never_overwr
         "the init branch takes no snapshot"
     );
     let cluster_id = d.cluster_id(0).await;
-    write(&d, "before").await;
+    d.write_marker("before").await;
 
     // A second run: nothing destructive, only the backup branch.
     let (r, _) = d.backup(&policy, &snap_dir).await;
@@ -331,7 +300,7 @@ async fn d_fresh_cluster_is_initialised_keys_stored_create_only_and_never_overwr
         "the key store is never rewritten"
     );
     assert_eq!(d.cluster_id(0).await, cluster_id, "still the same cluster");
-    expect_data(&d, &token, &["before"], &[]).await;
+    d.expect_data(&token, &["before"], &[]).await;
 
     // A fresh node again, and a key store that already holds a key share.
     d.bao.wipe(0).await;
@@ -464,7 +433,7 @@ async fn d_three_node_fresh_cluster_is_initialised_and_every_follower_unsealed()
     }
     assert_eq!(files_in(&keys_dir).len(), SHARES as usize + 1);
     let stored = files_in(&keys_dir);
-    write(&d, "before").await;
+    d.write_marker("before").await;
     let (r, _) = d.backup(&policy, &snap_dir).await;
     r.expect_skipped(&INIT).expect_skipped(&RESTORE);
     assert_eq!(
@@ -472,7 +441,7 @@ async fn d_three_node_fresh_cluster_is_initialised_and_every_follower_unsealed()
         stored,
         "the key store is never rewritten"
     );
-    expect_data(&d, &token, &["before"], &[]).await;
+    d.expect_data(&token, &["before"], &[]).await;
 }
 
 // ---- (e) ---------------------------------------------------------------
@@ -580,13 +549,13 @@ async fn g_newest_snapshot_corrupt_everywhere_restores_the_previous_valid_one() 
     let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
     let policy = d.policy("policy", &d.opts());
     let (_, token) = d.snapward_init(&policy, &keys_dir).await;
-    write(&d, "before").await;
+    d.write_marker("before").await;
     let (r, older) = d.backup(&policy, &snap_dir).await;
     r.expect_status("upload:s3", "succeeded");
-    write(&d, "between").await;
+    d.write_marker("between").await;
     let (r, newest) = d.backup(&policy, &snap_dir).await;
     r.expect_status("upload:s3", "succeeded");
-    write(&d, "after").await;
+    d.write_marker("after").await;
     let index = |n: &str| {
         snapward::snapshot::verify_file(&snap_dir.join(n))
             .expect("valid before the corruption")
@@ -625,7 +594,8 @@ async fn g_newest_snapshot_corrupt_everywhere_restores_the_previous_valid_one() 
         "{}",
         r.context()
     );
-    expect_data(&d, &token, &["before"], &["between", "after"]).await;
+    d.expect_data(&token, &["before"], &["between", "after"])
+        .await;
     assert_eq!(
         snap_files(&snap_dir),
         snaps,
@@ -646,9 +616,9 @@ async fn h_keys_lost_with_a_snapshot_present_is_refused_and_changes_nothing() {
     let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
     let policy = d.policy("policy", &d.opts());
     let (_, token) = d.snapward_init(&policy, &keys_dir).await;
-    write(&d, "before").await;
+    d.write_marker("before").await;
     let (_, name) = d.backup(&policy, &snap_dir).await;
-    write(&d, "after").await;
+    d.write_marker("after").await;
 
     d.bao.wipe(0).await;
     let kept = d.path("keys-kept-elsewhere");
@@ -676,7 +646,7 @@ async fn h_keys_lost_with_a_snapshot_present_is_refused_and_changes_nothing() {
     fs::rename(&kept, &keys_dir).expect("put the keys back");
     let r = d.run(&policy).await;
     expect_restored(&r, true, "local", &name);
-    expect_data(&d, &token, &["before"], &["after"]).await;
+    d.expect_data(&token, &["before"], &["after"]).await;
 }
 
 // ---- (i) ---------------------------------------------------------------
@@ -701,9 +671,9 @@ async fn i_three_nodes_restore_lands_on_every_node_with_one_cluster_id() {
     let mut o = d.opts();
     o.init_allowed = false;
     let policy = d.policy("policy", &o);
-    write(&d, "before").await;
+    d.write_marker("before").await;
     let (_, name) = d.backup(&policy, &snap_dir).await;
-    write(&d, "after").await;
+    d.write_marker("after").await;
     let cluster_id = d.cluster_id(0).await;
     let (keys, snaps) = (files_in(&keys_dir), snap_files(&snap_dir));
 
@@ -748,7 +718,7 @@ async fn i_three_nodes_restore_lands_on_every_node_with_one_cluster_id() {
         }
     }
     assert_eq!(leaders.len(), 1, "exactly one active node: {leaders:?}");
-    expect_data(&d, &token, &["before"], &["after"]).await;
+    d.expect_data(&token, &["before"], &["after"]).await;
     assert_eq!(
         files_in(&keys_dir),
         keys,
@@ -769,9 +739,9 @@ async fn manual_mode_refuses_a_wiped_cluster_until_snapward_restore_is_run() {
     o.mode = "manual";
     let policy = d.policy("policy", &o);
     let (_, token) = d.snapward_init(&policy, &keys_dir).await;
-    write(&d, "before").await;
+    d.write_marker("before").await;
     let (_, name) = d.backup(&policy, &snap_dir).await;
-    write(&d, "after").await;
+    d.write_marker("after").await;
     d.bao.wipe(0).await;
     let (keys, snaps) = (files_in(&keys_dir), snap_files(&snap_dir));
 
@@ -790,7 +760,7 @@ async fn manual_mode_refuses_a_wiped_cluster_until_snapward_restore_is_run() {
 
     let r = d.snapward("restore", &policy, &[]).await;
     expect_restored(&r, true, "local", &name);
-    expect_data(&d, &token, &["before"], &["after"]).await;
+    d.expect_data(&token, &["before"], &["after"]).await;
     assert_eq!(
         files_in(&keys_dir),
         keys,

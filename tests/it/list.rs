@@ -1,26 +1,8 @@
 //! `snapward list`: every store's snapshots with identity, validity and
 //! retention's verdict with reasons — read-only, on real files.
 
-use std::path::{Path, PathBuf};
-
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/snapshots/openbao-2.7.2-small.snap")
-}
-
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
+use crate::support::fixture_snapshot;
+use crate::support::work::files_in;
 
 #[test]
 fn list_shows_identity_validity_and_retention_verdicts_without_touching_anything() {
@@ -34,16 +16,16 @@ fn list_shows_identity_validity_and_retention_verdicts_without_touching_anything
         "openbao-20261121-020000.snap",
         "openbao-20261122-020000.snap",
     ] {
-        std::fs::copy(fixture(), local.join(name)).unwrap();
+        std::fs::copy(fixture_snapshot(), local.join(name)).unwrap();
     }
     // a truncated file: invalid, never counted
-    let bytes = std::fs::read(fixture()).unwrap();
+    let bytes = std::fs::read(fixture_snapshot()).unwrap();
     std::fs::write(
         local.join("openbao-20261123-020000.snap"),
         &bytes[..bytes.len() / 2],
     )
     .unwrap();
-    std::fs::copy(fixture(), nfs.join("openbao-20261122-020000.snap")).unwrap();
+    std::fs::copy(fixture_snapshot(), nfs.join("openbao-20261122-020000.snap")).unwrap();
     let policy = dir.path().join("p.yaml");
     std::fs::write(
         &policy,
@@ -54,7 +36,7 @@ fn list_shows_identity_validity_and_retention_verdicts_without_touching_anything
         ),
     )
     .unwrap();
-    let before = (tree(&local), tree(&nfs));
+    let before = (files_in(&local), files_in(&nfs));
     let out = crate::support::cmd::snapward()
         .args(["list", "--format", "json", "-f"])
         .arg(&policy)
@@ -68,7 +50,7 @@ fn list_shows_identity_validity_and_retention_verdicts_without_touching_anything
     );
     assert_eq!(
         before,
-        (tree(&local), tree(&nfs)),
+        (files_in(&local), files_in(&nfs)),
         "list must not change any store"
     );
 

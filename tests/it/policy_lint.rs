@@ -1,15 +1,12 @@
 //! Policy lint: every example lints clean, every invalid fixture produces
 //! its pinned diagnostics, the committed schema is fresh.
 
-use std::path::{Path, PathBuf};
+use crate::support::root;
+use std::path::Path;
 
 use snapward::commands::lint::{lint_file, render_human};
 use snapward::diag::Severity;
 use snapward::policy;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 #[test]
 fn every_example_policy_lints_clean() {

@@ -24,8 +24,7 @@ use crate::support::fault_proxy::{Fault, FaultProxy, Request, Rule};
 use crate::support::outcome::Outcome;
 use crate::support::s3::{Kind, S3Server, SECRET_KEY};
 use crate::support::work::{
-    Bao, PREFIX, Work, copy_as, nodes_json, partials, s3_object_sha256, s3_objects, s3_seed,
-    s3_uploads, sha256_file, snap, snaps,
+    Bao, PREFIX, Work, copy_as, nodes_json, partials, sha256_file, snap, snaps,
 };
 use serde_json::{Value, json};
 use snapward::backends::Target;
@@ -81,8 +80,8 @@ async fn setup(kind: Kind, fill_mib: usize) -> Setup {
     let names: Vec<&str> = old.iter().map(String::as_str).collect();
     copy_as(&seed, &local, &names);
     // Straight to the server, the way snapward uploads (identity metadata).
-    s3_seed(&s3, BUCKET, KEY_PREFIX, &seed, &names).await;
-    let before = s3_objects(&s3, BUCKET).await;
+    s3.seed(BUCKET, KEY_PREFIX, &seed, &names).await;
+    let before = s3.objects(BUCKET).await;
     assert_eq!(before.len(), 2);
     Setup {
         bao,
@@ -162,7 +161,7 @@ impl Setup {
             "{}",
             run.context()
         );
-        let after = s3_objects(&self.s3, BUCKET).await;
+        let after = self.s3.objects(BUCKET).await;
         for (key, v) in &self.before {
             assert_eq!(after.get(key), Some(v), "{key} changed: {}", run.context());
         }
@@ -180,12 +179,12 @@ impl Setup {
         let name = run.snapshot_name();
         let local = sha256_file(&self.local.join(&name));
         assert_eq!(
-            s3_object_sha256(&self.s3, BUCKET, &self.key(&name)).await,
+            self.s3.object_sha256(BUCKET, &self.key(&name)).await,
             local,
             "{}",
             run.context()
         );
-        let keys: Vec<String> = s3_objects(&self.s3, BUCKET).await.into_keys().collect();
+        let keys: Vec<String> = self.s3.objects(BUCKET).await.into_keys().collect();
         assert_eq!(keys, vec![self.key(&name)], "{}", run.context());
         name
     }
@@ -312,7 +311,7 @@ async fn s3_multipart_reset_mid_part_and_slowdown_are_retried_and_the_object_is_
     assert_eq!(s.attempts("PUT", &name, |t| is_part_number(t, 1)), 2);
     assert_eq!(s.attempts("PUT", &name, |t| is_part_number(t, 2)), 2);
     assert_eq!(s.attempts("POST", &name, |t| t.contains("uploadId")), 2);
-    assert!(s3_uploads(&s.s3, BUCKET).await.is_empty());
+    assert!(s.s3.uploads(BUCKET).await.is_empty());
 }
 
 // ---- persistent faults fail the run and prune nothing ---------------------
@@ -343,7 +342,7 @@ async fn s3_persistent_503_fails_with_exit_4_and_prunes_nothing() {
         "{}",
         s.proxy.log()
     );
-    assert_eq!(s3_objects(&s.s3, BUCKET).await, s.before);
+    assert_eq!(s.s3.objects(BUCKET).await, s.before);
 }
 
 /// Part 2 of a multipart upload always fails with 500: the run exits 4,
@@ -373,8 +372,8 @@ async fn s3_persistent_part_failure_aborts_the_multipart_upload_and_prunes_nothi
         "the multipart upload was aborted:\n{}",
         s.proxy.log()
     );
-    assert!(s3_uploads(&s.s3, BUCKET).await.is_empty());
-    assert_eq!(s3_objects(&s.s3, BUCKET).await, s.before);
+    assert!(s.s3.uploads(BUCKET).await.is_empty());
+    assert_eq!(s.s3.objects(BUCKET).await, s.before);
 
     // Healthy again: the failed snapshot and a new one go up, then prune.
     s.proxy.clear();
@@ -384,13 +383,13 @@ async fn s3_persistent_part_failure_aborts_the_multipart_upload_and_prunes_nothi
         .expect_status("upload:offsite", "succeeded")
         .expect_status("prune:offsite", "succeeded");
     let second = run2.snapshot_name();
-    let keys: Vec<String> = s3_objects(&s.s3, BUCKET).await.into_keys().collect();
+    let keys: Vec<String> = s.s3.objects(BUCKET).await.into_keys().collect();
     assert!(keys.contains(&s.key(&second)), "{}", run2.context());
     assert!(
         !keys.iter().any(|k| s.old.iter().any(|o| k.ends_with(o))),
         "the old history was pruned once the upload was confirmed: {keys:?}"
     );
-    assert!(s3_uploads(&s.s3, BUCKET).await.is_empty());
+    assert!(s.s3.uploads(BUCKET).await.is_empty());
 }
 
 /// Every UploadPart stalls (the request is read, never answered). With
@@ -426,8 +425,8 @@ async fn s3_stall_past_the_request_timeout_fails_cleanly_with_exit_4() {
         .max()
         .unwrap_or(0);
     assert_eq!(most, MAX_ATTEMPTS as usize, "{}", s.proxy.log());
-    assert!(s3_uploads(&s.s3, BUCKET).await.is_empty());
-    assert_eq!(s3_objects(&s.s3, BUCKET).await, s.before);
+    assert!(s.s3.uploads(BUCKET).await.is_empty());
+    assert_eq!(s.s3.objects(BUCKET).await, s.before);
 }
 
 /// The upload reaches the store, but the HEAD that confirms it reports a
@@ -459,11 +458,12 @@ async fn s3_wrong_head_size_or_checksum_fails_confirmation_and_prunes_nothing() 
     for (what, edit) in cases {
         s.proxy.clear();
         // Only this run's object: not the old ones, not an earlier case's.
-        let existing: Vec<String> = s3_objects(&s.s3, BUCKET)
-            .await
-            .into_keys()
-            .map(|k| k.trim_start_matches(KEY_PREFIX).to_string())
-            .collect();
+        let existing: Vec<String> =
+            s.s3.objects(BUCKET)
+                .await
+                .into_keys()
+                .map(|k| k.trim_start_matches(KEY_PREFIX).to_string())
+                .collect();
         let new = new_object(&existing);
         s.proxy.add(Rule::new(
             what,
@@ -484,7 +484,7 @@ async fn s3_wrong_head_size_or_checksum_fails_confirmation_and_prunes_nothing() 
         assert!(s.proxy.fired(what) >= 1, "{what}:\n{}", s.proxy.log());
         // The bytes did arrive: only the confirmation was wrong.
         assert_eq!(
-            s3_object_sha256(&s.s3, BUCKET, &s.key(&name)).await,
+            s.s3.object_sha256(BUCKET, &s.key(&name)).await,
             sha256_file(&s.local.join(&name)),
             "{what}"
         );
@@ -553,7 +553,7 @@ async fn s3_a_lost_answer_is_retried_and_the_object_recognised_as_ours(
         s.proxy.log()
     );
     if kind == Kind::Moto {
-        assert!(s3_uploads(&s.s3, BUCKET).await.is_empty());
+        assert!(s.s3.uploads(BUCKET).await.is_empty());
     }
 }
 

@@ -2,8 +2,8 @@
 //! (fixtures/snapshots/, made by scripts/make-snapshot-fixture.sh) and
 //! variants of it damaged or rebuilt here: every refusal names its check.
 
+use crate::support::fixture_snapshot;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -13,12 +13,8 @@ use rstest::rstest;
 use sha2::{Digest, Sha256};
 use snapward::snapshot::{Identity, newest_order, verify_file, verify_reader};
 
-fn fixture_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/snapshots/openbao-2.7.2-small.snap")
-}
-
 fn fixture() -> Vec<u8> {
-    std::fs::read(fixture_path()).expect("read the fixture snapshot")
+    std::fs::read(fixture_snapshot()).expect("read the fixture snapshot")
 }
 
 /// One tar entry of the fixture: its original header and data.
@@ -147,7 +143,7 @@ fn from_end(back: usize) -> usize {
 #[test]
 fn real_fixture_verifies() {
     let raw = fixture();
-    let id = verify_file(&fixture_path()).expect("the real snapshot verifies");
+    let id = verify_file(&fixture_snapshot()).expect("the real snapshot verifies");
     assert!(id.index > 0, "{id:?}");
     assert!(id.term > 0, "{id:?}");
     assert_eq!(id.version, 1);

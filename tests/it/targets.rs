@@ -5,6 +5,7 @@
 //!
 //! Only one upload is multipart-sized (40 MiB); everything else is small.
 
+use crate::support::fixture_snapshot;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -12,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::support::s3::{ACCESS_KEY, Kind, S3Server, SECRET_KEY};
+use crate::support::work::{random_bytes, sha256_hex};
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use rstest::rstest;
-use sha2::{Digest, Sha256};
 use snapward::backends::filesystem::FsTarget;
 use snapward::backends::s3::S3Target;
 use snapward::backends::{
@@ -28,24 +29,6 @@ const PREFIX: &str = "openbao-";
 const MIB: usize = 1024 * 1024;
 const BUCKET: &str = "snapshots";
 const KEY_PREFIX: &str = "cluster-a/";
-
-/// Deterministic pseudo-random bytes (xorshift64*): incompressible, fast.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 /// A file of random bytes with a hand-made identity (`put` does not verify
 /// the archive; it uploads exactly the bytes the identity describes).
@@ -112,20 +95,6 @@ async fn object_exists(server: &S3Server, bucket: &str, key: &str) -> bool {
         Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => false,
         Err(e) => panic!("HEAD {key}: {e:?}"),
     }
-}
-
-async fn multipart_uploads(server: &S3Server, bucket: &str) -> Vec<String> {
-    let out = server
-        .client()
-        .list_multipart_uploads()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("ListMultipartUploads");
-    out.uploads()
-        .iter()
-        .filter_map(|u| u.key().map(str::to_owned))
-        .collect()
 }
 
 // ---------------------------------------------------------------- S3 ----
@@ -278,7 +247,7 @@ async fn s3_an_object_written_during_the_upload_is_never_overwritten(#[case] kin
         .into_bytes();
     assert_eq!(&body[..], b"the other writer");
     if kind == Kind::Moto {
-        assert!(multipart_uploads(&server, BUCKET).await.is_empty());
+        assert!(server.uploads(BUCKET).await.is_empty());
     }
 }
 
@@ -605,14 +574,14 @@ async fn s3_cleanup_aborts_only_stale_multipart_uploads_of_snapshots() {
     let century = Duration::from_secs(100 * 365 * 86_400);
     let fresh = target.cleanup_older_than(century).await.expect("cleanup");
     assert!(fresh.removed.is_empty(), "{fresh:?}");
-    assert_eq!(multipart_uploads(&server, BUCKET).await.len(), 2);
+    assert_eq!(server.uploads(BUCKET).await.len(), 2);
 
     // The day-old rule: the snapshot's upload is stale, the other is not ours.
     let stale = target.cleanup().await.expect("cleanup");
     assert_eq!(stale.removed.len(), 1, "{stale:?}");
     assert!(stale.removed[0].contains(&snapshot_key), "{stale:?}");
     assert_eq!(
-        multipart_uploads(&server, BUCKET).await,
+        server.uploads(BUCKET).await,
         vec!["cluster-a/someone-elses-upload.bin".to_owned()],
         "an upload that is not a snapshot is never touched"
     );
@@ -654,7 +623,7 @@ async fn s3_cancel_mid_multipart_leaves_no_object_and_no_upload() {
         .expect_err("cancelled");
     assert!(matches!(err, TargetError::Cancelled), "{err:?}");
     assert!(!object_exists(&server, BUCKET, &format!("{KEY_PREFIX}{}", name_on(7))).await);
-    assert!(multipart_uploads(&server, BUCKET).await.is_empty());
+    assert!(server.uploads(BUCKET).await.is_empty());
     assert!(target.list().await.expect("list").is_empty());
 }
 
@@ -682,14 +651,10 @@ async fn s3_upload_of_a_file_that_does_not_match_its_identity_leaves_nothing(#[c
         "{err}"
     );
     assert!(!object_exists(&server, BUCKET, &format!("{KEY_PREFIX}{}", name_on(8))).await);
-    assert!(multipart_uploads(&server, BUCKET).await.is_empty());
+    assert!(server.uploads(BUCKET).await.is_empty());
 }
 
 // -------------------------------------------------------- filesystem ----
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/snapshots/openbao-2.7.2-small.snap")
-}
 
 fn fs_target(dir: &Path) -> FsTarget {
     FsTarget::new(
@@ -724,11 +689,11 @@ async fn fs_put_list_fetch_delete_round_trip_with_verified_identity() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("offsite");
     let target = fs_target(&dir);
-    let id = snapshot::verify_file(&fixture()).expect("fixture verifies");
+    let id = snapshot::verify_file(&fixture_snapshot()).expect("fixture verifies");
     let name = name_on(12);
 
     let confirmed = target
-        .put(&fixture(), &name, &id, &never())
+        .put(&fixture_snapshot(), &name, &id, &never())
         .await
         .expect("put");
     assert_eq!(
@@ -769,7 +734,7 @@ async fn fs_put_list_fetch_delete_round_trip_with_verified_identity() {
     );
     assert_eq!(
         fs::read(&dest).expect("read"),
-        fs::read(fixture()).expect("read")
+        fs::read(fixture_snapshot()).expect("read")
     );
     let again = target
         .fetch(&name, &dest, &never())

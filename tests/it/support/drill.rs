@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use super::bao::{BaoCluster, WAIT};
 use super::outcome::Outcome;
 use super::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use super::work::files_in;
 
 /// Bucket and object prefix of the S3 target (`s3`).
 pub const BUCKET: &str = "drills";
@@ -34,6 +35,10 @@ pub const SNAP_PREFIX: &str = "openbao-";
 /// The key shape of every drill cluster (also the temp-init shape).
 pub const SHARES: u32 = 3;
 pub const THRESHOLD: u32 = 2;
+/// The actions of the restore branch.
+pub const RESTORE: [&str; 4] = ["fetch", "restore", "restore-unseal", "verify-cluster"];
+/// The actions of the init branch.
+pub const INIT: [&str; 3] = ["init", "store-keys", "init-unseal"];
 /// Longest one `snapward` process may run before the drill fails.
 const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -382,6 +387,34 @@ impl Drill {
             .to_owned()
     }
 
+    /// Writes the marker `drill/<name>` (`{"v": name}`) into KV v2.
+    pub async fn write_marker(&self, name: &str) {
+        self.bao
+            .write_secret(&format!("drill/{name}"), marker(name))
+            .await;
+    }
+
+    /// Markers written before the snapshot (`present`) are back, read with
+    /// `token` (the original root token) on the active node; those written
+    /// after it (`gone`) are not.
+    pub async fn expect_data(&self, token: &str, present: &[&str], gone: &[&str]) {
+        self.wait_token_works(token).await;
+        for p in present {
+            assert_eq!(
+                self.read(token, &format!("drill/{p}")).await,
+                Some(marker(p)),
+                "secret drill/{p} (written before the snapshot) must be readable with the original root token"
+            );
+        }
+        for p in gone {
+            assert_eq!(
+                self.read(token, &format!("drill/{p}")).await,
+                None,
+                "secret drill/{p} (written after the snapshot) must be gone"
+            );
+        }
+    }
+
     /// Reads `secret/data/<path>` on the active node with `token`.
     pub async fn read(&self, token: &str, path: &str) -> Option<Value> {
         let n = self.bao.active_node().await;
@@ -411,32 +444,13 @@ impl Drill {
 
     // ---- S3 ------------------------------------------------------------
 
-    fn s3(&self) -> &S3Server {
+    pub fn s3(&self) -> &S3Server {
         self.s3.as_ref().expect("the drill has no S3 server")
     }
 
-    /// Every object in the bucket: key → (size, ETag).
-    pub async fn s3_objects(&self) -> BTreeMap<String, (i64, String)> {
-        let out = self
-            .s3()
-            .client()
-            .list_objects_v2()
-            .bucket(BUCKET)
-            .send()
-            .await
-            .expect("list the bucket");
-        out.contents()
-            .iter()
-            .map(|o| {
-                (
-                    o.key().unwrap_or_default().to_owned(),
-                    (
-                        o.size().unwrap_or_default(),
-                        o.e_tag().unwrap_or_default().to_owned(),
-                    ),
-                )
-            })
-            .collect()
+    /// Every object in the bucket: key → (ETag, size).
+    pub async fn s3_objects(&self) -> BTreeMap<String, (String, i64)> {
+        self.s3().objects(BUCKET).await
     }
 
     /// Replaces the object of snapshot `name` with a copy that has one byte
@@ -474,6 +488,11 @@ impl Drill {
     }
 }
 
+/// The value of the marker `name`.
+fn marker(name: &str) -> Value {
+    json!({ "v": name })
+}
+
 // ---- files -------------------------------------------------------------
 
 /// Every file in a snapshot store (name → bytes), the run lock excepted.
@@ -482,20 +501,6 @@ pub fn snap_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .into_iter()
         .filter(|(n, _)| !(n.starts_with(".snapward-") && n.ends_with(".lock")))
         .collect()
-}
-
-/// Every file in a directory (name → bytes); empty if it does not exist.
-pub fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
-            out.insert(
-                e.file_name().to_string_lossy().into_owned(),
-                fs::read(e.path()).expect("read file"),
-            );
-        }
-    }
-    out
 }
 
 /// Names of the `.snap` files in a store.

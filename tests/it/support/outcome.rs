@@ -7,7 +7,7 @@
 //! the id and the ids the report has: a renamed or mistyped id never
 //! passes an assertion about it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Output;
@@ -38,6 +38,30 @@ pub fn read_report(path: &Path) -> Value {
             .unwrap_or_else(|e| panic!("the report {} is not JSON: {e}", path.display())),
         Err(_) => Value::Null,
     }
+}
+
+/// What `snapward list --format json` printed: store → `(name, valid)`
+/// of each snapshot it lists, in its order.
+pub fn listed(stdout: &[u8]) -> BTreeMap<String, Vec<(String, bool)>> {
+    let v: Value = serde_json::from_slice(stdout).expect("list prints JSON");
+    v.as_array()
+        .expect("a list of stores")
+        .iter()
+        .map(|s| {
+            let rows = s["snapshots"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    (
+                        r["name"].as_str().unwrap_or_default().to_owned(),
+                        r["valid"] == true,
+                    )
+                })
+                .collect();
+            (s["store"].as_str().unwrap_or_default().to_owned(), rows)
+        })
+        .collect()
 }
 
 impl Outcome {

@@ -10,7 +10,7 @@
 //! Test-only code: panics (with context) instead of returning errors.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -22,7 +22,13 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
+use sha2::{Digest, Sha256};
+use snapward::backends::Target;
+use snapward::backends::s3::S3Target;
 use snapward::policy::model;
+use tokio_util::sync::CancellationToken;
+
+use super::work::PREFIX;
 
 /// Longest a server may take to start answering.
 pub const START_WAIT: Duration = Duration::from_secs(60);
@@ -275,6 +281,80 @@ impl S3Server {
             server_side_encryption: None,
             object_lock: None,
             timeouts: None,
+        }
+    }
+
+    // ---- what the bucket holds (straight to the server) ------------------
+
+    /// Key → (ETag, size) of every object in `bucket`.
+    pub async fn objects(&self, bucket: &str) -> BTreeMap<String, (String, i64)> {
+        let mut out = BTreeMap::new();
+        let mut pages = self
+            .client()
+            .list_objects_v2()
+            .bucket(bucket)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.unwrap_or_else(|e| panic!("list {bucket}: {e:?}"));
+            for o in page.contents() {
+                out.insert(
+                    o.key().unwrap_or_default().to_string(),
+                    (
+                        o.e_tag().unwrap_or_default().to_string(),
+                        o.size().unwrap_or(-1),
+                    ),
+                );
+            }
+        }
+        out
+    }
+
+    /// Keys of the incomplete multipart uploads in `bucket` (moto).
+    pub async fn uploads(&self, bucket: &str) -> Vec<String> {
+        self.client()
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("list uploads of {bucket}: {e:?}"))
+            .uploads()
+            .iter()
+            .map(|u| u.key().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// SHA-256 (hex) of an object's bytes.
+    pub async fn object_sha256(&self, bucket: &str, key: &str) -> String {
+        let out = self
+            .client()
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {key}: {e:?}"));
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .expect("read the object")
+            .into_bytes();
+        hex::encode(Sha256::digest(&bytes))
+    }
+
+    /// Uploads `file` to `bucket`/`prefix` under each of `names` the way
+    /// snapward does (identity in the metadata), so a target lists them as
+    /// valid snapshots.
+    pub async fn seed(&self, bucket: &str, prefix: &str, file: &Path, names: &[&str]) {
+        let t = S3Target::new("seed", &self.target_config(bucket, prefix), PREFIX)
+            .await
+            .expect("seed target");
+        let identity = snapward::snapshot::verify_file(file).expect("a valid snapshot");
+        for n in names {
+            t.put(file, n, &identity, &CancellationToken::new())
+                .await
+                .unwrap_or_else(|e| panic!("seed {n}: {e}"));
         }
     }
 }

@@ -16,13 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use snapward::backends::Target;
-use snapward::backends::s3::S3Target;
-use tokio_util::sync::CancellationToken;
 
 use super::bao::BaoCluster;
-use super::outcome::Outcome;
-use super::s3::S3Server;
+use super::outcome::{Outcome, listed};
 
 /// `local.prefix` of every policy here.
 pub const PREFIX: &str = "openbao-";
@@ -87,15 +83,8 @@ impl Bao {
         let count = mib * 1024 * 1024 / VALUE + 1;
         let c = &self.cluster;
         let writes = futures::stream::iter(0..count).map(|i| async move {
-            // Deterministic, incompressible (xorshift64*), base64 → VALUE bytes.
-            let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let mut raw = Vec::with_capacity(VALUE * 3 / 4 + 8);
-            while raw.len() < VALUE * 3 / 4 {
-                x ^= x >> 12;
-                x ^= x << 25;
-                x ^= x >> 27;
-                raw.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-            }
+            // Deterministic, incompressible, base64 → VALUE bytes.
+            let raw = random_bytes(VALUE * 3 / 4, i as u64 + 1);
             let value = base64::engine::general_purpose::STANDARD.encode(&raw);
             c.write_secret(&format!("fill/{i}"), json!({ "v": value }))
                 .await;
@@ -326,19 +315,15 @@ impl Work {
         ];
         let (code, stdout, stderr) = self.snapward(&args, None).await;
         assert_eq!(code, Some(0), "list: {stdout}{stderr}");
-        let v: Value = serde_json::from_str(&stdout).expect("list json");
-        v.as_array()
-            .expect("a list of stores")
-            .iter()
-            .map(|s| {
-                let names = s["snapshots"]
-                    .as_array()
+        listed(stdout.as_bytes())
+            .into_iter()
+            .map(|(store, rows)| {
+                let valid = rows
                     .into_iter()
-                    .flatten()
-                    .filter(|r| r["valid"] == true)
-                    .map(|r| r["name"].as_str().unwrap_or_default().to_string())
+                    .filter(|(_, valid)| *valid)
+                    .map(|(name, _)| name)
                     .collect();
-                (s["store"].as_str().unwrap_or_default().to_string(), names)
+                (store, valid)
             })
             .collect()
     }
@@ -384,8 +369,27 @@ where
 
 // ---- stores -------------------------------------------------------------------
 
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 pub fn sha256_file(path: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).expect("read")))
+    sha256_hex(&std::fs::read(path).expect("read"))
+}
+
+/// `len` deterministic pseudo-random bytes (xorshift64*): incompressible,
+/// fast.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
 
 /// `openbao-<stamp>.snap` for a `YYYYMMDD-HHMMSS` stamp.
@@ -402,6 +406,20 @@ pub fn names(dir: &Path) -> BTreeSet<String> {
             .collect(),
         Err(_) => BTreeSet::new(),
     }
+}
+
+/// Every file in a directory (name → bytes); empty if it does not exist.
+pub fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            out.insert(
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("read file"),
+            );
+        }
+    }
+    out
 }
 
 /// The `.snap` files in `dir`.
@@ -426,77 +444,4 @@ pub fn copy_as(src: &Path, dir: &Path, names: &[&str]) {
     for n in names {
         std::fs::copy(src, dir.join(n)).expect("copy snapshot");
     }
-}
-
-/// Key → (ETag, size) of every object in `bucket` (straight to the server).
-pub async fn s3_objects(server: &S3Server, bucket: &str) -> BTreeMap<String, (String, i64)> {
-    let mut out = BTreeMap::new();
-    let mut pages = server
-        .client()
-        .list_objects_v2()
-        .bucket(bucket)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.unwrap_or_else(|e| panic!("list {bucket}: {e:?}"));
-        for o in page.contents() {
-            out.insert(
-                o.key().unwrap_or_default().to_string(),
-                (
-                    o.e_tag().unwrap_or_default().to_string(),
-                    o.size().unwrap_or(-1),
-                ),
-            );
-        }
-    }
-    out
-}
-
-/// Uploads `file` to `bucket`/`prefix` under each of `names` the way
-/// snapward does (identity in the metadata), so a target lists them as
-/// valid snapshots.
-pub async fn s3_seed(server: &S3Server, bucket: &str, prefix: &str, file: &Path, names: &[&str]) {
-    let t = S3Target::new("seed", &server.target_config(bucket, prefix), PREFIX)
-        .await
-        .expect("seed target");
-    let identity = snapward::snapshot::verify_file(file).expect("a valid snapshot");
-    for n in names {
-        t.put(file, n, &identity, &CancellationToken::new())
-            .await
-            .unwrap_or_else(|e| panic!("seed {n}: {e}"));
-    }
-}
-
-/// Keys of the incomplete multipart uploads in `bucket` (moto).
-pub async fn s3_uploads(server: &S3Server, bucket: &str) -> Vec<String> {
-    server
-        .client()
-        .list_multipart_uploads()
-        .bucket(bucket)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("list uploads of {bucket}: {e:?}"))
-        .uploads()
-        .iter()
-        .map(|u| u.key().unwrap_or_default().to_string())
-        .collect()
-}
-
-/// SHA-256 (hex) of an object's bytes, read straight from the server.
-pub async fn s3_object_sha256(server: &S3Server, bucket: &str, key: &str) -> String {
-    let out = server
-        .client()
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {key}: {e:?}"));
-    let bytes = out
-        .body
-        .collect()
-        .await
-        .expect("read the object")
-        .into_bytes();
-    hex::encode(Sha256::digest(&bytes))
 }
