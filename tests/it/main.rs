@@ -13,6 +13,8 @@ mod backup;
 mod bad_input;
 mod bao_faults;
 mod cli;
+// The crash points exist only in a `--features failpoints` build.
+#[cfg(feature = "failpoints")]
 mod crash;
 mod deploy;
 mod drills;
@@ -29,3 +31,14 @@ mod s3_faults;
 mod signals;
 mod snapshot_verify;
 mod targets;
+
+/// Without `--features failpoints` the `crash` module is compiled away:
+/// fail loudly instead of passing without its tests.
+#[cfg(not(feature = "failpoints"))]
+#[test]
+fn crash_tests_need_the_failpoints_feature() {
+    panic!(
+        "the crash tests (tests/it/crash.rs) exist only with the failpoints feature: \
+         run `cargo test --features failpoints` (scripts/run-tests.sh and `make test` do)"
+    );
+}
