@@ -6,9 +6,11 @@
 //! Needs `eval "$(scripts/test-env.sh)"` (sets `SNAPWARD_TEST_BAO`).
 
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::support::bao::{BaoCluster, FakeHttp, FakeReply};
+use crate::support::closed_port;
 use base64::Engine;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -83,14 +85,20 @@ fn has_token_shape(text: &str) -> bool {
 }
 
 fn unused_port_url() -> Url {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    drop(l);
-    format!("http://127.0.0.1:{port}").parse().expect("url")
+    format!("http://127.0.0.1:{}", closed_port())
+        .parse()
+        .expect("url")
+}
+
+/// The `leader_address` the fake nodes name: on this machine, where nothing
+/// listens, so a client that wrongly followed it sends nothing off the host.
+fn nowhere_leader() -> &'static str {
+    static LEADER: OnceLock<String> = OnceLock::new();
+    LEADER.get_or_init(|| format!("http://127.0.0.1:{}", closed_port()))
 }
 
 fn leader_json(is_self: bool) -> Value {
-    json!({"ha_enabled": true, "is_self": is_self, "leader_address": "http://10.9.9.9:8200", "raft_committed_index": 7})
+    json!({"ha_enabled": true, "is_self": is_self, "leader_address": nowhere_leader(), "raft_committed_index": 7})
 }
 
 /// A fake node that is active and answers the snapshot request with `reply`.
@@ -551,7 +559,7 @@ async fn standby_is_never_asked_for_a_snapshot() {
     match r {
         Err(BaoError::Failed { detail, .. }) => {
             assert!(detail.contains("not the active node"), "{detail}");
-            assert!(detail.contains("10.9.9.9"), "{detail}");
+            assert!(detail.contains(nowhere_leader()), "{detail}");
         }
         other => panic!("expected Failed, got {other:?}"),
     }
