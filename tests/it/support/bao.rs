@@ -9,7 +9,6 @@
 //! server's log tail; nothing sleeps a fixed time where a poll works.
 //!
 //! Test-only code: panics (with context) instead of returning errors.
-#![allow(dead_code)]
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
@@ -50,7 +49,6 @@ pub fn bao_binary() -> PathBuf {
 struct Node {
     name: String,
     api_port: u16,
-    cluster_port: u16,
     dir: PathBuf,
     config: PathBuf,
     log: PathBuf,
@@ -156,7 +154,6 @@ impl BaoCluster {
             nodes.push(Node {
                 name: format!("bao-{i}"),
                 api_port,
-                cluster_port,
                 log: dir.join("server.log"),
                 config: config_path,
                 dir,
@@ -243,16 +240,6 @@ impl BaoCluster {
     /// Use another token for the helpers (e.g. after a restore).
     pub fn set_root_token(&mut self, token: &str) {
         self.root_token = Some(token.to_string());
-    }
-
-    /// The temp dir of node `i` (config, log, raft data).
-    pub fn dir(&self, node: usize) -> &Path {
-        &self.nodes[node].dir
-    }
-
-    /// The last `lines` lines of node `i`'s log.
-    pub fn log_tail(&self, node: usize, lines: usize) -> String {
-        tail(&self.nodes[node].log, lines)
     }
 
     /// Panics naming the node; `Drop` then prints every node's log tail.
@@ -780,7 +767,6 @@ fn make_tls(root: &Path) -> TlsFiles {
 /// One request a [`FakeHttp`] received.
 #[derive(Debug, Clone)]
 pub struct Seen {
-    pub method: String,
     /// Path and query, e.g. `/v1/sys/leader`.
     pub path: String,
     /// Header names lowercased.
@@ -884,7 +870,7 @@ where
     let mut line = String::new();
     reader.read_line(&mut line).await?;
     let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
+    let _method = parts.next();
     let path = parts.next().unwrap_or_default().to_string();
     let mut headers = Vec::new();
     loop {
@@ -904,7 +890,6 @@ where
     let mut body = vec![0; len];
     reader.read_exact(&mut body).await?;
     let seen = Seen {
-        method,
         path,
         headers,
         body,

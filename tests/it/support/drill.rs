@@ -8,7 +8,6 @@
 //! (DESIGN.md §4 item 9).
 //!
 //! Test-only code: panics (with context) instead of returning errors.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fs;

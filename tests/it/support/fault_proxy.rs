@@ -9,8 +9,7 @@
 //! some bytes.
 //!
 //! Rules are tried in the order they were added; the first that matches and
-//! still has uses left fires (each use counts, see [`Rule::times`] and
-//! [`Rule::skip`]). Every request is logged ([`FaultProxy::seen`]) with the
+//! still has uses left fires (each use counts, see [`Rule::times`]). Every request is logged ([`FaultProxy::seen`]) with the
 //! rule that fired, so tests assert on attempts (counts), never on time.
 //!
 //! Client connections are kept alive, requests handled in turn (no client
@@ -19,7 +18,6 @@
 //! connection close; a response to HEAD, 1xx, 204 and 304 has no body.
 //!
 //! Test-only code: panics (with context) instead of returning errors.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -212,7 +210,6 @@ type Matcher = Arc<dyn Fn(&Request) -> bool + Send + Sync>;
 pub struct Rule {
     name: String,
     when: Matcher,
-    skip: usize,
     times: Option<usize>,
     fault: Fault,
 }
@@ -227,7 +224,6 @@ impl Rule {
         Self {
             name: name.to_string(),
             when: Arc::new(when),
-            skip: 0,
             times: None,
             fault,
         }
@@ -236,12 +232,6 @@ impl Rule {
     /// Fires on at most `n` matching requests, then lets them through.
     pub fn times(mut self, n: usize) -> Self {
         self.times = Some(n);
-        self
-    }
-
-    /// Lets the first `n` matching requests through before firing.
-    pub fn skip(mut self, n: usize) -> Self {
-        self.skip = n;
         self
     }
 }
@@ -270,10 +260,6 @@ impl Shared {
         let mut fired = None;
         for rule in rules.iter_mut() {
             if !(rule.when)(req) || rule.times == Some(0) {
-                continue;
-            }
-            if rule.skip > 0 {
-                rule.skip -= 1;
                 continue;
             }
             if let Some(t) = rule.times.as_mut() {

@@ -32,7 +32,6 @@
 //! Secret — and on the resulting state, not on a script.
 //!
 //! Test-only code: panics (with context) instead of returning errors.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -309,11 +308,6 @@ impl FakeKube {
             (resource.into(), namespace.into(), name.into()),
             Box::new(f),
         ));
-    }
-
-    /// Set a pod's Ready condition (and its container's `ready`).
-    pub fn set_pod_ready(&self, namespace: &str, name: &str, ready: bool) {
-        self.modify("pods", namespace, name, |p| set_ready(p, ready));
     }
 
     /// A client whose base URL has a wrong path prefix: every request

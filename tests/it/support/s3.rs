@@ -8,7 +8,6 @@
 //! also when a test panics, in which case the log tail is printed.
 //!
 //! Test-only code: panics (with context) instead of returning errors.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

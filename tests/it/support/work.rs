@@ -5,7 +5,6 @@
 //! it with data, and reading what the local store and an S3 bucket hold.
 //!
 //! Test-only code: panics (with context) instead of returning errors.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
