@@ -13,20 +13,21 @@
 //!
 //! Needs `eval "$(scripts/test-env.sh)"`.
 
-use crate::support::fixture_snapshot;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use serde_json::{Value, json};
+
 use crate::support::bao::{BaoCluster, FakeHttp, FakeReply};
+use crate::support::fixture_snapshot;
 use crate::support::outcome::Outcome;
 use crate::support::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use crate::support::work::{
     Bao, PREFIX, Work, cluster_nodes, copy_as, names, poll, sha256_file, snap, snaps,
 };
-use serde_json::{Value, json};
 
 /// A secret access key s3s-fs does not know.
 const WRONG_SECRET: &str = "wrong-secret-7c1e9d04b6a2f3";

@@ -25,7 +25,6 @@
 //! Needs `eval "$(scripts/test-env.sh)"`. `BAD_INPUT_VERBOSE=1` prints
 //! every row's output.
 
-use crate::support::{closed_port, fixture_snapshot, root};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
@@ -34,11 +33,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
 use crate::support::bao::BaoCluster;
 use crate::support::cmd;
 use crate::support::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use crate::support::{closed_port, fixture_snapshot, root};
 
 /// Output that means a panic escaped, or an error was shown as a Debug
 /// dump of its internals instead of a sentence.

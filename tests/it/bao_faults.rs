@@ -14,6 +14,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use reqwest::Method;
+use serde_json::{Value, json};
+
 use crate::support::bao::BaoCluster;
 use crate::support::cmd;
 use crate::support::fault_proxy::{Cut, Fault, FaultProxy, Gate, Request, Rule};
@@ -21,8 +24,6 @@ use crate::support::outcome::Outcome;
 use crate::support::work::{
     Bao, RUN_LIMIT, WAIT, Work, copy_as, nodes_json, partials, poll, sha256_file, snap, snaps,
 };
-use reqwest::Method;
-use serde_json::{Value, json};
 
 const SNAPSHOT_PATH: &str = "/v1/sys/storage/raft/snapshot";
 

@@ -1,8 +1,9 @@
 //! The binary end to end: exit codes, stdout/stderr split, plan output
 //! pinned per scenario.
 
-use crate::support::root;
 use std::process::Output;
+
+use crate::support::root;
 
 fn snapward(args: &[&str]) -> Output {
     crate::support::cmd::snapward()

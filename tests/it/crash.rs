@@ -25,12 +25,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::support::drill::{BUCKET, Drill, PolicyOpts, RESTORE, S3_PREFIX, SNAP_PREFIX};
-use crate::support::outcome::{Outcome, listed};
-use crate::support::work::sha256_hex;
 use rstest::rstest;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+use crate::support::drill::{BUCKET, Drill, PolicyOpts, RESTORE, S3_PREFIX, SNAP_PREFIX};
+use crate::support::outcome::{Outcome, listed};
+use crate::support::work::sha256_hex;
 
 /// The signal a crash point ends the process with.
 const SIGABRT: i32 = 6;

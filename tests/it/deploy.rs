@@ -22,7 +22,6 @@
 //! kubectl is `$SNAPWARD_TEST_KUBECTL`, else `kubectl` on PATH
 //! (`scripts/validate-deploy.sh --print-env` finds or installs one).
 
-use crate::support::root;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +32,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use snapward::policy::ValidPolicy;
 use snapward::policy::yaml::{self, Lines};
+
+use crate::support::root;
 
 fn deploy() -> PathBuf {
     root().join("deploy")

@@ -13,13 +13,14 @@
 
 use std::fs;
 
+use serde_json::json;
+
 use crate::support::drill::{
     Drill, INIT, RESTORE, S3_PREFIX, SHARES, THRESHOLD, mode, snap_files, snap_names,
     truncate_half, write_keys,
 };
 use crate::support::outcome::Outcome;
 use crate::support::work::files_in;
-use serde_json::json;
 
 /// The destructive or writing actions of the backup branch.
 const BACKUP: [&str; 4] = ["unseal", "snapshot", "verify", "prune:local"];

@@ -1,5 +1,5 @@
 //! The Kubernetes backend against an in-test API server that follows the
-//! API's semantics (tests/support/kube_api.rs says why not tower-test):
+//! API's semantics (tests/it/support/kube_api.rs says why not tower-test):
 //! the Secret key store is create-only, the run Lease gives one run at a
 //! time (contention, expiry takeover, stale resourceVersion, renewal, loss),
 //! discovery orders pods by ordinal and makes a pod that is not serving
@@ -9,7 +9,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::kube_api::{FakeKube, pending_pod, pod};
 use async_trait::async_trait;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -23,6 +22,8 @@ use snapward::keys::{KeyStore, KeyStoreError, StoredKeys};
 use snapward::policy::model::{KubernetesDiscovery, RestoreMode, Scheme};
 use snapward::secret::Secret;
 use tokio_util::sync::CancellationToken;
+
+use crate::support::kube_api::{FakeKube, pending_pod, pod};
 
 const NS: &str = "openbao";
 const LEASES: &str = "leases.coordination.k8s.io";

@@ -10,12 +10,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use base64::Engine;
+use serde_json::{Value, json};
+
 use crate::support::bao::BaoCluster;
 use crate::support::cmd;
 use crate::support::kube_api::{FakeKube, Logged, pending_pod, pod};
 use crate::support::outcome::Outcome;
-use base64::Engine;
-use serde_json::{Value, json};
 
 const NS: &str = "openbao";
 const POLICY: &str = "kdrill";

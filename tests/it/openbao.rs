@@ -9,8 +9,6 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::support::bao::{BaoCluster, FakeHttp, FakeReply};
-use crate::support::closed_port;
 use base64::Engine;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -20,6 +18,9 @@ use snapward::guard::InitState;
 use snapward::policy::model::Cluster;
 use tokio_util::sync::CancellationToken;
 use url::Url;
+
+use crate::support::bao::{BaoCluster, FakeHttp, FakeReply};
+use crate::support::closed_port;
 
 const SNAPSHOT: &str = "/v1/sys/storage/raft/snapshot";
 

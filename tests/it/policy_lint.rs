@@ -1,12 +1,13 @@
 //! Policy lint: every example lints clean, every invalid fixture produces
 //! its pinned diagnostics, the committed schema is fresh.
 
-use crate::support::root;
 use std::path::Path;
 
 use snapward::commands::lint::{lint_file, render_human};
 use snapward::diag::Severity;
 use snapward::policy;
+
+use crate::support::root;
 
 #[test]
 fn every_example_policy_lints_clean() {

@@ -20,16 +20,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde_json::{Value, json};
+use snapward::backends::Target;
+use snapward::backends::s3::{DEFAULT_MULTIPART_THRESHOLD, MAX_ATTEMPTS, S3Target};
+use tokio_util::sync::CancellationToken;
+
 use crate::support::fault_proxy::{Fault, FaultProxy, Request, Rule};
 use crate::support::outcome::Outcome;
 use crate::support::s3::{Kind, S3Server, SECRET_KEY};
 use crate::support::work::{
     Bao, PREFIX, Work, copy_as, nodes_json, partials, sha256_file, snap, snaps,
 };
-use serde_json::{Value, json};
-use snapward::backends::Target;
-use snapward::backends::s3::{DEFAULT_MULTIPART_THRESHOLD, MAX_ATTEMPTS, S3Target};
-use tokio_util::sync::CancellationToken;
 
 const BUCKET: &str = "snapshots";
 const KEY_PREFIX: &str = "prod/";

@@ -6,10 +6,11 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::support::bao::{FakeHttp, FakeReply};
 use crate::support::cmd;
 use crate::support::outcome::Outcome;
-use serde_json::json;
 
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();

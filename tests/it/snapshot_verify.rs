@@ -2,7 +2,6 @@
 //! (fixtures/snapshots/, made by scripts/make-snapshot-fixture.sh) and
 //! variants of it damaged or rebuilt here: every refusal names its check.
 
-use crate::support::fixture_snapshot;
 use std::io::{Read, Write};
 
 use flate2::Compression;
@@ -12,6 +11,8 @@ use proptest::prelude::*;
 use rstest::rstest;
 use sha2::{Digest, Sha256};
 use snapward::snapshot::{Identity, newest_order, verify_file, verify_reader};
+
+use crate::support::fixture_snapshot;
 
 fn fixture() -> Vec<u8> {
     std::fs::read(fixture_snapshot()).expect("read the fixture snapshot")

@@ -1,19 +1,16 @@
 //! Snapshot targets against real components: the S3 target against moto
 //! 5.2.5 (versioning, Object Lock) and s3s-fs 0.14.1 (SigV4 checked), both
-//! started per test on 127.0.0.1 (`tests/support/s3.rs`); the filesystem
+//! started per test on 127.0.0.1 (`tests/it/support/s3.rs`); the filesystem
 //! target against temp dirs. Needs `eval "$(scripts/test-env.sh)"`.
 //!
 //! Only one upload is multipart-sized (40 MiB); everything else is small.
 
-use crate::support::fixture_snapshot;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::support::s3::{ACCESS_KEY, Kind, S3Server, SECRET_KEY};
-use crate::support::work::{random_bytes, sha256_hex};
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use rstest::rstest;
 use snapward::backends::filesystem::FsTarget;
@@ -24,6 +21,10 @@ use snapward::backends::{
 use snapward::policy::model;
 use snapward::snapshot::{self, Identity};
 use tokio_util::sync::CancellationToken;
+
+use crate::support::fixture_snapshot;
+use crate::support::s3::{ACCESS_KEY, Kind, S3Server, SECRET_KEY};
+use crate::support::work::{random_bytes, sha256_hex};
 
 const PREFIX: &str = "openbao-";
 const MIB: usize = 1024 * 1024;
