@@ -1,0 +1,44 @@
+//! Every integration test of snapward, in one test binary: one module per
+//! area, one `support` (servers, work dirs, the one way to start the
+//! `snapward` binary). One binary links the crate and its dependencies
+//! once, and makes a helper that nothing uses a warning.
+//!
+//! Run one area with `cargo test --features failpoints --test it -- AREA::`
+//! (e.g. `backup::`). Most areas start real servers: they need
+//! `eval "$(scripts/test-env.sh)"`; `scripts/run-tests.sh` runs them all.
+
+mod support;
+
+mod backup;
+mod bad_input;
+mod bao_faults;
+mod cli;
+// The crash points exist only in a `--features failpoints` build.
+#[cfg(feature = "failpoints")]
+mod crash;
+mod deploy;
+mod drills;
+mod executor;
+mod fuzz_smoke;
+mod kube;
+mod kube_run;
+mod list;
+mod openbao;
+mod plan_dag;
+mod policy_lint;
+mod retention;
+mod s3_faults;
+mod signals;
+mod snapshot_verify;
+mod targets;
+
+/// Without `--features failpoints` the `crash` module is compiled away:
+/// fail loudly instead of passing without its tests.
+#[cfg(not(feature = "failpoints"))]
+#[test]
+fn crash_tests_need_the_failpoints_feature() {
+    panic!(
+        "the crash tests (tests/it/crash.rs) exist only with the failpoints feature: \
+         run `cargo test --features failpoints` (scripts/run-tests.sh and `make test` do)"
+    );
+}

@@ -1,6 +1,0 @@
-pub mod bao;
-pub mod drill;
-pub mod fault_proxy;
-pub mod kube_api;
-pub mod s3;
-pub mod work;
