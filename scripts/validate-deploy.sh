@@ -99,4 +99,4 @@ done
 [ "$mode" = build ] && exit 0
 
 export SNAPWARD_TEST_KUBECTL="$kubectl"
-exec cargo test --locked --test deploy
+exec cargo test --locked --features failpoints --test it -- deploy::

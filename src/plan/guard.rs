@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::cluster::InitState;
+pub use crate::cluster::InitState;
 use crate::policy::model::RestoreMode;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1347,11 +1347,11 @@ async fn bad_environments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_never_shows_a_secret() {
     use snapward::backends::InitResult;
-    use snapward::backends::kube::SecretKeyStore;
+    use snapward::backends::keys::SecretKeyStore;
+    use snapward::backends::keys::{FileKeyStore, KeyStore, StoredKeys};
     use snapward::backends::openbao::{HttpOpenBao, Timeouts};
     use snapward::backends::s3::S3Target;
     use snapward::exec::RunState;
-    use snapward::keys::{FileKeyStore, KeyStore, StoredKeys};
     use snapward::policy::model;
     use snapward::secret::Secret;
 
@@ -1442,7 +1442,11 @@ async fn debug_never_shows_a_secret() {
             "http://127.0.0.1:8200".parse().expect("url"),
         )],
         &cluster,
-        Timeouts::default(),
+        Timeouts {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(30),
+            stream_idle: Duration::from_secs(60),
+        },
     )
     .expect("client")
     .with_token(Secret::new(secret("bao-token")));
@@ -1474,7 +1478,9 @@ async fn debug_never_shows_a_secret() {
         object_lock: None,
         timeouts: None,
     };
-    let target = S3Target::new("s3", &cfg, PREFIX).await.expect("S3 target");
+    let target = S3Target::new("s3", &crate::support::s3::settings(&cfg), PREFIX)
+        .await
+        .expect("S3 target");
     show("S3Target", format!("{target:?}"));
     show("S3Target {:#?}", format!("{target:#?}"));
 

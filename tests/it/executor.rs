@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
 
 use async_trait::async_trait;
-use snapward::backends::{Confirmed, NodeStatus, RemoteSnapshot};
-use snapward::exec::runner::mirror_plan;
+use snapward::backends::{Confirmed, NodeStatus, PutOutcome, RemoteSnapshot};
+use snapward::cluster::InitState;
+use snapward::exec::select::mirror_plan;
 use snapward::exec::state::TakenSnapshot;
 use snapward::exec::{self, Outcome, RunState, Runner, Status};
-use snapward::guard::InitState;
-use snapward::guard::{Branch, Decision};
+use snapward::plan::guard::{Branch, Decision};
 use snapward::plan::{self, Action};
 use snapward::policy;
 use snapward::retention::Rules;
@@ -75,10 +75,10 @@ impl Runner for Script {
             Action::Upload { target } => {
                 s.confirmed.insert(
                     target.clone(),
-                    Confirmed {
+                    PutOutcome::Confirmed(Confirmed {
                         size: 1,
                         sha256: "aa".into(),
-                    },
+                    }),
                 );
             }
             _ => {}

@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use base64::Engine;
 use serde_json::{Value, json};
+use snapward::backends::keys::{KeyStore, KeyStoreError, SecretKeyStore, StoredKeys};
 use snapward::backends::kube::{
     self as k, DiscoveredOpenBao, EventKind, EventSink, KubeError, LeaseLock, Readiness,
-    SecretKeyStore,
 };
 use snapward::backends::{BaoError, NodeStatus, OpenBao};
-use snapward::guard::{Branch, GuardPolicy, InitState, NodeObservation, Observation, decide};
-use snapward::keys::{KeyStore, KeyStoreError, StoredKeys};
+use snapward::plan::guard::{Branch, GuardPolicy, InitState, NodeObservation, Observation, decide};
 use snapward::policy::model::{KubernetesDiscovery, RestoreMode, Scheme};
 use snapward::secret::Secret;
 use tokio_util::sync::CancellationToken;

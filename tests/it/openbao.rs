@@ -14,7 +14,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use snapward::backends::openbao::{HttpOpenBao, Retry, Timeouts};
 use snapward::backends::{BaoError, NodeStatus, OpenBao};
-use snapward::guard::InitState;
+use snapward::cluster::InitState;
 use snapward::policy::model::Cluster;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -270,7 +270,7 @@ async fn three_nodes_snapshot_only_from_the_active_node() {
 
     let (r, buf) = snapshot_to_vec(&bao, 0).await;
     match r {
-        Err(BaoError::Failed { node, detail }) => {
+        Err(BaoError::Failed { node, detail, .. }) => {
             assert_eq!(node, c.name(standby));
             assert!(detail.contains("not the active node"), "{detail}");
         }

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use rstest::rstest;
-use snapward::guard::{self, Branch, GuardPolicy, InitState, NodeObservation, Observation};
+use snapward::plan::guard::{self, Branch, GuardPolicy, InitState, NodeObservation, Observation};
 use snapward::plan::{self, Action, EdgeKind, Precondition};
 use snapward::policy::{self, ValidPolicy, model::RestoreMode};
 

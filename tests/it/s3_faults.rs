@@ -612,7 +612,7 @@ async fn s3_download_cut_or_stalled_mid_body_fails_and_leaves_no_file() {
     let local_sha = sha256_file(&s.local.join(&name));
     let mut cfg = s.s3.target_config(BUCKET, KEY_PREFIX);
     cfg.endpoint = Some(s.proxy.url.clone());
-    let target = S3Target::new("offsite", &cfg, PREFIX)
+    let target = S3Target::new("offsite", &crate::support::s3::settings(&cfg), PREFIX)
         .await
         .expect("target through the proxy");
     let key = s.key(&name);

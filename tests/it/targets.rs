@@ -16,7 +16,7 @@ use rstest::rstest;
 use snapward::backends::filesystem::FsTarget;
 use snapward::backends::s3::S3Target;
 use snapward::backends::{
-    Confirmed, DeleteOutcome, RemoteSnapshot, Target, TargetError, snapshot_name,
+    Confirmed, DeleteOutcome, PutOutcome, RemoteSnapshot, Target, TargetError, snapshot_name,
 };
 use snapward::policy::model;
 use snapward::snapshot::{self, Identity};
@@ -63,7 +63,7 @@ fn never() -> CancellationToken {
 }
 
 async fn s3_target(cfg: &model::S3Target) -> S3Target {
-    S3Target::new("offsite", cfg, PREFIX)
+    S3Target::new("offsite", &crate::support::s3::settings(cfg), PREFIX)
         .await
         .expect("S3 target builds")
 }
@@ -122,10 +122,10 @@ async fn s3_small_and_multipart_uploads_are_head_confirmed_and_listed_with_ident
             .expect("upload confirmed");
         assert_eq!(
             confirmed,
-            Confirmed {
+            PutOutcome::Confirmed(Confirmed {
                 size: id.file_size,
                 sha256: id.sha256.clone()
-            }
+            })
         );
         let head = head_metadata(&server, BUCKET, &format!("{KEY_PREFIX}{}", name_on(day))).await;
         assert_eq!(head.content_length(), Some(id.file_size as i64));
@@ -279,7 +279,7 @@ async fn s3_wrong_secret_is_refused_with_a_clear_message_that_holds_no_secret() 
         ),
     ];
     for (err, says) in errors {
-        let TargetError::Refused { target: t, detail } = &err else {
+        let TargetError::Refused { target: t, .. } = &err else {
             panic!("expected Refused, got {err:?}");
         };
         assert_eq!(t, "offsite");
@@ -287,7 +287,7 @@ async fn s3_wrong_secret_is_refused_with_a_clear_message_that_holds_no_secret() 
         assert!(text.contains(says), "{text}");
         assert!(text.contains(BUCKET), "names the bucket: {text}");
         assert!(
-            detail.contains("secretAccessKeyFile"),
+            text.contains("secretAccessKeyFile"),
             "says what to check: {text}"
         );
         for secret in [WRONG, SECRET_KEY, ACCESS_KEY] {
@@ -346,9 +346,13 @@ async fn s3_missing_or_empty_credential_files_are_credentials_absent() {
             object_lock: None,
             timeouts: None,
         };
-        let err = S3Target::new("optional-offsite", &cfg, PREFIX)
-            .await
-            .expect_err("no credentials");
+        let err = S3Target::new(
+            "optional-offsite",
+            &crate::support::s3::settings(&cfg),
+            PREFIX,
+        )
+        .await
+        .expect_err("no credentials");
         match &err {
             TargetError::CredentialsAbsent { target, detail } => {
                 assert_eq!(target, "optional-offsite");
@@ -699,10 +703,10 @@ async fn fs_put_list_fetch_delete_round_trip_with_verified_identity() {
         .expect("put");
     assert_eq!(
         confirmed,
-        Confirmed {
+        PutOutcome::Confirmed(Confirmed {
             size: id.file_size,
             sha256: id.sha256.clone()
-        }
+        })
     );
     assert_eq!(
         dir_names(&dir),

@@ -100,7 +100,11 @@ impl Outcome {
                 a["reason"].as_str().unwrap_or("")
             ));
             for i in a["items"].as_array().into_iter().flatten() {
-                s.push_str(&format!("  {:<33} - {}\n", "", i.as_str().unwrap_or("")));
+                s.push_str(&format!(
+                    "  {:<33} - {}\n",
+                    "",
+                    i["text"].as_str().unwrap_or("")
+                ));
             }
         }
         let tail = |text: &str| {
@@ -201,7 +205,7 @@ impl Outcome {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|i| i.as_str().unwrap_or_default().to_string())
+            .map(|i| i["text"].as_str().unwrap_or_default().to_string())
             .collect()
     }
 
@@ -297,15 +301,38 @@ impl Outcome {
         self
     }
 
-    /// Snapshot names in `id`'s items that start with `what` ("uploaded",
-    /// "deleted", "would delete", ...).
+    /// Snapshot names in `id`'s items of `kind` (`uploaded`, `deleted`,
+    /// `would-delete`, ...: the report's typed items, not their wording).
+    /// A kind the report never writes fails the test, so a renamed kind
+    /// cannot make an assertion vacuous.
     #[track_caller]
-    pub fn named(&self, id: &str, what: &str) -> BTreeSet<String> {
-        self.items(id)
-            .iter()
-            .filter_map(|i| i.strip_prefix(what))
-            .filter_map(|rest| rest.split_whitespace().next())
-            .map(|n| n.trim_end_matches(':').to_string())
+    pub fn named(&self, id: &str, kind: &str) -> BTreeSet<String> {
+        const KINDS: &[&str] = &[
+            "uploaded",
+            "would-upload",
+            "not-uploaded",
+            "conflict",
+            "deleted",
+            "would-delete",
+            "retained-by-lock",
+            "kept-unmirrored",
+            "not-counted",
+        ];
+        assert!(
+            KINDS.contains(&kind),
+            "`{kind}` is not an item kind with a name ({KINDS:?})"
+        );
+        self.action(id)["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| i["kind"] == kind)
+            .map(|i| {
+                i["name"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("a `{kind}` item without a name: {i}"))
+                    .to_string()
+            })
             .collect()
     }
 

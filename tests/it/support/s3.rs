@@ -346,9 +346,13 @@ impl S3Server {
     /// snapward does (identity in the metadata), so a target lists them as
     /// valid snapshots.
     pub async fn seed(&self, bucket: &str, prefix: &str, file: &Path, names: &[&str]) {
-        let t = S3Target::new("seed", &self.target_config(bucket, prefix), PREFIX)
-            .await
-            .expect("seed target");
+        let t = S3Target::new(
+            "seed",
+            &settings(&self.target_config(bucket, prefix)),
+            PREFIX,
+        )
+        .await
+        .expect("seed target");
         let identity = snapward::snapshot::verify_file(file).expect("a valid snapshot");
         for n in names {
             t.put(file, n, &identity, &CancellationToken::new())
@@ -370,4 +374,9 @@ impl Drop for S3Server {
         }
         self.stop();
     }
+}
+
+/// A policy S3 target as the backend takes it (validated, timeouts parsed).
+pub fn settings(cfg: &model::S3Target) -> snapward::policy::S3Settings {
+    snapward::policy::S3Settings::try_from(cfg).expect("a valid S3 target")
 }
