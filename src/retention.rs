@@ -5,7 +5,7 @@
 //!
 //! **Pure**: no I/O, no clock. Nothing here reads "now" — every time window
 //! counts back from the newest *valid* snapshot, so a stalled backup never
-//! ages its own history away (DESIGN §2, §4 item 3). Never panics, whatever
+//! ages its own history away (README "Retention", invariant 3). Never panics, whatever
 //! the input.
 //!
 //! # Semantics

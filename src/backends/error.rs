@@ -124,7 +124,7 @@ pub enum BaoError {
     /// `sys/unseal` rejected the key share with "invalid key size": the
     /// shares do not fit the barrier the server process holds in memory
     /// (after a restore whose temporary barrier had another shape, the
-    /// process must restart — DESIGN.md §6). `detail` quotes the answer.
+    /// process must restart — docs/openbao.md). `detail` quotes the answer.
     #[error("node `{node}` failed: {detail}")]
     InvalidKeySize { node: String, detail: String },
     #[error("the snapshot stream from `{node}` stalled for {seconds}s")]

@@ -180,7 +180,7 @@ pub struct InitResult {
     pub root_token: crate::secret::Secret,
 }
 
-/// The init / unseal / restore calls (DESIGN.md §6). Kept apart from
+/// The init / unseal / restore calls (docs/openbao.md). Kept apart from
 /// `OpenBao` so read-only callers never see them.
 #[async_trait]
 pub trait Ceremony: Send + Sync {
@@ -210,7 +210,7 @@ pub trait Ceremony: Send + Sync {
     /// Restart node `node`'s server process and wait until it runs again
     /// (Kubernetes: delete the pod; its StatefulSet recreates it). Needed
     /// when a restored node rejects the stored keys ("invalid key size",
-    /// DESIGN.md §6). `Ok(false)`: this backend cannot restart nodes.
+    /// docs/openbao.md). `Ok(false)`: this backend cannot restart nodes.
     async fn restart(&self, _node: usize) -> Result<bool, BaoError> {
         Ok(false)
     }

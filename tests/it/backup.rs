@@ -1,7 +1,7 @@
 //! The backup path (`snapward run`) end to end against real components: the
 //! real `snapward` binary, real OpenBao servers (`support::bao`), real S3
 //! servers (moto 5.2.5 and s3s-fs 0.14.1, `support::s3`) and real
-//! directories. One test per safety invariant of DESIGN.md §4, named after
+//! directories. One test per safety invariant (README "Guarantees"), named after
 //! it, plus the operational promises of issue 3 (optional targets, backlog,
 //! dry run, leader-only snapshots, the run lock, a clear S3 refusal).
 //!
@@ -1218,7 +1218,7 @@ async fn dry_run_shows_exactly_what_the_run_then_uploads_and_deletes() {
 /// stale, snapshot), the snapshot comes from the active node and holds the
 /// leader's latest writes. When the leader dies, the next run takes it from
 /// the new leader (exit 4: a node is unknown, so the run says "retry", but
-/// the backup still happens — DESIGN.md §4 guard table, first row).
+/// the backup still happens — the guard decision table, first row).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_comes_from_the_leader_in_a_3_node_cluster() {
     let mut bao = Bao::setup(BaoCluster::three().await).await;

@@ -1341,7 +1341,7 @@ async fn bad_environments() {
 
 // ---- Debug redaction --------------------------------------------------------------
 
-/// DESIGN.md §4 item 9 for every type that can hold a secret (a token, an
+/// invariant 9 (README \"Guarantees\") for every type that can hold a secret (a token, an
 /// unseal key, an S3 secret, a URL password): `Debug` — plain and `{:#?}` —
 /// and `Display`/`Serialize` where they exist never show it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

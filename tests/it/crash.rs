@@ -1,4 +1,4 @@
-//! Crash injection (DESIGN.md §4 item 10): the real `snapward` binary,
+//! Crash injection (invariant 10 (README \"Guarantees\")): the real `snapward` binary,
 //! built with `--features failpoints`, is aborted (SIGABRT: no cleanup,
 //! like `kill -9`) at a named crash point (`src/crash.rs`), against a real
 //! OpenBao and a real S3 server (moto). Then the next run — no crash point

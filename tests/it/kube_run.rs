@@ -764,7 +764,7 @@ async fn kube_policy_is_read_from_a_configmap() {
 /// Issue 5 items 3 and 6: a wiped cluster is restored with the keys from
 /// the Secret, which the restore only reads. The policy's `init` shape
 /// (1/1) differs from the stored keys (3/2), so node 0 rejects them after
-/// the restore ("invalid key size", DESIGN.md §6): snapward deletes the
+/// the restore ("invalid key size", docs/openbao.md): snapward deletes the
 /// node-0 pod (uid precondition), waits for the StatefulSet to bring it
 /// back — here the deletion restarts the real server process — unseals it
 /// and verifies the data written before the backup.

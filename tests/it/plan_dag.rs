@@ -176,7 +176,7 @@ fn nodes(states: &[(InitState, bool)]) -> Vec<NodeObservation> {
 
 use InitState::{Initialized as I, Uninitialized as U, Unknown as X};
 
-/// DESIGN.md §4's guard table, one case per row (and the mode variants).
+/// the guard decision table (README), one case per row (and the mode variants).
 #[rstest]
 #[case::unknown_node_leader_up(&[(I, false), (X, false)], Some(true), Some("local"), RestoreMode::Auto, true, Branch::Retry, true)]
 #[case::unknown_node_all_wiped(&[(X, false), (U, false), (U, false)], Some(true), Some("local"), RestoreMode::Auto, true, Branch::Retry, false)]

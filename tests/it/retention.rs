@@ -1,5 +1,5 @@
 //! Retention engine: restic-style case tables over a fixed two-year history,
-//! the safety cases of DESIGN §4 item 3, property tests, and the duration
+//! the safety cases of invariant 3 (README \"Guarantees\"), property tests, and the duration
 //! parser. Expected kept sets are worked out by hand in the comments.
 
 use std::collections::BTreeSet;
@@ -345,7 +345,7 @@ fn within_reason_names_the_window_and_the_newest() {
 }
 
 // ---------------------------------------------------------------------------
-// DESIGN §4 item 3: never from "now", never the newest valid.
+// invariant 3 (README \"Guarantees\"): never from "now", never the newest valid.
 // ---------------------------------------------------------------------------
 
 /// Daily snapshots 2020-03-01 … 2020-03-20 at noon (years before any real

@@ -1,5 +1,5 @@
 //! SIGTERM (the Job's deadline) mid-snapshot: the run stops cleanly, removes
-//! its temp file, writes the report and exits "retry" (DESIGN.md §3 step 5,
+//! its temp file, writes the report and exits "retry" (docs/architecture.md, a run's flow,
 //! invariant 10). The node is a scripted HTTP server whose snapshot stream
 //! stalls, so the signal always lands mid-stream (no timing involved).
 

@@ -1,4 +1,4 @@
-//! Restarting one OpenBao pod through its StatefulSet (DESIGN.md §6: the
+//! Restarting one OpenBao pod through its StatefulSet (docs/openbao.md: the
 //! server process must restart after a restore whose temporary barrier had
 //! another shape) and waiting until the new pod runs.
 //!
@@ -18,7 +18,7 @@ use super::error::{Op, status_code};
 /// How often [`restart_pod`] looks at the pod.
 const RESTART_POLL: Duration = Duration::from_millis(500);
 
-/// Restarts pod `namespace/pod_name` (DESIGN.md §6: after a restore whose
+/// Restarts pod `namespace/pod_name` (docs/openbao.md: after a restore whose
 /// temporary barrier had another shape, the server process must restart):
 /// reads its uid, deletes it with that uid as a precondition (so a pod that
 /// was already replaced is not deleted again), and waits until a pod with

@@ -1,4 +1,4 @@
-//! The restore ceremony's calls on one node (DESIGN.md §6): `sys/init`,
+//! The restore ceremony's calls on one node (docs/openbao.md): `sys/init`,
 //! `sys/unseal`, `sys/seal-status`, `sys/leader`, the forced restore
 //! (`sys/storage/raft/snapshot-force`) and the canary read.
 //!

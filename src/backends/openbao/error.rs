@@ -61,7 +61,7 @@ pub(super) fn status_error(node: &str, path: &str, reply: &Reply) -> Attempt {
 }
 
 /// A rejected unseal key share: the answer says "invalid key size" (a 400
-/// from OpenBao 2.7.2; DESIGN.md §6). The message is what `status_error`
+/// from OpenBao 2.7.2; docs/openbao.md). The message is what `status_error`
 /// would say; only the variant differs, so callers branch on it.
 pub(super) fn invalid_key_size(node: &str, path: &str, reply: &Reply) -> Option<BaoError> {
     let text = quote(&reply.body);

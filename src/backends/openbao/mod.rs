@@ -5,7 +5,7 @@
 //! Stage: execute (backend). Must never log or format a token, never stream
 //! a snapshot from a node that is not the active one at request time
 //! (OpenBao 2.7.2 standbys answer 200 with their own, possibly stale,
-//! snapshot — DESIGN.md §6), and never report an unreadable node as
+//! snapshot — docs/openbao.md), and never report an unreadable node as
 //! uninitialised.
 //!
 //! # Choices

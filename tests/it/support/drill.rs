@@ -5,7 +5,7 @@
 //!
 //! Every run is checked for leaked secrets: no key share and no root token
 //! known to the drill may appear in stdout, stderr or the report
-//! (DESIGN.md §4 item 9).
+//! (invariant 9 (README \"Guarantees\")).
 //!
 //! Test-only code: panics (with context) instead of returning errors.
 

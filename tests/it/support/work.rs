@@ -21,7 +21,7 @@ use super::outcome::{Outcome, listed};
 
 /// `local.prefix` of every policy here.
 pub const PREFIX: &str = "openbao-";
-/// The least privilege a backup needs (DESIGN.md §5, §6).
+/// The least privilege a backup needs (docs/openbao.md: `read` on the snapshot path).
 const SNAPSHOT_ACL: &str = r#"path "sys/storage/raft/snapshot" { capabilities = ["read"] }"#;
 /// Longest one `snapward` process may run: the "no hang" bound of every
 /// fault test (a run that takes longer fails the test).
