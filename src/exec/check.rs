@@ -77,14 +77,10 @@ pub fn check_at(pre: &Precondition, s: &RunState, now: jiff::Timestamp) -> Optio
         // The prune applies the rule per snapshot; it can only do so with
         // every enabled target's listing in hand.
         P::MirroredElsewhere => fail(
-            s.observed && s.unlisted.is_empty(),
+            s.unlisted.is_empty(),
             format!(
                 "the listing of {} could not be read, so no local snapshot can be shown to exist on a target",
-                if s.unlisted.is_empty() {
-                    "the targets".to_string()
-                } else {
-                    s.unlisted.iter().cloned().collect::<Vec<_>>().join(", ")
-                }
+                s.unlisted.iter().cloned().collect::<Vec<_>>().join(", ")
             ),
         ),
         P::InitAllowed => fail(s.init_allowed, "init is not allowed by the policy".into()),
@@ -212,6 +208,17 @@ mod tests {
         assert_eq!(
             check(&pre, &s).as_deref(),
             Some("skipped: credentials absent (no such file)")
+        );
+    }
+
+    #[test]
+    fn mirrored_elsewhere_needs_every_enabled_targets_listing() {
+        let mut s = RunState::default();
+        assert_eq!(check(&Precondition::MirroredElsewhere, &s), None);
+        s.unlisted.insert("r2".into());
+        assert!(
+            check(&Precondition::MirroredElsewhere, &s)
+                .is_some_and(|why| why.contains("the listing of r2 could not be read"))
         );
     }
 

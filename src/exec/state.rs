@@ -78,8 +78,6 @@ pub struct RunState {
     pub interrupted_restore: Option<String>,
     /// Keys from init, in memory until stored and used (zeroised on drop).
     pub new_keys: Option<crate::backends::keys::StoredKeys>,
-    /// Observe ran.
-    pub observed: bool,
 }
 
 impl RunState {

@@ -232,12 +232,11 @@ async fn secret_store_forbidden_is_unavailable_with_the_rbac_hint() {
     fake.forbid("POST", "secrets");
     let ks = store(&fake);
     let err = ks.probe().await.unwrap_err();
-    let KeyStoreError::Unavailable { detail, .. } = &err else {
-        panic!("{err:?}")
-    };
+    assert!(matches!(err, KeyStoreError::Unavailable { .. }), "{err:?}");
+    let text = err.to_string();
     assert!(
-        detail.contains("RBAC verb `get` on `secrets` in namespace `openbao`"),
-        "{detail}"
+        text.contains("RBAC verb `get` on `secrets` in namespace `openbao`"),
+        "{text}"
     );
     let err = ks.create(&keys(1, false)).await.unwrap_err();
     assert!(err.to_string().contains("RBAC verb `create`"), "{err}");

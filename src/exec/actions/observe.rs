@@ -119,6 +119,5 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
     s.explicit_restore = a.guard.explicit_restore;
     s.newest_snapshot_in = newest_source(&a.policy.sources, &holders);
     s.interrupted_restore = interrupted;
-    s.observed = true;
     Outcome::ok(format!("{} node(s) observed", s.nodes.len())).with_items(items)
 }
