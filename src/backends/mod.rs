@@ -233,7 +233,7 @@ pub trait Notifier: Send + Sync {
 /// Parse the UTC time out of `<prefix>YYYYMMDD-HHMMSS.snap`.
 pub fn snapshot_time(prefix: &str, name: &str) -> Option<jiff::Timestamp> {
     let stamp = name.strip_prefix(prefix)?.strip_suffix(".snap")?;
-    if stamp.len() != 15 || stamp.as_bytes()[8] != b'-' {
+    if stamp.len() != 15 || stamp.as_bytes().get(8) != Some(&b'-') {
         return None;
     }
     let dt = jiff::civil::DateTime::strptime("%Y%m%d-%H%M%S", stamp).ok()?;

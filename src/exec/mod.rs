@@ -133,7 +133,7 @@ pub async fn execute(
                 let step = dag.step(ix);
                 // A required dependency that did not succeed skips this node.
                 let blocked = deps.iter().find_map(|(d, kind)| {
-                    let r = &reports[d];
+                    let r = reports.get(d)?;
                     (*kind == EdgeKind::Requires && !r.status.is_success())
                         .then(|| format!("`{}` {}", r.id, r.status.word()))
                 });

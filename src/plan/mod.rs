@@ -89,7 +89,7 @@ impl Scenario {
     pub fn observation(self, p: &ValidPolicy) -> Observation {
         let names = node_names(p);
         let node = |i: usize, init: InitState, sealed: bool| NodeObservation {
-            name: names[i].clone(),
+            name: names.get(i).cloned().unwrap_or_default(),
             init,
             sealed,
             active: i == 0 && init == InitState::Initialized && !sealed,
@@ -112,7 +112,9 @@ impl Scenario {
             Scenario::NoSnapshot => (all(InitState::Uninitialized, false), true, &nowhere),
             Scenario::Partition => {
                 let mut n = all(InitState::Uninitialized, false);
-                n[0].init = InitState::Unknown;
+                if let Some(first) = n.first_mut() {
+                    first.init = InitState::Unknown;
+                }
                 (n, true, &everywhere)
             }
         };

@@ -43,11 +43,10 @@ fn strip_null(v: &mut Value) {
         Value::Object(map) => {
             if let Some(Value::Array(types)) = map.get("type") {
                 let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
-                if kept.len() == 1 {
-                    map.insert("type".into(), kept[0].clone());
-                } else {
-                    map.insert("type".into(), Value::Array(kept));
-                }
+                match kept.as_slice() {
+                    [one] => map.insert("type".into(), one.clone()),
+                    _ => map.insert("type".into(), Value::Array(kept)),
+                };
             }
             if let Some(Value::Array(any)) = map.get("anyOf") {
                 let kept: Vec<Value> = any
@@ -55,9 +54,9 @@ fn strip_null(v: &mut Value) {
                     .filter(|s| s.get("type") != Some(&json!("null")))
                     .cloned()
                     .collect();
-                if kept.len() == 1 {
+                if let [only] = kept.as_slice() {
                     map.remove("anyOf");
-                    if let Value::Object(inner) = &kept[0] {
+                    if let Value::Object(inner) = only {
                         for (k, val) in inner {
                             map.entry(k.clone()).or_insert_with(|| val.clone());
                         }

@@ -69,7 +69,7 @@ impl<'a> Lines<'a> {
             Ok(i) => i,
             Err(i) => i.saturating_sub(1),
         };
-        let start = self.starts[idx];
+        let start = self.starts.get(idx).copied().unwrap_or(0);
         let col = self
             .text
             .get(start..offset.min(self.text.len()))

@@ -165,14 +165,16 @@ fn nodes_from_pods(
     }
     found.sort_by_key(|n| n.ordinal);
     for w in found.windows(2) {
-        if w[0].ordinal == w[1].ordinal {
+        if let [a, b] = w
+            && a.ordinal == b.ordinal
+        {
             return Err(KubeError::Invalid {
                 what: what(),
                 detail: format!(
                     "{} and {} both have ordinal {}: the selector matches more than one StatefulSet; narrow it",
-                    w[0].name,
-                    w[1].name,
-                    w[0].ordinal.unwrap_or_default()
+                    a.name,
+                    b.name,
+                    a.ordinal.unwrap_or_default()
                 ),
             });
         }

@@ -27,7 +27,7 @@ struct LoginAuth {
 impl HttpOpenBao {
     /// The token for a snapshot on `node` (see the module docs).
     pub(super) async fn token(&self, node: usize) -> Result<Secret, Attempt> {
-        let name = &self.nodes[node].name;
+        let name = &self.node(node)?.name;
         match &self.auth {
             Auth::None => Err(Attempt::fatal(BaoError::refused(
                 name,
@@ -67,7 +67,7 @@ impl HttpOpenBao {
         mount: &str,
         jwt_file: &std::path::Path,
     ) -> Result<Secret, Attempt> {
-        let n = &self.nodes[node];
+        let n = self.node(node)?;
         let jwt = read_secret_file(jwt_file).map_err(|e| {
             Attempt::fatal(
                 BaoError::refused(

@@ -78,7 +78,21 @@ impl HttpOpenBao {
     }
 
     pub(super) async fn observe_node(&self, i: usize) -> NodeStatus {
-        let n = &self.nodes[i];
+        let n = match self.node(i) {
+            Ok(n) => n,
+            Err(e) => {
+                return NodeStatus {
+                    name: format!("node-{i}"),
+                    address: String::new(),
+                    init: InitState::Unknown,
+                    sealed: None,
+                    active: false,
+                    cluster_id: None,
+                    raft_index: None,
+                    error: Some(e.to_string()),
+                };
+            }
+        };
         let mut st = NodeStatus {
             name: n.name.clone(),
             address: n.address.as_str().trim_end_matches('/').to_string(),

@@ -79,7 +79,7 @@ impl HttpOpenBao {
         if leader.is_self {
             return Ok(());
         }
-        let name = self.nodes[node].name.clone();
+        let name = self.node(node)?.name.clone();
         let leader_is = leader
             .leader_address
             .map(|a| format!("the active node is {a}"))
@@ -114,7 +114,7 @@ impl HttpOpenBao {
                 .get(LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let from = &self.nodes[node];
+            let from = self.node(node)?;
             let Some(location) = location else {
                 return Err(Attempt::fatal(BaoError::failed(
                     &from.name,
@@ -124,19 +124,19 @@ impl HttpOpenBao {
             target = self.redirect_target(node, &location)?;
             tracing::info!(
                 node = %from.name,
-                to = %self.nodes[target].name,
+                to = %self.node(target)?.name,
                 "snapshot request redirected; following it once"
             );
             self.ensure_active(target).await?;
             resp = self.snapshot_request(target, &token).await?;
             if resp.status().is_redirection() {
                 return Err(Attempt::fatal(BaoError::failed(
-                    &self.nodes[target].name,
+                    &self.node(target)?.name,
                     format!("redirected again ({}); not following", resp.status()),
                 )));
             }
         }
-        let name = self.nodes[target].name.clone();
+        let name = self.node(target)?.name.clone();
         let status = resp.status();
         if status != StatusCode::OK {
             let body = tokio::time::timeout(self.timeouts.request, resp.bytes())
@@ -206,7 +206,7 @@ impl HttpOpenBao {
         node: usize,
         token: &Secret,
     ) -> Result<reqwest::Response, Attempt> {
-        let n = &self.nodes[node];
+        let n = self.node(node)?;
         let rb = self.request(n, Method::GET, SNAPSHOT_PATH, Some(token))?;
         let idle = self.timeouts.stream_idle;
         match tokio::time::timeout(idle, rb.send()).await {
@@ -221,7 +221,7 @@ impl HttpOpenBao {
 
     /// The configured node a redirect `location` points at, if any.
     fn redirect_target(&self, from: usize, location: &str) -> Result<usize, Attempt> {
-        let n = &self.nodes[from];
+        let n = self.node(from)?;
         let fail = |detail: String| BaoError::failed(&n.name, detail);
         let to = n.address.join(location).map_err(|e| {
             Attempt::fatal(

@@ -95,7 +95,10 @@ pub fn schedule_interval(expr: &str) -> Result<Duration, ScheduleError> {
     let times: Vec<_> = cron.iter_after(start).take(400).collect();
     times
         .windows(2)
-        .filter_map(|w| (w[1] - w[0]).to_std().ok())
+        .filter_map(|w| match w {
+            [a, b] => (*b - *a).to_std().ok(),
+            _ => None,
+        })
         .max()
         .ok_or_else(|| ScheduleError::Never {
             expr: expr.to_owned(),
@@ -134,16 +137,5 @@ pub fn closest<'a>(word: &str, options: impl Iterator<Item = &'a str>) -> Option
 
 /// Levenshtein distance, case-insensitive (field names are short).
 fn strsim_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.to_lowercase().chars().collect();
-    let b: Vec<char> = b.to_lowercase().chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    strsim::levenshtein(&a.to_lowercase(), &b.to_lowercase())
 }
