@@ -25,12 +25,14 @@
 //! such (`truncated`, `gzip-trailer`) rather than as one of its symptoms.
 //!
 //! [`sealed_sums_reader`] is the same pass, also returning the bytes of
-//! `SHA256SUMS` and `SHA256SUMS.sealed`.
+//! `SHA256SUMS` and `SHA256SUMS.sealed`; [`auth`] authenticates those with
+//! the unseal keys, offline.
 //!
 //! Must never extract anything, buffer `state.bin`, talk to a server, or
 //! panic on input data.
 
 mod archive;
+pub mod auth;
 mod error;
 mod gzip;
 mod source;
@@ -83,7 +85,8 @@ pub fn verify_reader<R: Read>(r: R) -> Result<Identity, VerifyError> {
     sealed_sums_reader(r).map(|s| s.identity)
 }
 
-/// A verified snapshot's identity and its two small integrity entries. Each is at most [`SMALL_ENTRY_LIMIT`] bytes.
+/// A verified snapshot's identity and its two small integrity entries, for
+/// [`auth`]. Each is at most [`SMALL_ENTRY_LIMIT`] bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedSums {
     pub identity: Identity,
