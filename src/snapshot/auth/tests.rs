@@ -213,6 +213,31 @@ fn every_flipped_bit_of_the_sealed_file_or_the_sums_is_caught() {
     );
 }
 
+#[test]
+fn the_sealed_lines_may_come_in_the_other_order() {
+    // OpenBao encodes the sums twice from a Go map: the order may differ
+    let (first, second) = SUMS.split_at(SUMS.iter().position(|&c| c == b'\n').unwrap() + 1);
+    let swapped = [second, first].concat();
+    let key = [0x61u8; 32];
+    let sealed = seal(&key, [8; 12], &swapped);
+    assert_eq!(
+        authenticate_with_key(&sealed, SUMS, &key).unwrap(),
+        Authenticity::Authentic
+    );
+    // but every line byte for byte: no other spelling of a digest
+    let upper = String::from_utf8(SUMS.to_vec())
+        .unwrap()
+        .replacen('a', "A", 1);
+    assert_eq!(
+        authenticate_with_key(&sealed, upper.as_bytes(), &key).unwrap(),
+        Authenticity::SumsMismatch
+    );
+    assert!(same_lines(b"a\nb\n", b"b\na\n"));
+    assert!(!same_lines(b"a\nb", b"b\na"));
+    assert!(!same_lines(b"a\na\n", b"a\nb\n"));
+    assert!(same_lines(b"", b""));
+}
+
 /// (key, x-coordinates, threshold, coefficient seed, subset order, k)
 fn key_split() -> impl Strategy<Value = ([u8; 32], Vec<u8>, usize, u8, Vec<usize>, usize)> {
     (2usize..=5)
