@@ -6,18 +6,19 @@
 //! Every raft snapshot of a Shamir-sealed OpenBao holds `SHA256SUMS` (one
 //! `<hex>  <name>` line each for `meta.json` and `state.bin`) and
 //! `SHA256SUMS.sealed`: the same bytes encrypted by the server's seal when it
-//! wrote the snapshot (measured on OpenBao 2.7.2, and so in its source):
+//! wrote the snapshot (measured on OpenBao 2.7.2 and read in its source):
 //!
 //! - `SHA256SUMS.sealed` is a protobuf `BlobInfo` (go-kms-wrapping v2) whose
 //!   field 1 is `nonce(12) ‖ AES-GCM ciphertext ‖ tag(16)` with no additional
 //!   data, field 5 an empty `KeyInfo` ([`blob`]);
-//! - the AES key is the *unseal key*: the key shares from `sys/init` (or the
-//!   last rekey) combined with hashicorp's Shamir scheme over GF(2⁸)
+//! - the AES key is the *unseal key*: the key shares from `sys/init` (or
+//!   from the last rekey) combined with hashicorp's Shamir scheme over GF(2⁸)
 //!   ([`shamir`]); a 1-of-1 barrier's single share is the key itself;
 //! - it opens to the lines of `SHA256SUMS`, byte for byte — but not always
 //!   in the same order: OpenBao encodes the sums twice from one Go map (once
-//!   for each file), and Go randomises map order, so in about a third of
-//!   real snapshots (5 of 16 measured on 2.7.2) the two lines are swapped.
+//!   for `SHA256SUMS`, once for the copy it seals) and Go randomises map
+//!   order, so in about a third of real snapshots (7 of 28 measured on
+//!   2.7.2) the two lines are swapped.
 //!   The comparison is therefore of the lines as a multiset, each line
 //!   byte for byte; OpenBao's own check (`DecodeAndVerify`) ignores the
 //!   order too.
@@ -47,8 +48,13 @@
 //! other protobuf framing around the ciphertext is not authenticated (by
 //! OpenBao neither); only the ciphertext field is.
 //!
-//! A rekey (`sys/rekey`) gives the barrier a new unseal key: snapshots taken
-//! before it authenticate with the old shares only, later ones with the new.
+//! A rekey (`bao operator rekey`; in 2.x the authenticated
+//! `sys/rotate/root/init` + `update`) gives the barrier a new unseal key (and
+//! a new root key): snapshots taken before it authenticate with the old
+//! shares only, later ones with the new — and OpenBao's plain restore
+//! refuses the older ones likewise. Rotating the root key alone
+//! (`sys/rotate/root`, measured) or the keyring (`sys/rotate`, by the
+//! source) keeps the unseal key.
 //!
 //! Must never log, print or keep key material: decoded shares and the
 //! combined key live in [`Zeroizing`] buffers (wiped on drop), errors name
