@@ -60,13 +60,19 @@ pub(crate) struct Sums {
 pub(crate) struct Contents {
     meta: Option<(Meta, [u8; 32])>,
     state: Option<(u64, [u8; 32])>,
-    sums: Option<Sums>,
-    sealed_len: Option<u64>,
+    /// The parsed sums and the bytes of `SHA256SUMS`.
+    sums: Option<(Sums, Vec<u8>)>,
+    /// The bytes of `SHA256SUMS.sealed`.
+    sealed: Option<Vec<u8>>,
 }
 
 /// The checked facts a [`super::Identity`] is made of.
 pub(crate) struct Checked {
     pub meta: Meta,
+    /// The bytes of `SHA256SUMS` and of `SHA256SUMS.sealed` (for
+    /// authentication: `super::auth`).
+    pub sums: Vec<u8>,
+    pub sealed: Vec<u8>,
 }
 
 impl Contents {
@@ -78,10 +84,10 @@ impl Contents {
         let Some((state_len, state_sha)) = self.state else {
             return Err(VerifyError::MissingEntry { name: STATE });
         };
-        let Some(sums) = self.sums else {
+        let Some((sums, sums_bytes)) = self.sums else {
             return Err(VerifyError::MissingEntry { name: SUMS });
         };
-        let Some(sealed_len) = self.sealed_len else {
+        let Some(sealed) = self.sealed else {
             return Err(VerifyError::MissingEntry { name: SEALED });
         };
         if sums.meta != meta_sha {
@@ -102,10 +108,14 @@ impl Contents {
                 state_len,
             });
         }
-        if sealed_len == 0 {
+        if sealed.is_empty() {
             return Err(VerifyError::SealedSumsEmpty);
         }
-        Ok(Checked { meta })
+        Ok(Checked {
+            meta,
+            sums: sums_bytes,
+            sealed,
+        })
     }
 }
 
@@ -225,7 +235,7 @@ fn walk_entries<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<Contents, VerifyEr
                     });
                 }
                 let bytes = read_small(r, size, SUMS)?;
-                contents.sums = Some(parse_sums(&bytes)?);
+                contents.sums = Some((parse_sums(&bytes)?, bytes));
             }
             Which::Sealed => {
                 if size > SMALL_ENTRY_LIMIT {
@@ -235,8 +245,7 @@ fn walk_entries<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<Contents, VerifyEr
                         limit: SMALL_ENTRY_LIMIT,
                     });
                 }
-                read_small(r, size, SEALED)?;
-                contents.sealed_len = Some(size);
+                contents.sealed = Some(read_small(r, size, SEALED)?);
             }
             Which::State => {
                 let digest = hash_entry(r, size, buf)?;
@@ -290,7 +299,7 @@ fn check_header(block: &[u8; BLOCK], seen: &Contents) -> Result<(Which, u64), Ve
         Which::Meta => seen.meta.is_some(),
         Which::State => seen.state.is_some(),
         Which::Sums => seen.sums.is_some(),
-        Which::Sealed => seen.sealed_len.is_some(),
+        Which::Sealed => seen.sealed.is_some(),
     };
     if dup {
         return Err(VerifyError::DuplicateEntry { name: fixed });

@@ -24,10 +24,15 @@
 //! read and its gzip trailers held, so a damaged download is reported as
 //! such (`truncated`, `gzip-trailer`) rather than as one of its symptoms.
 //!
+//! [`sealed_sums_reader`] is the same pass, also returning the bytes of
+//! `SHA256SUMS` and `SHA256SUMS.sealed`; [`auth`] authenticates those with
+//! the unseal keys, offline.
+//!
 //! Must never extract anything, buffer `state.bin`, talk to a server, or
 //! panic on input data.
 
 mod archive;
+pub mod auth;
 mod error;
 mod gzip;
 mod source;
@@ -77,18 +82,47 @@ pub struct Identity {
 /// after it). The identity's `file_size` and `sha256` still describe the
 /// bytes as stored, i.e. the `.snap.gz`.
 pub fn verify_reader<R: Read>(r: R) -> Result<Identity, VerifyError> {
+    sealed_sums_reader(r).map(|s| s.identity)
+}
+
+/// A verified snapshot's identity and its two small integrity entries, for
+/// [`auth`]. Each is at most [`SMALL_ENTRY_LIMIT`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSums {
+    pub identity: Identity,
+    /// The bytes of `SHA256SUMS`.
+    pub sums: Vec<u8>,
+    /// The bytes of `SHA256SUMS.sealed` (non-empty).
+    pub sealed: Vec<u8>,
+}
+
+/// [`verify_reader`] (every check, one pass, `r` read to its end), also
+/// returning the bytes of `SHA256SUMS` and `SHA256SUMS.sealed`. OpenBao
+/// writes them after `state.bin`, so this inflates the whole stream.
+pub fn sealed_sums_reader<R: Read>(r: R) -> Result<SealedSums, VerifyError> {
     let mut src = Source::new(r);
     let contents = read_archive(&mut src)?;
     let (file_size, sha256) = src.finish()?;
     let checked = contents.conclude()?;
-    Ok(Identity {
-        index: checked.meta.index,
-        term: checked.meta.term,
-        version: checked.meta.version,
-        state_size: checked.meta.size,
-        file_size,
-        sha256,
+    Ok(SealedSums {
+        identity: Identity {
+            index: checked.meta.index,
+            term: checked.meta.term,
+            version: checked.meta.version,
+            state_size: checked.meta.size,
+            file_size,
+            sha256,
+        },
+        sums: checked.sums,
+        sealed: checked.sealed,
     })
+}
+
+/// [`sealed_sums_reader`] on a file; failing to open it is
+/// [`VerifyError::Io`].
+pub fn sealed_sums_file(path: &Path) -> Result<SealedSums, VerifyError> {
+    let file = File::open(path).map_err(VerifyError::Io)?;
+    sealed_sums_reader(file)
 }
 
 /// [`verify_reader`] on a file; failing to open or read it is
