@@ -9,6 +9,7 @@
 
 mod support;
 
+mod auth;
 mod backup;
 mod bad_input;
 mod bao_faults;

@@ -5,11 +5,7 @@
 //! Each server is a single raft node on 127.0.0.1 (ephemeral ports, temp
 //! dir), killed when its [`Bao`] drops — also when a test panics, which then
 //! prints the server's log tail. The small server harness is a trimmed copy
-//! of tests/support/bao.rs (that folder is being moved).
-//!
-//! `cargo test --features failpoints --test auth -- --ignored --nocapture`
-//! also runs the timing of a big snapshot (`SNAPWARD_AUTH_BIG_MIB`, default
-//! 512 MiB of kv data).
+//! of the harness in `support::bao`, with the calls a rekey needs.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -609,101 +605,4 @@ async fn a_rekey_changes_which_keys_authenticate() {
     let text = resp.text().await.unwrap_or_default();
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     eprintln!("plain restore of the pre-rekey snapshot: {status} {text}");
-}
-
-/// Deterministic incompressible bytes (xorshift64*).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        out.extend_from_slice(&s.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// Timing: authenticate a big snapshot (`SNAPWARD_AUTH_BIG_MIB` MiB of kv
-/// data, default 512). Ignored by default: it writes GiBs to a temp dir.
-#[tokio::test]
-#[ignore = "slow: writes a big snapshot; run with --ignored --nocapture"]
-async fn cost_of_authenticating_a_big_snapshot() {
-    let mib: usize = std::env::var("SNAPWARD_AUTH_BIG_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(512);
-    let mut a = Bao::start("  max_entry_size = 16777216\n").await;
-    let keys = a.init_unsealed(3, 2).await;
-    let t = Instant::now();
-    // 3 MiB of noise per secret, base64: 4 MiB of JSON string each
-    let chunk = 3 << 20;
-    let mut written = 0usize;
-    let mut i = 0u64;
-    while written < mib << 20 {
-        let v = base64::engine::general_purpose::STANDARD.encode(noise(chunk, i + 1));
-        written += v.len();
-        a.write(&format!("big/{i}"), json!({ "v": v })).await;
-        i += 1;
-    }
-    eprintln!(
-        "wrote {} MiB in {i} secrets in {}",
-        written >> 20,
-        ms(t.elapsed())
-    );
-    let snap = a.path("big.snap");
-    let t = Instant::now();
-    a.snapshot(&snap).await;
-    let size = fs::metadata(&snap).unwrap().len();
-    eprintln!("snapshot: {} MiB in {}", size >> 20, ms(t.elapsed()));
-
-    // the order and offsets of the entries
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(File::open(&snap).unwrap()));
-    for e in ar.entries().unwrap() {
-        let e = e.unwrap();
-        eprintln!(
-            "  entry {:<18} at byte {:>10} of the tar, {:>10} bytes",
-            e.path().unwrap().display(),
-            e.raw_file_position(),
-            e.size()
-        );
-    }
-
-    // a cold-ish read is not what is measured: read the file once first
-    let _ = fs::read(&snap).unwrap();
-    let t = Instant::now();
-    let mut gz = flate2::read::GzDecoder::new(File::open(&snap).unwrap());
-    let inflated = std::io::copy(&mut gz, &mut std::io::sink()).unwrap();
-    let inflate_only = t.elapsed();
-    let t = Instant::now();
-    let s = sealed_sums_file(&snap).expect("verifies");
-    let verify = t.elapsed();
-    let t = Instant::now();
-    let shares = keys.stored(&[0, 1]);
-    let v = authenticate(&s.sealed, &s.sums, &shares).unwrap();
-    let pure = t.elapsed();
-    assert!(v.is_authentic());
-    let t = Instant::now();
-    let a2 = authenticate_file(&snap, &shares).unwrap();
-    let whole = t.elapsed();
-    assert!(a2.authenticity.is_authentic());
-    eprintln!(
-        "file {} MiB, state.bin {} MiB, inflated {} MiB\n  \
-         inflate only (flate2 GzDecoder → sink): {}\n  \
-         verify + read sums (sealed_sums_file): {}\n  \
-         combine + GCM open + compare (authenticate): {:.3} ms\n  \
-         authenticate_file (all of it): {}",
-        size >> 20,
-        s.identity.state_size >> 20,
-        inflated >> 20,
-        ms(inflate_only),
-        ms(verify),
-        pure.as_secs_f64() * 1000.0,
-        ms(whole)
-    );
 }
