@@ -5,6 +5,9 @@
 //!
 //!     cargo run --release --example make_big_snapshot -- OUT.snap SIZE_MIB
 
+// A benchmark tool, not library code: an index bug here fails loudly.
+#![allow(clippy::indexing_slicing)]
+
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::process::ExitCode;

@@ -143,8 +143,8 @@ fn tar_err(detail: impl Into<String>) -> VerifyError {
 /// Reads until `buf` is full or the stream ends; returns the bytes read.
 pub(crate) fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize, VerifyError> {
     let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
+    while let Some(rest) = buf.get_mut(n..).filter(|rest| !rest.is_empty()) {
+        match r.read(rest) {
             Ok(0) => break,
             Ok(k) => n += k.min(buf.len() - n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -342,13 +342,16 @@ fn hash_entry<R: Read>(r: &mut R, size: u64, buf: &mut [u8]) -> Result<[u8; 32],
     let mut left = size;
     while left > 0 {
         let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-        let n = match r.read(&mut buf[..want]) {
+        let Some(chunk) = buf.get_mut(..want) else {
+            return Err(tar_err("internal: hash buffer"));
+        };
+        let n = match r.read(chunk) {
             Ok(0) => return Err(tar_err(format!("it ends inside `{STATE}`"))),
             Ok(n) => n.min(want),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(VerifyError::from_io(e)),
         };
-        h.update(&buf[..n]);
+        h.update(chunk.get(..n).unwrap_or_default());
         left -= n as u64;
     }
     Ok(h.finalize().into())
@@ -357,7 +360,8 @@ fn hash_entry<R: Read>(r: &mut R, size: u64, buf: &mut [u8]) -> Result<[u8; 32],
 fn skip_padding<R: Read>(r: &mut R, size: u64) -> Result<(), VerifyError> {
     let pad = ((BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64) as usize;
     let mut scratch = [0u8; BLOCK];
-    if read_full(r, &mut scratch[..pad])? < pad {
+    let pad_buf = scratch.get_mut(..pad).unwrap_or_default();
+    if read_full(r, pad_buf)? < pad {
         return Err(tar_err("it ends inside an entry's padding"));
     }
     Ok(())

@@ -156,8 +156,8 @@ impl<R: Read> Source<R> {
         };
         self.pos = 0;
         self.filled = 0;
-        while self.filled < buf.len() {
-            match self.inner.read(&mut buf[self.filled..]) {
+        while let Some(rest) = buf.get_mut(self.filled..).filter(|r| !r.is_empty()) {
+            match self.inner.read(rest) {
                 Ok(0) => {
                     self.eof = true;
                     break;
@@ -180,7 +180,9 @@ impl<R: Read> Read for Source<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let avail = self.fill_buf()?;
         let n = avail.len().min(out.len());
-        out[..n].copy_from_slice(&avail[..n]);
+        if let (Some(o), Some(a)) = (out.get_mut(..n), avail.get(..n)) {
+            o.copy_from_slice(a);
+        }
         self.consume(n);
         Ok(n)
     }

@@ -123,7 +123,9 @@ impl Read for ChannelReader {
         }
         let avail = self.cur.get(self.pos..).unwrap_or_default();
         let n = avail.len().min(out.len());
-        out[..n].copy_from_slice(&avail[..n]);
+        if let (Some(o), Some(a)) = (out.get_mut(..n), avail.get(..n)) {
+            o.copy_from_slice(a);
+        }
         self.pos += n;
         Ok(n)
     }
