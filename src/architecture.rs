@@ -19,7 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("diag", &[]),
     ("exit", &[]),
     ("cluster", &[]),
-    ("snapshot", &[]),
+    ("snapshot", &["secret"]),
     ("retention", &["snapshot"]),
     // Pure stages.
     ("policy", &["diag", "secret", "retention", "snapshot"]),
