@@ -123,6 +123,12 @@ pub enum Command {
         /// Restore this snapshot (file name) instead of the newest valid one.
         #[arg(long)]
         snapshot: Option<String>,
+        /// Restore a snapshot the stored keys do not authenticate (its
+        /// SHA256SUMS.sealed does not open under them). Only when you know
+        /// the keys will unseal it anyway: otherwise node 0 ends up
+        /// initialised with a barrier nothing opens.
+        #[arg(long)]
+        allow_unauthenticated: bool,
         #[arg(long)]
         dry_run: bool,
         #[arg(long, env = "SNAPWARD_REPORT")]

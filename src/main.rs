@@ -91,10 +91,12 @@ fn main() -> ExitCode {
             format,
             explicit_restore: false,
             only_snapshot: None,
+            allow_unauthenticated: false,
         }))),
         Command::Restore {
             source,
             snapshot,
+            allow_unauthenticated,
             dry_run,
             report,
             format,
@@ -105,6 +107,7 @@ fn main() -> ExitCode {
             format,
             explicit_restore: true,
             only_snapshot: snapshot,
+            allow_unauthenticated,
         }))),
         Command::List { policy, format } => Ok(block_on(commands::list::run(&policy, format))),
     };

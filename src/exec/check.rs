@@ -10,6 +10,7 @@ use crate::plan::Precondition;
 use crate::plan::guard::Branch;
 
 use super::state::RunState;
+use crate::snapshot::auth::Authenticity;
 
 /// How far in the future a snapshot's name may lie (clocks of the nodes
 /// and of the run differ a little) before its age is not trusted.
@@ -23,7 +24,10 @@ pub fn check(pre: &Precondition, s: &RunState) -> Option<String> {
 /// Preconditions whose failure is a guard's refusal (a human must act),
 /// not a reason to retry: the run ends "refused".
 pub fn refuses(pre: &Precondition) -> bool {
-    matches!(pre, Precondition::SnapshotFreshEnough)
+    matches!(
+        pre,
+        Precondition::SnapshotFreshEnough | Precondition::SnapshotAuthenticated
+    )
 }
 
 /// [`check`] with the clock given.
@@ -93,8 +97,30 @@ pub fn check_at(pre: &Precondition, s: &RunState, now: jiff::Timestamp) -> Optio
             "no snapshot to restore was fetched and verified".into(),
         ),
         P::SnapshotFreshEnough => fresh_enough(s, now),
+        P::SnapshotAuthenticated => authenticated(s),
         P::RestoreApplied => fail(s.restore_applied, "the restore was not applied".into()),
     }
+}
+
+/// No destructive step on a snapshot the stored keys cannot open (the
+/// restore would leave node 0 initialised with a barrier they do not
+/// unseal), unless a human passed `--allow-unauthenticated`.
+fn authenticated(s: &RunState) -> Option<String> {
+    let Some(src) = &s.restore_from else {
+        return Some("no snapshot to restore was fetched and verified".into());
+    };
+    if src.authenticity == Some(Authenticity::Authentic) || s.allow_unauthenticated {
+        return None;
+    }
+    let why = match (src.authenticity, &src.unchecked) {
+        (Some(a), _) => crate::exec::item::authenticity_words(a).to_string(),
+        (None, Some(reason)) => format!("not checkable: {reason}"),
+        (None, None) => "not checked".to_string(),
+    };
+    Some(format!(
+        "no snapshot in the restore sources is authenticated by the stored keys — the keys and the snapshots do not belong together (the newest valid one, {}/{}, is {why}). Nothing was changed. Check that the key store holds this cluster's current unseal keys (a rekey, another environment, a Secret restored from the wrong backup); `snapward verify --keys DIR FILE` checks a snapshot offline. To restore it anyway, run `snapward restore --allow-unauthenticated`",
+        src.store, src.name
+    ))
 }
 
 /// `guards.maxRestoreAge` holds back an automatic restore only: a human
@@ -171,6 +197,8 @@ mod tests {
                 },
                 time,
                 temp: false,
+                authenticity: Some(Authenticity::Authentic),
+                unchecked: None,
             }),
             ..RunState::default()
         };
@@ -222,8 +250,32 @@ mod tests {
         );
     }
 
+    #[rstest]
+    #[case::authentic(Some(Authenticity::Authentic), false, None)]
+    #[case::other_keys(Some(Authenticity::OtherKeys), false, Some("sealed with other keys"))]
+    #[case::tampered(Some(Authenticity::SumsMismatch), false, Some("tampered"))]
+    #[case::unchecked(None, false, Some("do not belong together"))]
+    #[case::a_human_accepts(Some(Authenticity::OtherKeys), true, None)]
+    fn snapshot_authenticated_refuses_what_the_keys_do_not_open(
+        #[case] authenticity: Option<Authenticity>,
+        #[case] allow: bool,
+        #[case] refusal: Option<&str>,
+    ) {
+        let (mut s, _) = state_with(1, None, false);
+        if let Some(src) = s.restore_from.as_mut() {
+            src.authenticity = authenticity;
+        }
+        s.allow_unauthenticated = allow;
+        let got = check(&Precondition::SnapshotAuthenticated, &s);
+        match refusal {
+            None => assert_eq!(got, None),
+            Some(text) => assert!(got.as_deref().unwrap_or("").contains(text), "{got:?}"),
+        }
+    }
+
     #[test]
-    fn only_the_age_rule_refuses() {
+    fn only_the_age_and_authenticity_rules_refuse() {
+        assert!(refuses(&Precondition::SnapshotAuthenticated));
         assert!(refuses(&Precondition::SnapshotFreshEnough));
         assert!(!refuses(&Precondition::KeysPresent));
     }

@@ -54,6 +54,11 @@ fn event_for(action: &Action, o: &Outcome, state: &RunState) -> Option<(Severity
             };
         }
         (Action::Snapshot, Status::Succeeded) => (Normal, "SnapshotTaken", "snapshot".into()),
+        (Action::Verify, Status::Succeeded)
+            if state.snapshot_authentic.is_some_and(|a| !a.is_authentic()) =>
+        {
+            (Warning, "SnapshotNotAuthentic", "snapshot".into())
+        }
         (Action::Snapshot, _) if failed => (Warning, "SnapshotFailed", "snapshot".into()),
         (Action::Upload { target }, Status::Succeeded) => {
             (Normal, "Uploaded", format!("target {target}"))

@@ -10,6 +10,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::cluster::InitState;
+use crate::snapshot::auth::Authenticity;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -133,6 +134,20 @@ pub enum Item {
         name: String,
         index: u64,
         term: u64,
+    },
+
+    // -- authenticity (verify, fetch) --
+    /// A snapshot's sealed sums checked with the stored keys.
+    Authenticity {
+        store: String,
+        name: String,
+        authenticity: Authenticity,
+    },
+    /// A snapshot whose authenticity could not be checked, and why.
+    NotCheckable {
+        store: String,
+        name: String,
+        reason: String,
     },
 
     // -- restore / verify-cluster --
@@ -262,6 +277,16 @@ impl fmt::Display for Item {
                 index,
                 term,
             } => write!(f, "chose {store}/{name} (raft index {index}, term {term})"),
+            Item::Authenticity {
+                store,
+                name,
+                authenticity,
+            } => write!(f, "{store}/{name}: {}", authenticity_words(*authenticity)),
+            Item::NotCheckable {
+                store,
+                name,
+                reason,
+            } => write!(f, "{store}/{name}: authenticity not checkable ({reason})"),
             Item::Step { text } | Item::Would { text } => write!(f, "{text}"),
             Item::ClusterVerified {
                 nodes,
@@ -273,6 +298,19 @@ impl fmt::Display for Item {
                 "{nodes} node(s) unsealed, cluster_id {cluster_id}, raft index {raft_index} ≥ {want_index}"
             ),
             Item::CanaryRead { path } => write!(f, "canary {path} readable"),
+        }
+    }
+}
+
+/// What a verdict means, for people.
+pub fn authenticity_words(a: Authenticity) -> &'static str {
+    match a {
+        Authenticity::Authentic => "authentic (sealed by the stored keys)",
+        Authenticity::OtherKeys => {
+            "sealed with other keys (another cluster, or this one before or after a rekey)"
+        }
+        Authenticity::SumsMismatch => {
+            "tampered: SHA256SUMS differs from the sums the stored keys sealed"
         }
     }
 }

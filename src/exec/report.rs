@@ -107,6 +107,7 @@ impl RunReport {
     pub fn metrics_facts(
         &self,
         snapshot: Option<(u64, u64)>,
+        authentic: Option<bool>,
         kept: std::collections::BTreeMap<String, usize>,
     ) -> RunFacts {
         let targets = self
@@ -134,6 +135,7 @@ impl RunReport {
                 .duration_since(self.started_at)
                 .as_secs_f64(),
             snapshot,
+            authentic,
             targets,
             kept,
         }

@@ -10,6 +10,7 @@ use crate::backends::{NodeStatus, PutOutcome, RemoteSnapshot};
 use crate::cluster::InitState;
 use crate::plan::guard::Decision;
 use crate::snapshot::Identity;
+use crate::snapshot::auth::Authenticity;
 
 /// This run's snapshot, once verified and in the local store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,10 @@ pub struct RestoreSource {
     pub time: jiff::Timestamp,
     /// A fetched copy in the scratch dir (removed after the restore).
     pub temp: bool,
+    /// Its sealed sums under the stored keys (`None`: not checkable).
+    pub authenticity: Option<Authenticity>,
+    /// Why it could not be checked, when `authenticity` is `None`.
+    pub unchecked: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -48,8 +53,13 @@ pub struct RunState {
     pub partial: Option<(
         PathBuf,
         String,
-        Result<crate::snapshot::Identity, crate::snapshot::VerifyError>,
+        Result<crate::snapshot::SealedSums, crate::snapshot::VerifyError>,
     )>,
+    /// This run's snapshot under the stored keys (`None`: not checkable).
+    pub snapshot_authentic: Option<Authenticity>,
+    /// `snapward restore --allow-unauthenticated`: a human accepts a
+    /// snapshot the stored keys do not authenticate.
+    pub allow_unauthenticated: bool,
     pub snapshot: Option<TakenSnapshot>,
     /// Targets where this run's snapshot was confirmed (size + SHA-256
     /// read back), or — in a dry run only — would have been uploaded.

@@ -133,6 +133,9 @@ pub enum Precondition {
     RestoreAuthorized,
     /// The restored snapshot is no older than `guards.maxRestoreAge`.
     SnapshotFreshEnough,
+    /// The stored keys authenticate the snapshot to restore: its
+    /// `SHA256SUMS.sealed` opens under them and matches `SHA256SUMS`.
+    SnapshotAuthenticated,
     /// Node 0 applied the snapshot and sealed itself.
     RestoreApplied,
     /// Init is allowed by the policy.
@@ -167,6 +170,9 @@ impl Precondition {
                 "restore mode auto, or `snapward restore` run by a human".into()
             }
             Precondition::SnapshotFreshEnough => "snapshot within guards.maxRestoreAge".into(),
+            Precondition::SnapshotAuthenticated => {
+                "the stored keys authenticate the snapshot (SHA256SUMS.sealed)".into()
+            }
             Precondition::RestoreApplied => "restore applied and node 0 sealed".into(),
             Precondition::InitAllowed => "spec.init.allowed is true".into(),
         }

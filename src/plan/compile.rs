@@ -255,6 +255,7 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
             P::AllNodesUninitialized,
             P::KeysPresent,
             P::RestoreSnapshotVerified,
+            P::SnapshotAuthenticated,
             P::RestoreAuthorized,
         ];
         if p.guards.max_restore_age.is_some() {

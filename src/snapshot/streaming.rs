@@ -2,7 +2,7 @@
 //!
 //! [`VerifyingWriter`] wraps the writer a snapshot is streamed into (the
 //! local store's temp file) and hands a copy of every byte the writer
-//! accepted to [`verify_reader`] running on a blocking thread. The snapshot
+//! accepted to [`sealed_sums_reader`] running on a blocking thread. The snapshot
 //! is verified as it arrives — the same checks, on exactly the bytes written
 //! — instead of being read back from disk after the stream ended (for a
 //! 512 MiB snapshot that read-back was ~0.9 s of every run).
@@ -23,7 +23,7 @@ use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
 
-use super::{Identity, VerifyError, verify_reader};
+use super::{SealedSums, VerifyError, sealed_sums_reader};
 
 /// Writes queued for the verifier before the writer waits for it.
 const SLOTS: usize = 16;
@@ -33,7 +33,7 @@ pub struct VerifyingWriter<W> {
     inner: W,
     /// `None` once the verifier stopped reading (it has its verdict).
     tx: Option<PollSender<Vec<u8>>>,
-    verifier: tokio::task::JoinHandle<Result<Identity, VerifyError>>,
+    verifier: tokio::task::JoinHandle<Result<SealedSums, VerifyError>>,
 }
 
 impl<W: AsyncWrite + Unpin> VerifyingWriter<W> {
@@ -41,7 +41,7 @@ impl<W: AsyncWrite + Unpin> VerifyingWriter<W> {
     pub fn new(inner: W) -> Self {
         let (tx, rx) = mpsc::channel(SLOTS);
         let verifier = tokio::task::spawn_blocking(move || {
-            verify_reader(ChannelReader {
+            sealed_sums_reader(ChannelReader {
                 rx,
                 cur: Vec::new(),
                 pos: 0,
@@ -55,9 +55,10 @@ impl<W: AsyncWrite + Unpin> VerifyingWriter<W> {
     }
 
     /// Ends the stream (everything written so far is the whole snapshot)
-    /// and returns the inner writer with the verifier's verdict. Flush the
-    /// writer first; this does not.
-    pub async fn finish(mut self) -> (W, Result<Identity, VerifyError>) {
+    /// and returns the inner writer with the verifier's verdict: the
+    /// identity and the two small integrity entries (for authentication).
+    /// Flush the writer first; this does not.
+    pub async fn finish(mut self) -> (W, Result<SealedSums, VerifyError>) {
         drop(self.tx.take());
         let verdict = match (&mut self.verifier).await {
             Ok(v) => v,

@@ -39,6 +39,9 @@ pub struct RunFacts {
     pub duration_seconds: f64,
     /// (size in bytes, raft index) of this run's snapshot.
     pub snapshot: Option<(u64, u64)>,
+    /// Whether the stored keys authenticate this run's snapshot (`None`:
+    /// not checked — no keys, or no snapshot).
+    pub authentic: Option<bool>,
     /// Per target: how its upload ended.
     pub targets: BTreeMap<String, TargetResult>,
     /// Per store: snapshots retention kept.
@@ -127,6 +130,14 @@ pub fn render(f: &RunFacts, previous: Option<&str>) -> String {
             "Raft index of the last snapshot taken.",
             "gauge",
             vec![(base.clone(), index.to_string())],
+        );
+    }
+    if let Some(authentic) = f.authentic {
+        metric(
+            "snapward_snapshot_authentic",
+            "1 if the stored unseal keys authenticate the last snapshot (they would unseal a restore of it), 0 if not.",
+            "gauge",
+            vec![(base.clone(), u8::from(authentic).to_string())],
         );
     }
     let mut results = Vec::new();
@@ -268,6 +279,7 @@ mod tests {
             )]
             .into(),
             kept: [("local".to_string(), 3)].into(),
+            authentic: success.then_some(false),
         }
     }
 
@@ -279,6 +291,7 @@ mod tests {
             "snapward_target_last_upload_timestamp_seconds{policy=\"prod\",target=\"r2\"} 1000"
         ));
         assert!(first.contains("snapward_last_snapshot_raft_index{policy=\"prod\"} 36"));
+        assert!(first.contains("snapward_snapshot_authentic{policy=\"prod\"} 0"));
         let second = render(&facts(false), Some(&first));
         assert!(
             second.contains("snapward_last_success_timestamp_seconds{policy=\"prod\"} 1000"),

@@ -73,7 +73,8 @@ pub(super) async fn metrics(p: &ValidPolicy, report: &RunReport, state: &RunStat
         .snapshot
         .as_ref()
         .map(|t| (t.identity.file_size, t.identity.index));
-    let facts = report.metrics_facts(snapshot, state.kept.clone());
+    let authentic = state.snapshot_authentic.map(|a| a.is_authentic());
+    let facts = report.metrics_facts(snapshot, authentic, state.kept.clone());
     if let Some(path) = &m.textfile {
         let previous = std::fs::read_to_string(path).ok();
         let text = crate::backends::metrics::render(&facts, previous.as_deref());

@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub explicit_restore: bool,
     /// `restore --snapshot NAME`: restore this one, not the newest.
     pub only_snapshot: Option<String>,
+    /// `restore --allow-unauthenticated`.
+    pub allow_unauthenticated: bool,
 }
 
 fn kube_exit(e: &KubeError) -> Exit {

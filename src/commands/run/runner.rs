@@ -43,6 +43,7 @@ pub(super) async fn build(
         scratch: scratch.to_path_buf(),
         guard: plan::guard_policy(p, opts.explicit_restore),
         only_snapshot: opts.only_snapshot.clone(),
+        allow_unauthenticated: opts.allow_unauthenticated,
         policy: p.clone(),
     });
     // A dry run never runs the steps that change the cluster: it says what

@@ -1,7 +1,11 @@
 //! `fetch` (restore branch): try the valid snapshots of the restore
 //! sources newest first (`select::restore_candidates`); a remote one is
-//! downloaded to the scratch dir; each is verified, and a corrupt one is
-//! skipped with its reason for the next newest.
+//! downloaded to the scratch dir; each is verified and authenticated with
+//! the stored keys in one pass. A corrupt one, or one the keys do not
+//! authenticate (another cluster's, a pre-rekey one, a forged one), is
+//! skipped with its reason for the next newest. If none authenticates, the
+//! newest valid one is kept as the candidate with its verdict, and the
+//! restore's `SnapshotAuthenticated` precondition refuses it.
 
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -10,6 +14,16 @@ use super::{Actions, tri};
 use crate::exec::select::restore_candidates;
 use crate::exec::state::{RestoreSource, RunState};
 use crate::exec::{Item, Outcome};
+use crate::snapshot::auth::{AuthError, Authenticity};
+
+/// A fetched copy that will not be restored is removed.
+fn drop_fallback(fallback: Option<RestoreSource>) {
+    if let Some(f) = fallback
+        && f.temp
+    {
+        let _ = std::fs::remove_file(&f.path);
+    }
+}
 use crate::policy::StoreId;
 
 pub(super) async fn run(
@@ -29,7 +43,10 @@ pub(super) async fn run(
         )
         .map_err(|e| Outcome::failed(e.to_string()))
     );
+    let keys = tri!(a.read_stored_keys().await);
     let mut items = Vec::new();
+    // The newest valid snapshot the keys do not authenticate, if none does.
+    let mut fallback: Option<RestoreSource> = None;
     for rc in cands {
         let (store, c) = (rc.store, rc.candidate);
         if cancel.is_cancelled() {
@@ -55,27 +72,14 @@ pub(super) async fn run(
             (dest, true)
         };
         let p2 = path.clone();
-        match tokio::task::spawn_blocking(move || crate::snapshot::verify_file(&p2)).await {
-            Ok(Ok(identity)) => {
-                let chose = Item::Chose {
-                    store: store.clone(),
-                    name: c.id.clone(),
-                    index: identity.index,
-                    term: identity.term,
-                };
-                let detail = chose.to_string();
-                items.push(chose);
-                state.lock().await.restore_from = Some(RestoreSource {
-                    store,
-                    name: c.id,
-                    path,
-                    identity,
-                    time: c.time,
-                    temp,
-                });
-                return Outcome::ok(detail).with_items(items);
-            }
-            Ok(Err(e)) => {
+        let shares = keys.keys.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            crate::snapshot::auth::authenticate_file(&p2, &shares)
+        })
+        .await;
+        let (identity, authenticity, unchecked) = match checked {
+            Ok(Ok(done)) => (done.identity, Some(done.authenticity), None),
+            Ok(Err(AuthError::Snapshot(e))) => {
                 items.push(Item::Rejected {
                     store: store.clone(),
                     name: c.id.clone(),
@@ -84,9 +88,71 @@ pub(super) async fn run(
                 if temp {
                     let _ = std::fs::remove_file(&path);
                 }
+                continue;
             }
+            // The keys themselves cannot be used (malformed shares): the
+            // snapshot is valid, its authenticity unknown.
+            Ok(Err(e)) => match crate::snapshot::verify_file(&path) {
+                Ok(identity) => (identity, None, Some(e.to_string())),
+                Err(v) => {
+                    items.push(Item::Rejected {
+                        store: store.clone(),
+                        name: c.id.clone(),
+                        reason: v.check().to_string(),
+                    });
+                    continue;
+                }
+            },
             Err(e) => return Outcome::failed(e.to_string()),
+        };
+        let source = RestoreSource {
+            store: store.clone(),
+            name: c.id.clone(),
+            path: path.clone(),
+            identity,
+            time: c.time,
+            temp,
+            authenticity,
+            unchecked: unchecked.clone(),
+        };
+        if authenticity == Some(Authenticity::Authentic) {
+            let chose = Item::Chose {
+                store: store.clone(),
+                name: c.id.clone(),
+                index: source.identity.index,
+                term: source.identity.term,
+            };
+            let detail = chose.to_string();
+            items.push(chose);
+            drop_fallback(fallback);
+            state.lock().await.restore_from = Some(source);
+            return Outcome::ok(detail).with_items(items);
         }
+        items.push(match (authenticity, unchecked) {
+            (Some(authenticity), _) => Item::Authenticity {
+                store: store.clone(),
+                name: c.id.clone(),
+                authenticity,
+            },
+            (None, reason) => Item::NotCheckable {
+                store: store.clone(),
+                name: c.id.clone(),
+                reason: reason.unwrap_or_default(),
+            },
+        });
+        if fallback.is_none() {
+            fallback = Some(source);
+        } else if temp {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    if let Some(src) = fallback {
+        let detail = format!(
+            "no snapshot is authenticated by the stored keys; the newest valid one is {}/{}",
+            src.store, src.name
+        );
+        state.lock().await.restore_from = Some(src);
+        return Outcome::ok(detail).with_items(items);
     }
     Outcome::failed("no valid snapshot could be fetched").with_items(items)
 }

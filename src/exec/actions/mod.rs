@@ -62,6 +62,8 @@ pub struct Actions {
     pub guard: GuardPolicy,
     /// Restore exactly this snapshot (by file name), if set.
     pub only_snapshot: Option<String>,
+    /// A human accepts a snapshot the stored keys do not authenticate.
+    pub allow_unauthenticated: bool,
 }
 
 #[async_trait]

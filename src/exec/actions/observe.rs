@@ -117,6 +117,7 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
     s.restore_authorized = a.guard.restore_mode == RestoreMode::Auto || a.guard.explicit_restore;
     s.max_restore_age = a.policy.guards.max_restore_age;
     s.explicit_restore = a.guard.explicit_restore;
+    s.allow_unauthenticated = a.allow_unauthenticated && a.guard.explicit_restore;
     s.newest_snapshot_in = newest_source(&a.policy.sources, &holders);
     s.interrupted_restore = interrupted;
     Outcome::ok(format!("{} node(s) observed", s.nodes.len())).with_items(items)
