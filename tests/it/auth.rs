@@ -8,7 +8,7 @@
 //! of the harness in `support::bao`, with the calls a rekey needs.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,7 +20,6 @@ use base64::Engine as _;
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use snapward::secret::Secret;
 use snapward::snapshot::auth::{
     self, AuthError, Authenticity, authenticate, authenticate_file, combine,
@@ -323,64 +322,7 @@ impl Drop for Bao {
     }
 }
 
-// ---- snapshot surgery ---------------------------------------------------
-
-/// The entries of a snapshot, in archive order.
-fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(
-        File::open(path).expect("open snapshot"),
-    ));
-    ar.entries()
-        .expect("tar entries")
-        .map(|e| {
-            let mut e = e.expect("tar entry");
-            let name = e.path().expect("name").to_string_lossy().into_owned();
-            let mut data = Vec::new();
-            e.read_to_end(&mut data).expect("read entry");
-            (name, data)
-        })
-        .collect()
-}
-
-fn entry<'a>(es: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
-    &es.iter().find(|(n, _)| n == name).expect(name).1
-}
-
-fn entry_mut<'a>(es: &'a mut [(String, Vec<u8>)], name: &str) -> &'a mut Vec<u8> {
-    &mut es.iter_mut().find(|(n, _)| n == name).expect(name).1
-}
-
-/// `SHA256SUMS` recomputed for the current meta.json and state.bin.
-fn resum(es: &mut [(String, Vec<u8>)]) {
-    let sums = format!(
-        "{}  meta.json\n{}  state.bin\n",
-        hex::encode(Sha256::digest(entry(es, "meta.json"))),
-        hex::encode(Sha256::digest(entry(es, "state.bin")))
-    );
-    *entry_mut(es, "SHA256SUMS") = sums.into_bytes();
-}
-
-/// A gzip'ed tar of `es` (OpenBao's layout: 0600 regular files).
-fn write_snapshot(es: &[(String, Vec<u8>)], to: &Path) {
-    let gz = flate2::write::GzEncoder::new(
-        File::create(to).expect("create"),
-        flate2::Compression::fast(),
-    );
-    let mut tar = tar::Builder::new(gz);
-    for (name, data) in es {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o600);
-        h.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut h, name, &data[..]).expect("append");
-    }
-    tar.into_inner()
-        .expect("tar")
-        .finish()
-        .expect("gzip")
-        .sync_all()
-        .expect("sync");
-}
+use crate::support::surgery::{entries, entry, entry_mut, resum, write_snapshot};
 
 fn verdict(path: &Path, shares: &[Secret]) -> Result<Authenticity, AuthError> {
     authenticate_file(path, shares).map(|a| a.authenticity)

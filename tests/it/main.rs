@@ -31,6 +31,7 @@ mod list;
 mod openbao;
 mod plan_dag;
 mod policy_lint;
+mod restore_auth;
 mod retention;
 mod s3_faults;
 mod signals;

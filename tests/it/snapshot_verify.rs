@@ -416,7 +416,10 @@ fn stream_verified(
         }
         w.flush().await.expect("flush");
         let (inner, verdict) = w.finish().await;
-        (inner.out, verdict.map(|s| s.identity).map_err(|e| e.check()))
+        (
+            inner.out,
+            verdict.map(|s| s.identity).map_err(|e| e.check()),
+        )
     })
 }
 

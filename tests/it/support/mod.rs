@@ -12,6 +12,7 @@ pub mod fault_proxy;
 pub mod kube_api;
 pub mod outcome;
 pub mod s3;
+pub mod surgery;
 pub mod work;
 
 /// The package root (`policies/`, `fixtures/`, `schemas/`, `deploy/`).
