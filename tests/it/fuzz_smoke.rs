@@ -9,7 +9,10 @@
 //! - policy: `lint_text` never panics and every diagnostic's span lies
 //!   inside the text;
 //! - verify: `verify_reader` never panics, and whatever it accepts has the
-//!   input's length as its file size.
+//!   input's length as its file size;
+//! - sealed: the `SHA256SUMS.sealed` reader and the authentication never
+//!   panic, and nothing authenticates under a key the input does not
+//!   choose (`fuzz/fuzz_targets/sealed.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -190,6 +193,31 @@ proptest! {
     ) {
         verify_property(&apply(snapshot_seed(), &edits));
     }
+
+    /// The `sealed` target's property: the sealed-sums reader and the
+    /// authentication never panic on a mutated `SHA256SUMS.sealed`, and
+    /// nothing is authentic under a key the input does not choose.
+    #[test]
+    fn sealed_sums_never_panic_and_never_authenticate_under_a_random_key(
+        edits in proptest::collection::vec(edit(), 1..4),
+        key in proptest::collection::vec(any::<u8>(), 32),
+    ) {
+        let (sums, sealed) = sealed_seed();
+        let sealed = apply(sealed.clone(), &edits);
+        let _ = snapward::snapshot::auth::blob::parse(&sealed);
+        let verdict = snapward::snapshot::auth::authenticate_with_key(&sealed, sums, &key);
+        prop_assert!(!matches!(verdict, Ok(snapward::snapshot::auth::Authenticity::Authentic)));
+    }
+}
+
+/// `SHA256SUMS` and `SHA256SUMS.sealed` of the real fixture snapshot.
+fn sealed_seed() -> &'static (Vec<u8>, Vec<u8>) {
+    static SEED: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    SEED.get_or_init(|| {
+        let s = snapward::snapshot::sealed_sums_file(&crate::support::fixture_snapshot())
+            .expect("the fixture verifies");
+        (s.sums, s.sealed)
+    })
 }
 
 /// Crash inputs found by long `cargo fuzz` runs, kept as fixtures.
