@@ -174,8 +174,12 @@ bao_ready() {
 }
 
 bao_enable_kv() {
+  # Right after an init the node may not serve writes yet (it answers 500
+  # "local node not active" for a moment): wait until it is the active node.
+  bao_wait_active "$1"
   bao_api "$1" -X POST -d '{"type":"kv","options":{"version":"2"}}' \
-    "${BAO_API[$1]}/v1/sys/mounts/secret" >/dev/null
+    "${BAO_API[$1]}/v1/sys/mounts/secret" >/dev/null \
+    || die "OpenBao $1: enabling kv-v2 at secret/ failed"
 }
 
 # bao_fill NAME MIB [WORKERS]: write MIB MiB of ~512 KiB random base64 values.
