@@ -77,7 +77,18 @@ fn main() -> ExitCode {
             scenario,
             format,
         } => commands::plan::run(&policy, scenario, format),
-        Command::Verify { files, format } => Ok(commands::verify::run(&files, format)),
+        Command::Verify {
+            files,
+            format,
+            keys,
+            key_prefix,
+            policy,
+            kubeconfig,
+        } => {
+            let source =
+                commands::verify::KeySource::from_args(keys, key_prefix, policy, kubeconfig);
+            Ok(block_on(commands::verify::run(&files, format, source)))
+        }
         Command::Schema => Ok(commands::schema::run()),
         Command::Run {
             source,
