@@ -166,11 +166,20 @@ pub enum Command {
     },
     /// List every store's snapshots with identity, validity, and what
     /// retention would keep or delete (and why).
+    ///
+    /// When the policy's key store can be read and holds unseal key shares,
+    /// each local snapshot also shows its authenticity (as `verify` does;
+    /// this reads each valid local snapshot a second time). Remote
+    /// snapshots are not authenticated: that needs their bytes.
     List {
         #[arg(short = 'f', long = "file", env = "SNAPWARD_POLICY")]
         policy: PathBuf,
         #[arg(long, value_enum, default_value = "human")]
         format: OutputFormat,
+        /// Kubeconfig for a Kubernetes Secret key store (default: $KUBECONFIG
+        /// or ~/.kube/config if present, else the pod's service account).
+        #[arg(long, value_name = "PATH")]
+        kubeconfig: Option<PathBuf>,
     },
     /// Print the policy JSON Schema.
     Schema,

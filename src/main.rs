@@ -120,7 +120,15 @@ fn main() -> ExitCode {
             only_snapshot: snapshot,
             allow_unauthenticated,
         }))),
-        Command::List { policy, format } => Ok(block_on(commands::list::run(&policy, format))),
+        Command::List {
+            policy,
+            format,
+            kubeconfig,
+        } => Ok(block_on(commands::list::run(
+            &policy,
+            format,
+            kubeconfig.as_deref(),
+        ))),
     };
     match outcome {
         Ok(exit) => exit.into(),
