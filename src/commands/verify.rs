@@ -157,11 +157,20 @@ pub(crate) async fn store_key(store: &dyn KeyStore, key_prefix: &str) -> Result<
     let stored = match store.read().await {
         Ok(s) => s,
         Err(KeyStoreError::Empty { .. }) => {
-            return Err(format!(
-                "the key store {location} holds no unseal key shares ({key_prefix}0, \
-                 {key_prefix}1, ...); an auto-unseal cluster's store holds only its root \
-                 token, and its snapshots cannot be authenticated offline"
-            ));
+            // Nothing at all (a wrong place or prefix?), or other entries
+            // only: what an auto-unseal cluster's store holds.
+            return Err(if matches!(store.probe().await, Ok(false)) {
+                format!(
+                    "the key store {location} is missing or empty: no key shares \
+                     ({key_prefix}0, {key_prefix}1, ...) and no root token"
+                )
+            } else {
+                format!(
+                    "the key store {location} holds no unseal key shares ({key_prefix}0, \
+                     {key_prefix}1, ...); an auto-unseal cluster's store holds only its root \
+                     token, and its snapshots cannot be authenticated offline"
+                )
+            });
         }
         Err(e) => return Err(e.to_string()),
     };
