@@ -347,6 +347,12 @@ async fn verify_tells_authentic_from_other_keys_and_tampered_with_a_key_dir_or_a
         "{}",
         o.context()
     );
+    assert!(
+        o.stdout
+            .contains(" is missing or empty: no key shares (unseal-key-0, "),
+        "{}",
+        o.context()
+    );
 
     // a lone share is below any split key's threshold: the store is unusable
     let one = r.work.mkdir("one-share");
@@ -605,4 +611,141 @@ async fn a_key_store_without_shares_makes_every_snapshot_not_checkable() {
     assert!(o.stderr.contains("cannot be used with"), "{}", o.context());
 
     r.assert_never_printed(&[token]);
+}
+
+/// The key Secret the file layout maps to: `<prefix>N` and `root-token`,
+/// each value base64 in `data`.
+fn key_secret(c: &Cluster, namespace: &str, name: &str) -> Value {
+    let b64 = |s: &str| Value::from(base64::engine::general_purpose::STANDARD.encode(s));
+    let mut data = serde_json::Map::new();
+    for (i, k) in c.shares.iter().enumerate() {
+        data.insert(format!("unseal-key-{i}"), b64(k));
+    }
+    data.insert("root-token".into(), b64(&c.root_token));
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "Opaque",
+        "immutable": true,
+        "data": data,
+    })
+}
+
+#[tokio::test]
+async fn verify_and_list_read_a_kubernetes_secret_key_store_read_only() {
+    let a = Cluster::start().await;
+    let mut r = Runner::new();
+    let kube = crate::support::kube_api::FakeKube::start().await;
+    // the policy names the namespace; the kubeconfig's context another one
+    kube.insert("secrets", "openbao", key_secret(&a, "openbao", "bao-keys"));
+    let kubeconfig = r.work.file(
+        "kubeconfig",
+        &format!(
+            "apiVersion: v1\nkind: Config\n\
+             clusters: [{{name: fake, cluster: {{server: \"{}\"}}}}]\n\
+             users: [{{name: fake, user: {{}}}}]\n\
+             contexts: [{{name: fake, context: {{cluster: fake, user: fake, namespace: elsewhere}}}}]\n\
+             current-context: fake\n",
+            kube.url
+        ),
+    );
+    let local = r.work.mkdir("snapshots");
+    let snap = local.join("openbao-20261120-020000.snap");
+    a.snapshot(&snap).await;
+    let id = verify_file(&snap).expect("verifies");
+    let pol = r.work.write_policy(
+        "secret.yaml",
+        &serde_json::json!({
+            "apiVersion": "snapward.dev/v1alpha1",
+            "kind": "SnapshotPolicy",
+            "metadata": {"name": "k", "namespace": "openbao"},
+            "spec": {
+                "cluster": {"nodes": [{"address": "http://127.0.0.1:1"}]},
+                "local": {"path": local.display().to_string(), "retention": {"keepLast": 5}},
+                "unsealKeys": {"kubernetesSecret": {"name": "bao-keys"}},
+            }
+        }),
+    );
+
+    let o = r
+        .run(&[&"verify", &"-f", &pol, &"--kubeconfig", &kubeconfig, &snap])
+        .await;
+    assert_eq!(o.code, Some(0), "{}", o.context());
+    assert_eq!(o.stdout, format!("{}  authentic\n", valid_line(&snap, &id)));
+
+    let o = r
+        .run(&[
+            &"list",
+            &"--format",
+            &"json",
+            &"-f",
+            &pol,
+            &"--kubeconfig",
+            &kubeconfig,
+        ])
+        .await;
+    assert_eq!(o.code, Some(0), "{}", o.context());
+    assert_eq!(
+        o.json()[0]["snapshots"][0]["authenticity"],
+        "authentic",
+        "{}",
+        o.context()
+    );
+
+    // read, never written
+    let secrets = kube.requests_to("secrets");
+    assert!(!secrets.is_empty());
+    for q in &secrets {
+        assert_eq!(q.method, "GET", "{q:?}");
+        assert!(q.path.contains("/namespaces/openbao/"), "{q:?}");
+    }
+
+    // the Secret gone: verify is a usage error (2), list only notes it
+    let missing = r.work.write_policy(
+        "missing.yaml",
+        &serde_json::json!({
+            "apiVersion": "snapward.dev/v1alpha1",
+            "kind": "SnapshotPolicy",
+            "metadata": {"name": "k", "namespace": "openbao"},
+            "spec": {
+                "cluster": {"nodes": [{"address": "http://127.0.0.1:1"}]},
+                "local": {"path": local.display().to_string(), "retention": {"keepLast": 5}},
+                "unsealKeys": {"kubernetesSecret": {"name": "no-such-secret"}},
+            }
+        }),
+    );
+    let o = r
+        .run(&[
+            &"verify",
+            &"-f",
+            &missing,
+            &"--kubeconfig",
+            &kubeconfig,
+            &snap,
+        ])
+        .await;
+    assert_eq!(o.code, Some(2), "{}", o.context());
+    assert!(
+        o.stdout.contains(
+            "  not checkable: the key store secret openbao/no-such-secret is missing or empty"
+        ),
+        "{}",
+        o.context()
+    );
+    let o = r
+        .run(&[&"list", &"-f", &missing, &"--kubeconfig", &kubeconfig])
+        .await;
+    assert_eq!(o.code, Some(0), "{}", o.context());
+    assert!(
+        o.stderr.contains("note: authenticity not shown: "),
+        "{}",
+        o.context()
+    );
+
+    let mut secrets = a.secrets();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    secrets.extend(a.shares.iter().map(|s| b64(s)));
+    secrets.push(b64(&a.root_token));
+    r.assert_never_printed(&secrets);
 }
