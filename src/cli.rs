@@ -87,15 +87,43 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: PlanFormat,
     },
-    /// Verify snapshot archives offline and print their identity.
+    /// Verify snapshot archives offline and print their identity; with the
+    /// unseal key shares (--keys or -f), also authenticate them.
     ///
-    /// Exit 0 when all are valid, 1 when any is invalid (the failing check is
-    /// named), 2 when a file cannot be read.
+    /// Authentic: the sealed SHA256SUMS opens under the unseal key these
+    /// shares combine to and matches SHA256SUMS, so the snapshot was sealed
+    /// by that cluster and meta.json and state.bin are untampered. Keys are
+    /// read, never printed.
+    ///
+    /// Exit 0 when all are valid (and, with keys, all authentic), 1 when any
+    /// is invalid (the failing check is named) or, with keys, any is not
+    /// authentic, 2 when a file, the policy or the key store cannot be read
+    /// or used (then every snapshot is "not checkable").
     Verify {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         #[arg(long, value_enum, default_value = "human")]
         format: OutputFormat,
+        /// Authenticate with the key shares in this directory (snapward's
+        /// file key store: <key-prefix>0, <key-prefix>1, ...).
+        #[arg(long, value_name = "DIR", conflicts_with = "policy")]
+        keys: Option<PathBuf>,
+        /// The file name prefix of the shares in --keys.
+        #[arg(
+            long,
+            value_name = "PREFIX",
+            default_value = "unseal-key-",
+            requires = "keys"
+        )]
+        key_prefix: String,
+        /// Authenticate with the key store of this policy (spec.unsealKeys):
+        /// a file, or a ConfigMap-mounted directory.
+        #[arg(short = 'f', long = "file", value_name = "POLICY")]
+        policy: Option<PathBuf>,
+        /// Kubeconfig for a Kubernetes Secret key store (default: $KUBECONFIG
+        /// or ~/.kube/config if present, else the pod's service account).
+        #[arg(long, value_name = "PATH", requires = "policy")]
+        kubeconfig: Option<PathBuf>,
     },
     /// Run the policy: observe, guard-check, then back up, initialise or
     /// restore as the guard decides (the Job's entry point).
@@ -138,11 +166,20 @@ pub enum Command {
     },
     /// List every store's snapshots with identity, validity, and what
     /// retention would keep or delete (and why).
+    ///
+    /// When the policy's key store can be read and holds unseal key shares,
+    /// each local snapshot also shows its authenticity (as `verify` does;
+    /// this reads each valid local snapshot a second time). Remote
+    /// snapshots are not authenticated: that needs their bytes.
     List {
         #[arg(short = 'f', long = "file", env = "SNAPWARD_POLICY")]
         policy: PathBuf,
         #[arg(long, value_enum, default_value = "human")]
         format: OutputFormat,
+        /// Kubeconfig for a Kubernetes Secret key store (default: $KUBECONFIG
+        /// or ~/.kube/config if present, else the pod's service account).
+        #[arg(long, value_name = "PATH")]
+        kubeconfig: Option<PathBuf>,
     },
     /// Print the policy JSON Schema.
     Schema,

@@ -77,7 +77,18 @@ fn main() -> ExitCode {
             scenario,
             format,
         } => commands::plan::run(&policy, scenario, format),
-        Command::Verify { files, format } => Ok(commands::verify::run(&files, format)),
+        Command::Verify {
+            files,
+            format,
+            keys,
+            key_prefix,
+            policy,
+            kubeconfig,
+        } => {
+            let source =
+                commands::verify::KeySource::from_args(keys, key_prefix, policy, kubeconfig);
+            Ok(block_on(commands::verify::run(&files, format, source)))
+        }
         Command::Schema => Ok(commands::schema::run()),
         Command::Run {
             source,
@@ -109,7 +120,15 @@ fn main() -> ExitCode {
             only_snapshot: snapshot,
             allow_unauthenticated,
         }))),
-        Command::List { policy, format } => Ok(block_on(commands::list::run(&policy, format))),
+        Command::List {
+            policy,
+            format,
+            kubeconfig,
+        } => Ok(block_on(commands::list::run(
+            &policy,
+            format,
+            kubeconfig.as_deref(),
+        ))),
     };
     match outcome {
         Ok(exit) => exit.into(),

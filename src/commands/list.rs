@@ -1,17 +1,25 @@
 //! `snapward list -f POLICY`: every store's snapshots with identity,
-//! validity, and what retention would keep or delete, with reasons.
-//! Read-only.
+//! validity, and what retention would keep or delete, with reasons; and,
+//! when the policy's key store can be read and holds unseal key shares, each
+//! local snapshot's authenticity (see `verify`). Read-only.
+//!
+//! Cost: the local inventory (`LocalStore::inventory`) verifies each file
+//! and keeps no sums, so authenticating reads each valid local snapshot a
+//! second time (one more full pass each, only when the keys are usable).
+//! Remote snapshots are not authenticated: that needs their bytes.
 
 use std::path::Path;
 
 use serde::Serialize;
 
+use super::verify::{Checked, UnsealKey, Verdict, policy_key};
 use crate::backends::RemoteSnapshot;
+use crate::backends::local::LocalSnapshot;
 use crate::cli::OutputFormat;
 use crate::exec::select::{local_candidate, remote_candidate, remote_valid};
 use crate::exit::Exit;
 use crate::policy;
-use crate::retention::{self, Candidate, Decision, Verdict};
+use crate::retention::{self, Candidate, Decision};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -27,10 +35,15 @@ struct Row {
     size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sha256: Option<String>,
-    verdict: Verdict,
+    verdict: retention::Verdict,
     reasons: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     invalid: Option<String>,
+    /// Local, valid snapshots when the keys are usable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authenticity: Option<Verdict>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authenticity_reason: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -63,12 +76,27 @@ fn remote_rows(list: &[RemoteSnapshot], rules: &retention::Rules) -> Vec<Row> {
                 verdict: d.verdict,
                 reasons: d.reasons,
                 invalid: None,
+                authenticity: None,
+                authenticity_reason: None,
             })
         })
         .collect()
 }
 
-pub async fn run(path: &Path, format: OutputFormat) -> Exit {
+/// The second pass over a verified local snapshot: verify again (the file
+/// may have changed since the inventory) and judge its sealed sums.
+fn authenticate_again(key: &UnsealKey, dir: &Path, s: &LocalSnapshot) -> Option<Checked> {
+    let listed = s.identity.as_ref()?;
+    Some(match key.check_file(&dir.join(&s.name)) {
+        Ok((id, _)) if id.sha256 != listed.sha256 => {
+            Checked::not_checkable("the file changed while it was listed".into())
+        }
+        Ok((_, checked)) => checked,
+        Err(e) => Checked::not_checkable(format!("the second read failed: {}: {e}", e.check())),
+    })
+}
+
+pub async fn run(path: &Path, format: OutputFormat, kubeconfig: Option<&Path>) -> Exit {
     let p = match policy::load_policy(path) {
         Ok(p) => p,
         Err(e) => {
@@ -81,16 +109,38 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
             return exit;
         }
     };
+    let key = match policy_key(&p, kubeconfig).await {
+        None => None,
+        Some(Ok(k)) => Some(k),
+        Some(Err(reason)) => {
+            crate::ewriteln!("note: authenticity not shown: {reason}");
+            None
+        }
+    };
     let mut out = Vec::new();
     let local = crate::wiring::local_store(&p);
     let mut failed = false;
-    match tokio::task::spawn_blocking(move || local.inventory()).await {
-        Ok(Ok(inv)) => {
+    let listed = tokio::task::spawn_blocking(move || {
+        local.inventory().map(|inv| {
+            let checked: Vec<Option<Checked>> = match &key {
+                Some(k) => inv
+                    .iter()
+                    .map(|s| authenticate_again(k, &local.dir, s))
+                    .collect(),
+                None => vec![None; inv.len()],
+            };
+            (inv, checked)
+        })
+    });
+    match listed.await {
+        Ok(Ok((inv, checked))) => {
             let cands: Vec<Candidate> = inv.iter().map(local_candidate).collect();
             let rows = verdicts(&p.local.rules, &cands)
                 .into_iter()
                 .filter_map(|d| {
-                    let s = inv.iter().find(|s| s.name == d.id)?;
+                    let i = inv.iter().position(|s| s.name == d.id)?;
+                    let s = inv.get(i)?;
+                    let c = checked.get(i).cloned().flatten();
                     Some(Row {
                         name: s.name.clone(),
                         time: s.time,
@@ -102,6 +152,8 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
                         verdict: d.verdict,
                         reasons: d.reasons,
                         invalid: s.invalid.clone(),
+                        authenticity: c.as_ref().map(|c| c.verdict),
+                        authenticity_reason: c.and_then(|c| c.reason),
                     })
                 })
                 .collect();
@@ -173,18 +225,32 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
                 if let Some(e) = &s.error {
                     text.push_str(&format!("  unavailable: {e}\n"));
                 }
+                // The authenticity column, only in a store where it was checked.
+                let auth_column = s.snapshots.iter().any(|r| r.authenticity.is_some());
                 for r in &s.snapshots {
                     let id = match (r.index, r.term) {
                         (Some(i), Some(t)) => format!("index={i} term={t}"),
                         _ => "invalid".to_string(),
                     };
                     let verdict = match r.verdict {
-                        Verdict::Keep => "keep",
-                        Verdict::Delete => "delete",
-                        Verdict::Ignore => "ignore",
+                        retention::Verdict::Keep => "keep",
+                        retention::Verdict::Delete => "delete",
+                        retention::Verdict::Ignore => "ignore",
+                    };
+                    let auth = if auth_column {
+                        let word = match r.authenticity {
+                            Some(Verdict::Authentic) => "authentic",
+                            Some(Verdict::OtherKeys) => "other-keys",
+                            Some(Verdict::SumsMismatch) => "sums-mismatch",
+                            Some(Verdict::NotCheckable) => "not-checkable",
+                            None => "",
+                        };
+                        format!("{word:<14}")
+                    } else {
+                        String::new()
                     };
                     text.push_str(&format!(
-                        "  {}  {:<24} {:<7} {}\n",
+                        "  {}  {:<24} {:<7} {auth}{}\n",
                         r.name,
                         id,
                         verdict,
@@ -192,6 +258,9 @@ pub async fn run(path: &Path, format: OutputFormat) -> Exit {
                     ));
                     if let Some(i) = &r.invalid {
                         text.push_str(&format!("      {i}\n"));
+                    }
+                    if let Some(why) = &r.authenticity_reason {
+                        text.push_str(&format!("      not checkable: {why}\n"));
                     }
                 }
             }

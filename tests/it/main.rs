@@ -37,6 +37,7 @@ mod s3_faults;
 mod signals;
 mod snapshot_verify;
 mod targets;
+mod verify_auth;
 
 /// Without `--features failpoints` the `crash` module is compiled away:
 /// fail loudly instead of passing without its tests.
