@@ -809,6 +809,8 @@ struct Env {
     weak_token_file: PathBuf,
     /// A real snapshot of `bao`.
     real: PathBuf,
+    /// `bao`'s unseal key (1 share): it authenticates `real`.
+    unseal_key: String,
     secrets: Vec<String>,
     root: bool,
 }
@@ -834,6 +836,7 @@ impl Env {
         fs::write(&token_file, format!("{token}\n")).expect("token file");
         let weak_token_file = work.path().join("weak-token");
         fs::write(&weak_token_file, format!("{weak}\n")).expect("token file");
+        let unseal_key = keys.first().cloned().expect("one unseal key");
         let mut secrets = keys;
         secrets.extend([
             root_token,
@@ -843,6 +846,7 @@ impl Env {
             WRONG_SECRET.to_string(),
             DUMMY_KEY.to_string(),
         ]);
+
         let mut env = Env {
             work,
             bao,
@@ -851,6 +855,7 @@ impl Env {
             token_file,
             weak_token_file,
             real: PathBuf::new(),
+            unseal_key,
             secrets,
             root: is_root(),
         };
@@ -932,10 +937,22 @@ impl Env {
 
     /// A wiped-cluster policy: the fresh node, a key store holding a dummy
     /// share, restore `mode`, maxRestoreAge 7d, no target.
+    /// A policy for the never-initialised server whose key store holds
+    /// `bao`'s real unseal key (it authenticates `real`).
     fn wiped_policy(&self, slug: &str, local: &Path, mode: &str) -> (PathBuf, PathBuf) {
+        self.wiped_policy_with_key(slug, local, mode, &self.unseal_key)
+    }
+
+    fn wiped_policy_with_key(
+        &self,
+        slug: &str,
+        local: &Path,
+        mode: &str,
+        key: &str,
+    ) -> (PathBuf, PathBuf) {
         let keys = self.path(&format!("rows/{slug}/keys"));
         fs::create_dir_all(&keys).expect("mkdir");
-        fs::write(keys.join("unseal-key-0"), DUMMY_KEY).expect("key");
+        fs::write(keys.join("unseal-key-0"), key).expect("key");
         let p = self.policy(slug, local, |v| {
             let spec = &mut v["spec"];
             spec["cluster"]["nodes"] =
@@ -1258,6 +1275,24 @@ fn env_rows(env: &Env, mounts: &mut Vec<Mount>) -> Vec<Row> {
         )
         .code(0)
         .expect("would temp-initialise node 0")
+        .untouched(&s)
+        .untouched(&keys),
+    );
+
+    // The stored key is not the one that sealed the snapshot: refused
+    // before anything is written (invariant 11).
+    let s = env.path("rows/foreign-key/snapshots");
+    fs::create_dir_all(&s).expect("mkdir");
+    fs::copy(&env.real, s.join(format!("{PREFIX}20260101-000000.snap"))).expect("copy");
+    let (p, keys) = env.wiped_policy_with_key("foreign-key", &s, "auto", DUMMY_KEY);
+    rows.push(
+        run(
+            "wiped cluster, the stored key did not seal the snapshot",
+            &p,
+        )
+        .code(3)
+        .expect("do not belong together")
+        .expect("snapward restore --allow-unauthenticated")
         .untouched(&s)
         .untouched(&keys),
     );
