@@ -768,3 +768,160 @@ async fn manual_mode_refuses_a_wiped_cluster_until_snapward_restore_is_run() {
         "a restore never writes the key store"
     );
 }
+
+// ---- invariant 7 ---------------------------------------------------------
+
+/// Every file under `dir`, recursively: path → bytes.
+fn tree(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(tree(&p)),
+            Ok(t) if t.is_file() => {
+                if let Ok(b) = fs::read(&p) {
+                    out.push((p, b));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Invariant 7 (README "Guarantees"): the temporary root token and unseal
+/// keys that a restore's temp-init gets from `sys/init` are never
+/// persisted. A proxy in front of node 0 records the `PUT /v1/sys/init`
+/// response, so the test knows them; the run logs at debug level with its
+/// own TMPDIR. None of them may appear in stdout, stderr (the logs), the
+/// report, the key store, the local store, the restore marker (read while
+/// the run is under way, as long as it exists), TMPDIR — or any other file
+/// in the drill's work dir. (The marker, TMPDIR and the key store are read
+/// every 5 ms while the run is under way: a file that lives for less than
+/// that between two reads can escape; what stays behind cannot.)
+#[tokio::test]
+async fn invariant_7_temporary_credentials_are_never_persisted() {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::support::fault_proxy::FaultProxy;
+
+    let mut d = Drill::single(false).await;
+    let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
+    let policy = d.policy("policy", &d.opts());
+    let (_, token) = d.snapward_init(&policy, &keys_dir).await;
+    d.write_marker("before").await;
+    let (_, name) = d.backup(&policy, &snap_dir).await;
+    d.write_marker("after").await;
+    let keys = files_in(&keys_dir);
+    d.bao.wipe(0).await;
+
+    let proxy = FaultProxy::start(d.bao.address(0).as_str()).await;
+    proxy.record_bodies(|r| r.method == "PUT" && r.path() == "/v1/sys/init");
+    let yaml = fs::read_to_string(&policy).expect("read the policy");
+    let node0 = d.bao.address(0).as_str().trim_end_matches('/').to_owned();
+    assert!(yaml.contains(&node0), "the policy names node 0 at {node0}");
+    let proxied = d.path("proxied.yaml");
+    fs::write(&proxied, yaml.replace(&node0, &proxy.url)).expect("write the policy");
+
+    // The restore marker and TMPDIR, read while the run is under way.
+    let tmp = d.path("run-tmp");
+    fs::create_dir_all(&tmp).expect("TMPDIR");
+    let marker = snap_dir.join(".snapward-drill.restore-in-progress");
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (stop, tmp, marker, keys_dir) =
+            (stop.clone(), tmp.clone(), marker.clone(), keys_dir.clone());
+        std::thread::spawn(move || {
+            let mut seen: BTreeSet<(String, Vec<u8>)> = BTreeSet::new();
+            loop {
+                let last = stop.load(Ordering::SeqCst);
+                if let Ok(b) = fs::read(&marker) {
+                    seen.insert((marker.display().to_string(), b));
+                }
+                for (p, b) in tree(&tmp).into_iter().chain(tree(&keys_dir)) {
+                    seen.insert((p.display().to_string(), b));
+                }
+                if last {
+                    return seen;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    let tmp_s = tmp.display().to_string();
+    let r = d
+        .snapward_env(
+            "run",
+            &proxied,
+            &[],
+            &[("SNAPWARD_LOG", "debug"), ("TMPDIR", &tmp_s)],
+        )
+        .await;
+    stop.store(true, Ordering::SeqCst);
+    let during = watcher.join().expect("the watcher");
+    expect_restored(&r, true, "local", &name);
+    d.expect_data(&token, &["before"], &["after"]).await;
+    assert_eq!(
+        files_in(&keys_dir),
+        keys,
+        "a restore never writes the key store"
+    );
+    assert!(
+        r.stderr.contains("DEBUG") || r.stderr.contains("\"level\":\"debug\""),
+        "the run logged at debug level\n{}",
+        r.context()
+    );
+    assert!(
+        during
+            .iter()
+            .any(|(p, _)| *p == marker.display().to_string()),
+        "the restore marker {} was read while the run was under way",
+        marker.display()
+    );
+
+    // What sys/init answered the restore's temp-init.
+    let inits: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PUT" && s.target == "/v1/sys/init")
+        .collect();
+    assert_eq!(inits.len(), 1, "one temp-init\n{}", proxy.log());
+    let body = String::from_utf8_lossy(inits[0].body.as_deref().expect("recorded")).into_owned();
+    let json = &body[body.find('{').expect("a JSON body")..=body.rfind('}').expect("a JSON body")];
+    let init: serde_json::Value = serde_json::from_str(json).expect("the sys/init answer");
+    let mut temp: Vec<String> = vec![init["root_token"].as_str().expect("root_token").to_owned()];
+    for field in ["keys", "keys_base64"] {
+        for k in init[field].as_array().expect(field) {
+            temp.push(k.as_str().expect("a key").to_owned());
+        }
+    }
+    assert_eq!(temp.len(), 1 + 2 * SHARES as usize, "{init}");
+    assert!(temp.iter().all(|t| t.len() >= 16), "{init}");
+
+    let report = r.report.to_string();
+    let mut places: Vec<(String, Vec<u8>)> = vec![
+        ("stdout".into(), r.stdout.clone().into_bytes()),
+        (
+            "stderr (the debug logs)".into(),
+            r.stderr.clone().into_bytes(),
+        ),
+        ("the report".into(), report.into_bytes()),
+    ];
+    places.extend(during);
+    places.extend(
+        tree(&d.path(""))
+            .into_iter()
+            .map(|(p, b)| (p.display().to_string(), b)),
+    );
+    for secret in &temp {
+        for (place, bytes) in &places {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a temporary credential of the restore ({} chars) appears in {place}",
+                secret.len()
+            );
+        }
+    }
+}
