@@ -925,3 +925,159 @@ async fn invariant_7_temporary_credentials_are_never_persisted() {
         }
     }
 }
+
+// ---- every node is verified ------------------------------------------------
+
+/// Invariant 8's "every node is verified": a 3-node restore in which node 2
+/// is killed (SIGKILL) right after `restore-unseal` unsealed it — the
+/// moment `verify-cluster` sends its first request (to node 0), seen by a
+/// proxy in front of node 0 — must not end "done": `verify-cluster` fails
+/// and the run exits 4.
+#[tokio::test]
+async fn a_follower_lost_after_the_restore_unseal_fails_verify_cluster() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::support::fault_proxy::FaultProxy;
+
+    let mut d = Drill::three(false).await;
+    let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
+    let (init_keys, token) = d.bao.init_unsealed(SHARES, THRESHOLD).await;
+    for k in &init_keys {
+        d.remember_secret(k);
+    }
+    d.remember_secret(&token);
+    write_keys(&keys_dir, &init_keys, Some(&token));
+    d.bao.enable_kv().await;
+    let mut o = d.opts();
+    o.init_allowed = false;
+    let policy = d.policy("policy", &o);
+    d.write_marker("before").await;
+    let (_, name) = d.backup(&policy, &snap_dir).await;
+    for node in 0..3 {
+        d.bao.wipe(node).await;
+    }
+
+    let p0 = FaultProxy::start(d.bao.address(0).as_str()).await;
+    let p2 = FaultProxy::start(d.bao.address(2).as_str()).await;
+    let unsealed2 = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    {
+        // Node 2 got its keys (restore-unseal is at the last follower).
+        let unsealed2 = unsealed2.clone();
+        p2.add(crate::support::fault_proxy::Rule::new(
+            "note the unseal of node 2",
+            move |r| {
+                if r.method == "PUT" && r.path() == "/v1/sys/unseal" {
+                    unsealed2.store(true, Ordering::SeqCst);
+                }
+                false
+            },
+            crate::support::fault_proxy::Fault::Stall,
+        ));
+    }
+    {
+        // The next request to node 0 is verify-cluster's first: kill node 2.
+        let (unsealed2, killed) = (unsealed2.clone(), killed.clone());
+        let pid = d.bao.pid(2).expect("node 2 runs").to_string();
+        p0.add(crate::support::fault_proxy::Rule::new(
+            "kill node 2",
+            move |_| {
+                if unsealed2.load(Ordering::SeqCst) && !killed.swap(true, Ordering::SeqCst) {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", &pid])
+                        .status();
+                }
+                false
+            },
+            crate::support::fault_proxy::Fault::Stall,
+        ));
+    }
+    let mut yaml = fs::read_to_string(&policy).expect("read the policy");
+    for (node, proxy) in [(0, &p0), (2, &p2)] {
+        let addr = d
+            .bao
+            .address(node)
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
+        assert!(yaml.contains(&addr));
+        yaml = yaml.replace(&addr, &proxy.url);
+    }
+    let proxied = d.path("proxied.yaml");
+    fs::write(&proxied, yaml).expect("write the policy");
+
+    let r = d.run(&proxied).await;
+    assert!(
+        killed.load(Ordering::SeqCst),
+        "node 2 was killed after its unseal\n{}\n--- node 0 ---\n{}\n--- node 2 ---\n{}",
+        r.context(),
+        p0.log(),
+        p2.log()
+    );
+    r.expect_exit(4).expect_branch("restore");
+    for id in ["fetch", "restore", "restore-unseal"] {
+        r.expect_status(id, "succeeded");
+    }
+    r.expect_status("verify-cluster", "failed");
+    assert!(
+        r.reason("fetch").contains(&format!("chose local/{name}")),
+        "{}",
+        r.context()
+    );
+    assert!(
+        !r.summary().starts_with("done") && r.summary().contains("verify-cluster"),
+        "a run whose cluster is not verified never says done\n{}",
+        r.context()
+    );
+}
+
+/// Invariant 5 as the README states it: with one node unknown (a follower
+/// stopped) and the active node unsealed, the backup branch still runs —
+/// a new, valid snapshot — but the run says retry (exit 4), and neither
+/// init nor restore runs.
+#[tokio::test]
+async fn one_node_unknown_and_the_leader_unsealed_backs_up_and_exits_4() {
+    let mut d = Drill::three(false).await;
+    let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
+    let (init_keys, token) = d.bao.init_unsealed(SHARES, THRESHOLD).await;
+    for k in &init_keys {
+        d.remember_secret(k);
+    }
+    d.remember_secret(&token);
+    write_keys(&keys_dir, &init_keys, Some(&token));
+    d.bao.enable_kv().await;
+    let policy = d.policy("policy", &d.opts());
+    d.write_marker("before").await;
+    let keys = files_in(&keys_dir);
+    let active = d.bao.active_node().await;
+    let follower = (0..3).find(|&n| n != active).expect("a follower");
+    d.bao.stop(follower);
+    let before = snap_names(&snap_dir);
+
+    let r = d.run(&policy).await;
+    r.expect_exit(4).expect_branch("retry");
+    assert_eq!(r.rule(), "any node unknown", "{}", r.context());
+    r.expect_status("snapshot", "succeeded")
+        .expect_status("verify", "succeeded");
+    r.expect_skipped(&INIT).expect_skipped(&RESTORE);
+    assert!(
+        r.items("observe")
+            .iter()
+            .any(|i| i.starts_with(&format!("{}: unknown", d.bao.name(follower)))),
+        "observe reports the stopped node as unknown\n{}",
+        r.context()
+    );
+    let new: Vec<String> = snap_names(&snap_dir)
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    assert_eq!(new.len(), 1, "one new snapshot: {new:?}\n{}", r.context());
+    snapward::snapshot::verify_file(&snap_dir.join(&new[0])).expect("a valid snapshot");
+    assert!(
+        r.summary().starts_with("not done"),
+        "exit 4 says not done\n{}",
+        r.context()
+    );
+    assert_eq!(files_in(&keys_dir), keys, "the key store is untouched");
+}
