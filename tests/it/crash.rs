@@ -339,10 +339,10 @@ fn write_tmp(d: &Drill, bytes: &[u8]) -> PathBuf {
 
 // ---- the cluster ---------------------------------------------------------
 
-/// Polls seal-status of node 0 until it says `sealed`, at most 90 s (the
+/// Polls seal-status of node 0 until it says `sealed`, at most 300 s (the
 /// server applies a forced restore in the background, then seals).
 async fn wait_sealed(d: &Drill) {
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while d.bao.seal_status(0).await["sealed"] != json!(true) {
         assert!(
             Instant::now() < deadline,
