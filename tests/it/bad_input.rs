@@ -903,6 +903,8 @@ struct Env {
     /// A real snapshot of `bao`.
     real: PathBuf,
     secrets: Vec<String>,
+    /// `bao`'s one unseal key: the snapshot `real` authenticates under it.
+    key: String,
     root: bool,
 }
 
@@ -927,6 +929,7 @@ impl Env {
         fs::write(&token_file, format!("{token}\n")).expect("token file");
         let weak_token_file = work.path().join("weak-token");
         fs::write(&weak_token_file, format!("{weak}\n")).expect("token file");
+        let key = keys[0].clone();
         let mut secrets = keys;
         secrets.extend([
             root_token,
@@ -945,6 +948,7 @@ impl Env {
             weak_token_file,
             real: PathBuf::new(),
             secrets,
+            key,
             root: is_root(),
         };
         env.real = env.seed();
@@ -1023,12 +1027,14 @@ impl Env {
         p
     }
 
-    /// A wiped-cluster policy: the fresh node, a key store holding a dummy
-    /// share, restore `mode`, maxRestoreAge 7d, no target.
+    /// A wiped-cluster policy: the fresh node, a key store holding `bao`'s
+    /// unseal key (the real snapshot authenticates under it, so the guards
+    /// after that check are reached), restore `mode`, maxRestoreAge 7d, no
+    /// target.
     fn wiped_policy(&self, slug: &str, local: &Path, mode: &str) -> (PathBuf, PathBuf) {
         let keys = self.path(&format!("rows/{slug}/keys"));
         fs::create_dir_all(&keys).expect("mkdir");
-        fs::write(keys.join("unseal-key-0"), DUMMY_KEY).expect("key");
+        fs::write(keys.join("unseal-key-0"), format!("{}\n", self.key)).expect("key");
         let p = self.policy(slug, local, |v| {
             let spec = &mut v["spec"];
             spec["cluster"]["nodes"] =
