@@ -144,6 +144,48 @@ async fn verify_identity(work: &Work, file: &Path) -> Value {
 
 /// A scripted node: initialised, unsealed and active; the snapshot request
 /// is answered by `snapshot`.
+/// How far ahead [`prefill_names`] takes every snapshot name: far more
+/// than any run can take to reach its snapshot on a loaded machine.
+const PREFILL_AHEAD_SECS: i64 = 30 * 60;
+
+/// Puts (with `put`, 16 at a time) an object under every snapshot name
+/// from 2 s ago to [`PREFILL_AHEAD_SECS`] ahead; returns the last instant
+/// covered, for [`expect_prefilled`].
+async fn prefill_names<F, T, E>(put: impl Fn(String) -> F) -> jiff::Timestamp
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Debug,
+{
+    use futures::StreamExt;
+    let now = jiff::Timestamp::now();
+    futures::stream::iter(-2..PREFILL_AHEAD_SECS)
+        .map(|s| {
+            put(snapward::backends::snapshot_name(
+                PREFIX,
+                now + jiff::SignedDuration::from_secs(s),
+            ))
+        })
+        .buffer_unordered(16)
+        .for_each(|r| async move {
+            r.expect("put a colliding snapshot");
+        })
+        .await;
+    now + jiff::SignedDuration::from_secs(PREFILL_AHEAD_SECS)
+}
+
+/// The run's snapshot name lies inside the pre-filled range: otherwise
+/// the test did not test a collision, and says so.
+#[track_caller]
+fn expect_prefilled(run: &Outcome, until: jiff::Timestamp) {
+    let name = run.snapshot_name();
+    let last = snapward::backends::snapshot_name(PREFIX, until);
+    assert!(
+        name <= last,
+        "the run's snapshot {name} is past the pre-filled names (up to {last})\n{}",
+        run.context()
+    );
+}
+
 async fn fake_node(snapshot: impl Fn() -> FakeReply + Send + Sync + 'static) -> FakeHttp {
     FakeHttp::start(move |req| match req.path.split('?').next().unwrap_or("") {
         "/v1/sys/seal-status" => FakeReply::Json(
@@ -215,17 +257,15 @@ async fn invariant_1_nothing_pruned_when_the_upload_is_not_confirmed() {
     let versions_before = s3_versions(&s3, "unconfirmed").await;
     assert_eq!(before.len(), 3);
     // `collided` already holds, under every name this run's snapshot can get
-    // in the next 90 s, another snapshot (other content, valid metadata):
+    // in the next 30 minutes, another snapshot (other content, valid metadata):
     // snapward never overwrites, so this run's snapshot is not confirmed
     // there although the upload action itself does not fail.
     s3.create_bucket("collided", false).await;
     let other = std::fs::read(fixture_snapshot()).expect("fixture");
     let other_id = snapward::snapshot::verify_file(&fixture_snapshot()).expect("fixture identity");
-    let now = jiff::Timestamp::now();
-    for s in -2..90 {
-        let name =
-            snapward::backends::snapshot_name(PREFIX, now + jiff::SignedDuration::from_secs(s));
-        s3.client()
+    let client = s3.client();
+    let until = prefill_names(|name| {
+        client
             .put_object()
             .bucket("collided")
             .key(format!("x/{name}"))
@@ -234,9 +274,8 @@ async fn invariant_1_nothing_pruned_when_the_upload_is_not_confirmed() {
             .metadata("snapward-raft-index", other_id.index.to_string())
             .metadata("snapward-raft-term", other_id.term.to_string())
             .send()
-            .await
-            .expect("put a colliding snapshot");
-    }
+    })
+    .await;
     let collided_before = s3.objects("collided").await;
 
     let token = work.file("token", &bao.token);
@@ -265,6 +304,7 @@ async fn invariant_1_nothing_pruned_when_the_upload_is_not_confirmed() {
     let policy = work.write_policy("policy.yaml", &p);
 
     let run = work.run(&policy, &[]).await;
+    expect_prefilled(&run, until);
     run.expect_exit(4)
         .expect_status("verify", "succeeded")
         .expect_status("upload:confirmed", "succeeded")
@@ -1464,13 +1504,11 @@ async fn a_run_whose_snapshot_reached_no_target_is_not_done() {
     let node = fake_node(move || gzip_reply(snapshot.clone())).await;
     let s3 = S3Server::moto();
     s3.create_bucket("shared", false).await;
-    // Every name this run can give its snapshot in the next 90 s is taken
-    // by another cluster's snapshot (valid metadata, other content).
-    let now = jiff::Timestamp::now();
-    for s in -2..90 {
-        let name =
-            snapward::backends::snapshot_name(PREFIX, now + jiff::SignedDuration::from_secs(s));
-        s3.client()
+    // Every name this run can give its snapshot in the next 30 minutes is
+    // taken by another cluster's snapshot (valid metadata, other content).
+    let client = s3.client();
+    let until = prefill_names(|name| {
+        client
             .put_object()
             .bucket("shared")
             .key(format!("p/{name}"))
@@ -1479,9 +1517,8 @@ async fn a_run_whose_snapshot_reached_no_target_is_not_done() {
             .metadata("snapward-raft-index", "1")
             .metadata("snapward-raft-term", "1")
             .send()
-            .await
-            .expect("put another cluster's snapshot");
-    }
+    })
+    .await;
     let before = s3.objects("shared").await;
     let work = work();
     let token = work.file("token", "s.not-used-by-the-fake-node-0000");
@@ -1504,6 +1541,7 @@ async fn a_run_whose_snapshot_reached_no_target_is_not_done() {
     let policy = work.write_policy("policy.yaml", &p);
 
     let run = work.run(&policy, &[]).await;
+    expect_prefilled(&run, until);
     let name = run.snapshot_name();
     assert!(
         run.named("upload:offsite", "conflict").contains(&name),

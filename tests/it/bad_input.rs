@@ -19,8 +19,11 @@
 //! would read a `chmod 000` file, a directory stands in for the file; a full
 //! disk is a small tmpfs when mounting works, else a file-size limit
 //! (`RLIMIT_FSIZE` via `prlimit`, `SIGXFSZ` ignored) on the child; a
-//! read-only store is a read-only tmpfs as root, else a `chmod 0555` dir.
-//! A row whose mechanism is unavailable is skipped with its reason printed.
+//! read-only store is a read-only tmpfs as root (else a read-only bind
+//! mount, else an immutable dir, `chattr +i`), else a `chmod 0555` dir.
+//! A row whose mechanism is unavailable is skipped: it is printed
+//! (`SKIP`), and the test fails unless every skipped row is in
+//! [`MAY_SKIP`] — each named there with the only reason it may skip.
 //!
 //! Needs `eval "$(scripts/test-env.sh)"`. `BAD_INPUT_VERBOSE=1` prints
 //! every row's output.
@@ -249,15 +252,47 @@ fn spawn(row: &Row, scratch: &Path) -> (Option<i32>, String, String) {
     (code, read(&out_path), read(&err_path))
 }
 
-/// Runs every row; returns how many ran. Fails (after running them all)
-/// naming each row that did not behave.
-fn run_rows(table: &str, rows: Vec<Row>, secrets: &[String]) -> usize {
+/// The rows that may skip, and the one situation each may skip in. Any
+/// other skip fails the test (see [`expect_no_other_skips`]).
+const MAY_SKIP: &[(&str, &str)] = &[
+    (
+        "local.path read-only",
+        "root without CAP_SYS_ADMIN (no tmpfs, no bind mount) and without CAP_LINUX_IMMUTABLE (no chattr +i)",
+    ),
+    (
+        "disk full",
+        "root without CAP_SYS_ADMIN (no tmpfs) and no prlimit",
+    ),
+];
+
+/// Fails naming every skipped row (and why) unless each one is in
+/// [`MAY_SKIP`].
+fn expect_no_other_skips(table: &str, ran: usize, skipped: &[(String, String)]) {
+    for (name, why) in skipped {
+        eprintln!("[{table}] SKIPPED {name}: {why}");
+    }
+    let unexpected: Vec<&(String, String)> = skipped
+        .iter()
+        .filter(|(n, _)| !MAY_SKIP.iter().any(|(m, _)| m == n))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "[{table}] {ran} rows ran, {} skipped; these may not skip: {unexpected:?} (allowed: {MAY_SKIP:?})",
+        skipped.len()
+    );
+}
+
+/// Runs every row; returns how many ran and the skipped rows (name, why).
+/// Fails (after running them all) naming each row that did not behave.
+fn run_rows(table: &str, rows: Vec<Row>, secrets: &[String]) -> (usize, Vec<(String, String)>) {
     let scratch = tempfile::tempdir().expect("scratch dir");
     let mut failures = Vec::new();
     let mut ran = 0;
+    let mut skipped = Vec::new();
     for row in &rows {
         if let Some(why) = &row.skip {
             eprintln!("[{table}] SKIP {}: {why}", row.name);
+            skipped.push((row.name.clone(), why.clone()));
             continue;
         }
         assert!(
@@ -356,11 +391,13 @@ fn run_rows(table: &str, rows: Vec<Row>, secrets: &[String]) -> usize {
     }
     assert!(
         failures.is_empty(),
-        "[{table}] {} of {ran} rows failed:\n\n{}",
+        "[{table}] {} of {ran} rows failed ({} skipped: {skipped:?}):\n\n{}",
         failures.len(),
+        skipped.len(),
         failures.join("\n")
     );
-    ran
+    expect_no_other_skips(table, ran, &skipped);
+    (ran, skipped)
 }
 
 // ---- offline rows ---------------------------------------------------------------
@@ -656,8 +693,12 @@ fn offline_bad_inputs() {
         String::from_utf8_lossy(&o.stderr)
     );
     // The rows with `user:hunter2@` URLs: lint names them, never quotes them.
-    let ran = run_rows("offline", offline_rows(&p), &["hunter2".to_string()]);
-    assert!(ran >= 40, "only {ran} offline rows ran");
+    let (ran, skipped) = run_rows("offline", offline_rows(&p), &["hunter2".to_string()]);
+    assert!(
+        ran >= 40 && skipped.is_empty(),
+        "only {ran} offline rows ran, {} skipped: {skipped:?}",
+        skipped.len()
+    );
 }
 
 /// A broken stderr (its reader gone: `snapward … 2>&1 | head` after head
@@ -730,8 +771,11 @@ fn a_broken_stderr_loses_the_message_not_the_exit_code() {
 /// test fails): a tmpfs mounted (full disk, read-only store), or a dir made
 /// read-only with chmod.
 enum Mount {
+    /// A tmpfs or a bind mount: unmounted on drop.
     Tmpfs(PathBuf),
     Writable(PathBuf),
+    /// `chattr +i`: `chattr -i` on drop.
+    Immutable(PathBuf),
 }
 
 impl Mount {
@@ -758,6 +802,52 @@ impl Mount {
         Ok(Mount::Tmpfs(dir.to_path_buf()))
     }
 
+    /// Bind-mounts `dir` onto itself, read-only (root only).
+    fn bind_read_only(dir: &Path) -> Result<Self, String> {
+        let sh = |args: &[&str]| -> Result<(), String> {
+            let o = Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .output()
+                .map_err(|e| format!("mount: {e}"))?;
+            o.status
+                .success()
+                .then_some(())
+                .ok_or_else(|| String::from_utf8_lossy(&o.stderr).trim().to_string())
+        };
+        sh(&["--bind"]).map_err(|e| format!("mount --bind failed: {e}"))?;
+        let m = Mount::Tmpfs(dir.to_path_buf());
+        let o = Command::new("mount")
+            .args(["-o", "remount,ro,bind"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !o.status.success() {
+            return Err(format!(
+                "mount -o remount,ro,bind failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+        }
+        Ok(m)
+    }
+
+    /// `chattr +i dir` (root with CAP_LINUX_IMMUTABLE; `Err` says why not).
+    fn immutable(dir: &Path) -> Result<Self, String> {
+        let o = Command::new("chattr")
+            .arg("+i")
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("chattr: {e}"))?;
+        if !o.status.success() {
+            return Err(format!(
+                "chattr +i failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+        }
+        Ok(Mount::Immutable(dir.to_path_buf()))
+    }
+
     fn remount_read_only(&self) -> Result<(), String> {
         let Mount::Tmpfs(dir) = self else {
             return Err("not a mount".into());
@@ -782,6 +872,9 @@ impl Drop for Mount {
             }
             Mount::Writable(dir) => {
                 let _ = fs::set_permissions(&*dir, fs::Permissions::from_mode(0o755));
+            }
+            Mount::Immutable(dir) => {
+                let _ = Command::new("chattr").arg("-i").arg(&*dir).status();
             }
         }
     }
@@ -935,10 +1028,10 @@ impl Env {
         p
     }
 
-    /// A wiped-cluster policy: the fresh node, a key store holding a dummy
-    /// share, restore `mode`, maxRestoreAge 7d, no target.
-    /// A policy for the never-initialised server whose key store holds
-    /// `bao`'s real unseal key (it authenticates `real`).
+    /// A wiped-cluster policy: the fresh node, a key store holding `bao`'s
+    /// unseal key (the real snapshot authenticates under it, so the guards
+    /// after that check are reached), restore `mode`, maxRestoreAge 7d, no
+    /// target.
     fn wiped_policy(&self, slug: &str, local: &Path, mode: &str) -> (PathBuf, PathBuf) {
         self.wiped_policy_with_key(slug, local, mode, &self.unseal_key)
     }
@@ -952,7 +1045,7 @@ impl Env {
     ) -> (PathBuf, PathBuf) {
         let keys = self.path(&format!("rows/{slug}/keys"));
         fs::create_dir_all(&keys).expect("mkdir");
-        fs::write(keys.join("unseal-key-0"), key).expect("key");
+        fs::write(keys.join("unseal-key-0"), format!("{key}\n")).expect("key");
         let p = self.policy(slug, local, |v| {
             let spec = &mut v["spec"];
             spec["cluster"]["nodes"] =
@@ -1132,18 +1225,36 @@ fn env_rows(env: &Env, mounts: &mut Vec<Mount>) -> Vec<Row> {
         .code(4)
         .expect("cannot take the run lock in");
     if env.root {
-        match Mount::tmpfs(&ro, 1024) {
-            Ok(m) => {
-                fs::copy(&env.real, ro.join(format!("{PREFIX}20000101-000000.snap")))
-                    .expect("copy");
-                match m.remount_read_only() {
-                    Ok(()) => rows.push(row.expect("Read-only file system").kept(&ro)),
-                    Err(e) => rows.push(row.skip(format!("remount read-only: {e}"))),
+        // root ignores permission bits: a read-only tmpfs, else a
+        // read-only bind mount, else an immutable dir.
+        let tmpfs = Mount::tmpfs(&ro, 1024).and_then(|m| {
+            fs::copy(&env.real, ro.join(format!("{PREFIX}20000101-000000.snap"))).expect("copy");
+            let done = m.remount_read_only();
+            mounts.push(m);
+            done.map_err(|e| format!("remount read-only: {e}"))
+        });
+        let ro_row = match tmpfs {
+            Ok(()) => Ok(row.expect("Read-only file system").kept(&ro)),
+            Err(t) => {
+                env.store("local-read-only");
+                match Mount::bind_read_only(&ro) {
+                    Ok(m) => {
+                        mounts.push(m);
+                        Ok(row.expect("Read-only file system").kept(&ro))
+                    }
+                    Err(b) => match Mount::immutable(&ro) {
+                        Ok(m) => {
+                            mounts.push(m);
+                            Ok(row.expect("Operation not permitted").kept(&ro))
+                        }
+                        Err(i) => Err(row.skip(format!(
+                            "root, and no read-only store possible: {t}; {b}; {i}"
+                        ))),
+                    },
                 }
-                mounts.push(m);
             }
-            Err(e) => rows.push(row.skip(format!("root, and {e}: no read-only store possible"))),
-        }
+        };
+        rows.push(ro_row.unwrap_or_else(|skipped| skipped));
     } else {
         env.store("local-read-only");
         fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).expect("chmod");
@@ -1363,15 +1474,19 @@ async fn bad_environments() {
     let rows = env_rows(&env, &mut mounts);
     let total = rows.len();
     let env_ref = &env;
-    let ran = tokio::task::block_in_place(|| run_rows("environment", rows, &env_ref.secrets));
+    let (ran, skipped) =
+        tokio::task::block_in_place(|| run_rows("environment", rows, &env_ref.secrets));
     drop(mounts);
     // Nothing any row did removed or changed an object that was there.
     let after = env.s3.objects(BUCKET).await;
     for (k, object) in &before {
         assert_eq!(after.get(k), Some(object), "object {k} was lost or changed");
     }
-    assert!(ran + 3 >= total, "{ran} of {total} environment rows ran");
-    assert!(ran >= 20, "only {ran} environment rows ran");
+    assert!(
+        ran + skipped.len() == total && skipped.len() <= MAY_SKIP.len() && ran >= 20,
+        "{ran} of {total} environment rows ran, {} skipped: {skipped:?}",
+        skipped.len()
+    );
 }
 
 // ---- Debug redaction --------------------------------------------------------------

@@ -339,10 +339,10 @@ fn write_tmp(d: &Drill, bytes: &[u8]) -> PathBuf {
 
 // ---- the cluster ---------------------------------------------------------
 
-/// Polls seal-status of node 0 until it says `sealed`, at most 90 s (the
+/// Polls seal-status of node 0 until it says `sealed`, at most 300 s (the
 /// server applies a forced restore in the background, then seals).
 async fn wait_sealed(d: &Drill) {
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while d.bao.seal_status(0).await["sealed"] != json!(true) {
         assert!(
             Instant::now() < deadline,
@@ -547,6 +547,99 @@ async fn prune_crash_between_two_deletions() {
     );
     assert_eq!(local.len(), 5, "the local store kept every snapshot");
     d.expect_data(&token, &["before"], &[]).await;
+}
+
+/// Invariant 1 with a prune that has something to delete: S3 keeps one
+/// snapshot (`keepLast: 1`) and holds the previous run's. A crash around
+/// this run's upload and prune of S3 must never leave S3 without a
+/// confirmed snapshot: the previous one is deleted only once this run's is
+/// there, byte-identical to the local copy. The next run converges to
+/// exactly the newest snapshot on S3, and the previous one is gone.
+#[rstest]
+#[case::before_upload("action.before.upload:s3", false)]
+#[case::s3_after_complete("s3.after-complete", false)]
+#[case::after_upload("action.after.upload:s3", false)]
+#[case::before_prune("action.before.prune:s3", false)]
+#[case::prune_after_delete("prune.after-delete", true)]
+#[case::after_prune("action.after.prune:s3", true)]
+#[tokio::test]
+async fn keep_last_one_deletes_the_previous_snapshot_only_after_the_new_one_is_confirmed(
+    #[case] point: &str,
+    #[case] pruned_at_crash: bool,
+) {
+    let k = Knobs {
+        s3_keep: 1,
+        fs: false,
+    };
+    let (d, p, token) = backup_bed(1, k).await;
+    d.wait_for_a_fresh_second(&d.snap_dir()).await;
+    let before = stores(&d).await;
+    let previous = names(&before.s3)
+        .into_iter()
+        .next()
+        .cloned()
+        .expect("the previous snapshot is on S3");
+    assert_eq!(before.s3.len(), 1, "one snapshot on S3 before the crash");
+
+    crash(&d, &p, point).await;
+    let local = snaps_in(&d.snap_dir());
+    let crashed = local
+        .keys()
+        .find(|n| !before.local.contains_key(*n))
+        .cloned();
+    let s3 = s3_snaps(&d).await;
+    expect_a_confirmed_newest_on_s3(&s3, &local, &previous, point, "right after the crash");
+    assert_eq!(
+        !s3.contains_key(&previous),
+        pruned_at_crash,
+        "{point}: right after the crash S3 holds {:?}: the previous snapshot {previous} \
+         must be deleted exactly when the prune has run",
+        names(&s3)
+    );
+    expect_nothing_partial_counted(&d, &p, k, &before, point, true).await;
+
+    let r = expect_backup(&d, &p, k, point).await;
+    r.expect_status("prune:s3", "succeeded");
+    expect_converged(&d, &p, k, &before, point, true).await;
+    let local = snaps_in(&d.snap_dir());
+    let newest = local.keys().next_back().expect("local snapshots").clone();
+    let s3 = s3_snaps(&d).await;
+    assert_eq!(
+        names(&s3),
+        vec![&newest],
+        "{point}: S3 keeps exactly the newest snapshot (keepLast 1)"
+    );
+    assert!(
+        !s3.contains_key(&previous),
+        "{point}: the previous snapshot {previous} is deleted in the end"
+    );
+    if let Some(c) = crashed {
+        assert!(
+            local.contains_key(&c),
+            "{point}: the local store (keepLast 10) keeps the crashed run's {c}"
+        );
+    }
+    d.expect_data(&token, &["before"], &[]).await;
+}
+
+/// S3 holds the previous snapshot, or a snapshot newer than it that is
+/// byte-identical to the local copy (confirmed): it never lacks one.
+fn expect_a_confirmed_newest_on_s3(
+    s3: &BTreeMap<String, Vec<u8>>,
+    local: &BTreeMap<String, Vec<u8>>,
+    previous: &str,
+    point: &str,
+    when: &str,
+) {
+    let confirmed_newer = s3
+        .iter()
+        .any(|(n, b)| n.as_str() > previous && local.get(n) == Some(b));
+    assert!(
+        s3.contains_key(previous) || confirmed_newer,
+        "{point}: {when}: S3 holds {:?}: the previous snapshot {previous} is gone and no \
+         newer, complete snapshot replaced it",
+        names(s3)
+    );
 }
 
 // ---- restore branch --------------------------------------------------------

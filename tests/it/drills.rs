@@ -768,3 +768,321 @@ async fn manual_mode_refuses_a_wiped_cluster_until_snapward_restore_is_run() {
         "a restore never writes the key store"
     );
 }
+
+// ---- invariant 7 ---------------------------------------------------------
+
+/// Every file under `dir`, recursively: path → bytes.
+fn tree(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(tree(&p)),
+            Ok(t) if t.is_file() => {
+                if let Ok(b) = fs::read(&p) {
+                    out.push((p, b));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Invariant 7 (README "Guarantees"): the temporary root token and unseal
+/// keys that a restore's temp-init gets from `sys/init` are never
+/// persisted. A proxy in front of node 0 records the `PUT /v1/sys/init`
+/// response, so the test knows them; the run logs at debug level with its
+/// own TMPDIR. None of them may appear in stdout, stderr (the logs), the
+/// report, the key store, the local store, the restore marker (read while
+/// the run is under way, as long as it exists), TMPDIR — or any other file
+/// in the drill's work dir. (The marker, TMPDIR and the key store are read
+/// every 5 ms while the run is under way: a file that lives for less than
+/// that between two reads can escape; what stays behind cannot.)
+#[tokio::test]
+async fn invariant_7_temporary_credentials_are_never_persisted() {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::support::fault_proxy::FaultProxy;
+
+    let mut d = Drill::single(false).await;
+    let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
+    let policy = d.policy("policy", &d.opts());
+    let (_, token) = d.snapward_init(&policy, &keys_dir).await;
+    d.write_marker("before").await;
+    let (_, name) = d.backup(&policy, &snap_dir).await;
+    d.write_marker("after").await;
+    let keys = files_in(&keys_dir);
+    d.bao.wipe(0).await;
+
+    let proxy = FaultProxy::start(d.bao.address(0).as_str()).await;
+    proxy.record_bodies(|r| r.method == "PUT" && r.path() == "/v1/sys/init");
+    let yaml = fs::read_to_string(&policy).expect("read the policy");
+    let node0 = d.bao.address(0).as_str().trim_end_matches('/').to_owned();
+    assert!(yaml.contains(&node0), "the policy names node 0 at {node0}");
+    let proxied = d.path("proxied.yaml");
+    fs::write(&proxied, yaml.replace(&node0, &proxy.url)).expect("write the policy");
+
+    // The restore marker and TMPDIR, read while the run is under way.
+    let tmp = d.path("run-tmp");
+    fs::create_dir_all(&tmp).expect("TMPDIR");
+    let marker = snap_dir.join(".snapward-drill.restore-in-progress");
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (stop, tmp, marker, keys_dir) =
+            (stop.clone(), tmp.clone(), marker.clone(), keys_dir.clone());
+        std::thread::spawn(move || {
+            let mut seen: BTreeSet<(String, Vec<u8>)> = BTreeSet::new();
+            loop {
+                let last = stop.load(Ordering::SeqCst);
+                if let Ok(b) = fs::read(&marker) {
+                    seen.insert((marker.display().to_string(), b));
+                }
+                for (p, b) in tree(&tmp).into_iter().chain(tree(&keys_dir)) {
+                    seen.insert((p.display().to_string(), b));
+                }
+                if last {
+                    return seen;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    let tmp_s = tmp.display().to_string();
+    let r = d
+        .snapward_env(
+            "run",
+            &proxied,
+            &[],
+            &[("SNAPWARD_LOG", "debug"), ("TMPDIR", &tmp_s)],
+        )
+        .await;
+    stop.store(true, Ordering::SeqCst);
+    let during = watcher.join().expect("the watcher");
+    expect_restored(&r, true, "local", &name);
+    d.expect_data(&token, &["before"], &["after"]).await;
+    assert_eq!(
+        files_in(&keys_dir),
+        keys,
+        "a restore never writes the key store"
+    );
+    assert!(
+        r.stderr.contains("DEBUG") || r.stderr.contains("\"level\":\"debug\""),
+        "the run logged at debug level\n{}",
+        r.context()
+    );
+    assert!(
+        during
+            .iter()
+            .any(|(p, _)| *p == marker.display().to_string()),
+        "the restore marker {} was read while the run was under way",
+        marker.display()
+    );
+
+    // What sys/init answered the restore's temp-init.
+    let inits: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PUT" && s.target == "/v1/sys/init")
+        .collect();
+    assert_eq!(inits.len(), 1, "one temp-init\n{}", proxy.log());
+    let body = String::from_utf8_lossy(inits[0].body.as_deref().expect("recorded")).into_owned();
+    let json = &body[body.find('{').expect("a JSON body")..=body.rfind('}').expect("a JSON body")];
+    let init: serde_json::Value = serde_json::from_str(json).expect("the sys/init answer");
+    let mut temp: Vec<String> = vec![init["root_token"].as_str().expect("root_token").to_owned()];
+    for field in ["keys", "keys_base64"] {
+        for k in init[field].as_array().expect(field) {
+            temp.push(k.as_str().expect("a key").to_owned());
+        }
+    }
+    assert_eq!(temp.len(), 1 + 2 * SHARES as usize, "{init}");
+    assert!(temp.iter().all(|t| t.len() >= 16), "{init}");
+
+    let report = r.report.to_string();
+    let mut places: Vec<(String, Vec<u8>)> = vec![
+        ("stdout".into(), r.stdout.clone().into_bytes()),
+        (
+            "stderr (the debug logs)".into(),
+            r.stderr.clone().into_bytes(),
+        ),
+        ("the report".into(), report.into_bytes()),
+    ];
+    places.extend(during);
+    places.extend(
+        tree(&d.path(""))
+            .into_iter()
+            .map(|(p, b)| (p.display().to_string(), b)),
+    );
+    for secret in &temp {
+        for (place, bytes) in &places {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a temporary credential of the restore ({} chars) appears in {place}",
+                secret.len()
+            );
+        }
+    }
+}
+
+// ---- every node is verified ------------------------------------------------
+
+/// Invariant 8's "every node is verified": a 3-node restore in which node 2
+/// is killed (SIGKILL) right after `restore-unseal` unsealed it — the
+/// moment `verify-cluster` sends its first request (to node 0), seen by a
+/// proxy in front of node 0 — must not end "done": `verify-cluster` fails
+/// and the run exits 4.
+#[tokio::test]
+async fn a_follower_lost_after_the_restore_unseal_fails_verify_cluster() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::support::fault_proxy::FaultProxy;
+
+    let mut d = Drill::three(false).await;
+    let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
+    let (init_keys, token) = d.bao.init_unsealed(SHARES, THRESHOLD).await;
+    for k in &init_keys {
+        d.remember_secret(k);
+    }
+    d.remember_secret(&token);
+    write_keys(&keys_dir, &init_keys, Some(&token));
+    d.bao.enable_kv().await;
+    let mut o = d.opts();
+    o.init_allowed = false;
+    // verify-cluster waits joinTimeout before it fails: 120 s keeps this
+    // test short, and is still far more than the followers' joins in
+    // restore-unseal need (they share the bound; too short a bound would
+    // fail restore-unseal, never pass this test).
+    o.join_timeout = "120s";
+    let policy = d.policy("policy", &o);
+    d.write_marker("before").await;
+    let (_, name) = d.backup(&policy, &snap_dir).await;
+    for node in 0..3 {
+        d.bao.wipe(node).await;
+    }
+
+    let p0 = FaultProxy::start(d.bao.address(0).as_str()).await;
+    let p2 = FaultProxy::start(d.bao.address(2).as_str()).await;
+    let unsealed2 = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    {
+        // Node 2 got its keys (restore-unseal is at the last follower).
+        let unsealed2 = unsealed2.clone();
+        p2.add(crate::support::fault_proxy::Rule::new(
+            "note the unseal of node 2",
+            move |r| {
+                if r.method == "PUT" && r.path() == "/v1/sys/unseal" {
+                    unsealed2.store(true, Ordering::SeqCst);
+                }
+                false
+            },
+            crate::support::fault_proxy::Fault::Stall,
+        ));
+    }
+    {
+        // The next request to node 0 is verify-cluster's first: kill node 2.
+        let (unsealed2, killed) = (unsealed2.clone(), killed.clone());
+        let pid = d.bao.pid(2).expect("node 2 runs").to_string();
+        p0.add(crate::support::fault_proxy::Rule::new(
+            "kill node 2",
+            move |_| {
+                if unsealed2.load(Ordering::SeqCst) && !killed.swap(true, Ordering::SeqCst) {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", &pid])
+                        .status();
+                }
+                false
+            },
+            crate::support::fault_proxy::Fault::Stall,
+        ));
+    }
+    let mut yaml = fs::read_to_string(&policy).expect("read the policy");
+    for (node, proxy) in [(0, &p0), (2, &p2)] {
+        let addr = d
+            .bao
+            .address(node)
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
+        assert!(yaml.contains(&addr));
+        yaml = yaml.replace(&addr, &proxy.url);
+    }
+    let proxied = d.path("proxied.yaml");
+    fs::write(&proxied, yaml).expect("write the policy");
+
+    let r = d.run(&proxied).await;
+    assert!(
+        killed.load(Ordering::SeqCst),
+        "node 2 was killed after its unseal\n{}\n--- node 0 ---\n{}\n--- node 2 ---\n{}",
+        r.context(),
+        p0.log(),
+        p2.log()
+    );
+    r.expect_exit(4).expect_branch("restore");
+    for id in ["fetch", "restore", "restore-unseal"] {
+        r.expect_status(id, "succeeded");
+    }
+    r.expect_status("verify-cluster", "failed");
+    assert!(
+        r.reason("fetch").contains(&format!("chose local/{name}")),
+        "{}",
+        r.context()
+    );
+    assert!(
+        !r.summary().starts_with("done") && r.summary().contains("verify-cluster"),
+        "a run whose cluster is not verified never says done\n{}",
+        r.context()
+    );
+}
+
+/// Invariant 5 as the README states it: with one node unknown (a follower
+/// stopped) and the active node unsealed, the backup branch still runs —
+/// a new, valid snapshot — but the run says retry (exit 4), and neither
+/// init nor restore runs.
+#[tokio::test]
+async fn one_node_unknown_and_the_leader_unsealed_backs_up_and_exits_4() {
+    let mut d = Drill::three(false).await;
+    let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
+    let (init_keys, token) = d.bao.init_unsealed(SHARES, THRESHOLD).await;
+    for k in &init_keys {
+        d.remember_secret(k);
+    }
+    d.remember_secret(&token);
+    write_keys(&keys_dir, &init_keys, Some(&token));
+    d.bao.enable_kv().await;
+    let policy = d.policy("policy", &d.opts());
+    d.write_marker("before").await;
+    let keys = files_in(&keys_dir);
+    let active = d.bao.active_node().await;
+    let follower = (0..3).find(|&n| n != active).expect("a follower");
+    d.bao.stop(follower);
+    let before = snap_names(&snap_dir);
+
+    let r = d.run(&policy).await;
+    r.expect_exit(4).expect_branch("retry");
+    assert_eq!(r.rule(), "any node unknown", "{}", r.context());
+    r.expect_status("snapshot", "succeeded")
+        .expect_status("verify", "succeeded");
+    r.expect_skipped(&INIT).expect_skipped(&RESTORE);
+    assert!(
+        r.items("observe")
+            .iter()
+            .any(|i| i.starts_with(&format!("{}: unknown", d.bao.name(follower)))),
+        "observe reports the stopped node as unknown\n{}",
+        r.context()
+    );
+    let new: Vec<String> = snap_names(&snap_dir)
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    assert_eq!(new.len(), 1, "one new snapshot: {new:?}\n{}", r.context());
+    snapward::snapshot::verify_file(&snap_dir.join(&new[0])).expect("a valid snapshot");
+    assert!(
+        r.summary().starts_with("not done"),
+        "exit 4 says not done\n{}",
+        r.context()
+    );
+    assert_eq!(files_in(&keys_dir), keys, "the key store is untouched");
+}

@@ -220,14 +220,118 @@ fn sealed_seed() -> &'static (Vec<u8>, Vec<u8>) {
     })
 }
 
-/// Crash inputs found by long `cargo fuzz` runs, kept as fixtures.
+/// The inputs kept in `fixtures/fuzz/` (seeds from the real fixtures and
+/// any crash input a long `cargo fuzz` run found), replayed through each
+/// target's property. A verify input named `accept-*` must verify, one
+/// named `refuse-*` must be refused: so the replay fails if verify accepted
+/// everything (or nothing).
 #[test]
 fn fuzz_regression_fixtures_replay() {
-    for p in files(&root().join("fixtures/fuzz/policy"), "") {
-        let bytes = std::fs::read(&p).expect("read");
+    let policies = files(&root().join("fixtures/fuzz/policy"), "");
+    assert!(policies.len() >= 3, "policy seeds: {policies:?}");
+    for p in &policies {
+        let bytes = std::fs::read(p).expect("read");
         policy_property(&String::from_utf8_lossy(&bytes));
     }
-    for p in files(&root().join("fixtures/fuzz/verify"), "") {
-        verify_property(&std::fs::read(&p).expect("read"));
+    let snaps = files(&root().join("fixtures/fuzz/verify"), "");
+    let (mut accept, mut refuse) = (0, 0);
+    for p in &snaps {
+        let data = std::fs::read(p).expect("read");
+        verify_property(&data);
+        let name = p.file_name().expect("name").to_string_lossy().into_owned();
+        let verdict = snapward::snapshot::verify_reader(&data[..]);
+        if name.starts_with("accept-") {
+            assert!(verdict.is_ok(), "{name} must verify: {verdict:?}");
+            accept += 1;
+        } else if name.starts_with("refuse-") {
+            assert!(verdict.is_err(), "{name} must be refused");
+            refuse += 1;
+        }
     }
+    assert!(
+        accept >= 1 && refuse >= 5,
+        "verify seeds: {accept} accept-*, {refuse} refuse-* in {snaps:?}"
+    );
+}
+
+/// The good snapshot's archive: (meta.json, state.bin) and the raw bytes.
+fn good_entries() -> &'static Vec<(String, Vec<u8>)> {
+    static E: std::sync::OnceLock<Vec<(String, Vec<u8>)>> = std::sync::OnceLock::new();
+    E.get_or_init(|| crate::support::surgery::entries(&crate::support::fixture_snapshot()))
+}
+
+/// The good snapshot rebuilt from `es` (a valid gzip'd tar: only what
+/// the sums cover differs).
+fn rebuilt(es: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("s.snap");
+    crate::support::surgery::write_snapshot(es, &p);
+    std::fs::read(&p).expect("read")
+}
+
+#[test]
+fn the_good_snapshot_rebuilt_unchanged_verifies() {
+    // The control for the refusals below: the rebuild itself is accepted.
+    let bytes = rebuilt(good_entries());
+    snapward::snapshot::verify_reader(&bytes[..]).expect("the rebuilt fixture verifies");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 300,
+        failure_persistence: None,
+        .. ProptestConfig::default()
+    })]
+
+    /// Any change to a covered byte of the good snapshot is refused: a
+    /// byte of state.bin's or meta.json's content (in a well-formed
+    /// archive, the sums unchanged), or a byte of the gzip trailer (CRC32,
+    /// ISIZE).
+    #[test]
+    fn mutations_of_covered_bytes_of_the_good_snapshot_are_refused(
+        entry in prop::sample::select(vec!["state.bin", "meta.json"]),
+        at in any::<prop::sample::Index>(),
+        xor in 1u8..=255,
+        trailer in 0usize..8,
+        trailer_xor in 1u8..=255,
+    ) {
+        let mut es = good_entries().clone();
+        let data = crate::support::surgery::entry_mut(&mut es, entry);
+        let i = at.index(data.len());
+        data[i] ^= xor;
+        let bytes = rebuilt(&es);
+        prop_assert!(
+            snapward::snapshot::verify_reader(&bytes[..]).is_err(),
+            "accepted with {entry} byte {i} changed (^{xor:#04x})"
+        );
+        let mut raw = snapshot_seed();
+        let n = raw.len();
+        raw[n - 8 + trailer] ^= trailer_xor;
+        prop_assert!(
+            snapward::snapshot::verify_reader(&raw[..]).is_err(),
+            "accepted with gzip trailer byte {trailer} changed (^{trailer_xor:#04x})"
+        );
+    }
+
+    /// Whatever verify accepts of a mutated good snapshot holds the same
+    /// archive: a change that reaches the content is never accepted.
+    #[test]
+    fn an_accepted_mutation_of_the_good_snapshot_holds_the_same_archive(
+        edits in proptest::collection::vec(edit(), 1..4),
+    ) {
+        let data = apply(snapshot_seed(), &edits);
+        if snapward::snapshot::verify_reader(&data[..]).is_ok() {
+            prop_assert_eq!(gunzip(&data), gunzip(&snapshot_seed()), "accepted a changed archive");
+        }
+    }
+}
+
+/// The tar stream inside a gzip file, as a lenient reader sees it.
+fn gunzip(bytes: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
 }

@@ -396,13 +396,14 @@ async fn lease_create_race_means_busy() {
 async fn lease_is_renewed_and_release_frees_it_at_once() {
     let fake = FakeKube::start().await;
     let client = fake.client();
-    // 600 ms: renewed every 200 ms (leaseDurationSeconds rounds up to 1).
+    // 3 s: renewed every second. Short enough to see two renewals soon,
+    // long enough that a late renewal on a loaded machine is not a loss.
     let guard = LeaseLock::acquire(
         &client,
         NS,
         "snapward-prod",
         "job-a",
-        Duration::from_millis(600),
+        Duration::from_secs(3),
     )
     .await
     .unwrap()
@@ -449,7 +450,7 @@ async fn lease_taken_by_another_holder_is_reported_lost() {
         NS,
         "snapward-prod",
         "job-a",
-        Duration::from_millis(600),
+        Duration::from_secs(3),
     )
     .await
     .unwrap()

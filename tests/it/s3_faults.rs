@@ -394,7 +394,9 @@ async fn s3_persistent_part_failure_aborts_the_multipart_upload_and_prunes_nothi
 }
 
 /// Every UploadPart stalls (the request is read, never answered). With
-/// the target's `timeouts.request` at 2 s each attempt times out and is
+/// the target's `timeouts.request` at 10 s (it bounds every call to moto,
+/// not only the stalled ones: well above what a loaded machine needs for
+/// one of them) each attempt times out and is
 /// retried up to `MAX_ATTEMPTS` times; then the run fails cleanly: exit 4
 /// well within the harness's limit (no hang), the multipart upload
 /// aborted, nothing pruned.
@@ -406,7 +408,7 @@ async fn s3_stall_past_the_request_timeout_fails_cleanly_with_exit_4() {
         |r| r.is_upload_part(),
         Fault::Stall,
     ));
-    let policy = s.policy(|t| t["timeouts"] = json!({"request": "2s"}));
+    let policy = s.policy(|t| t["timeouts"] = json!({"request": "10s"}));
 
     let run = s.run(&policy).await;
     let name = s.assert_failed_and_nothing_pruned(&run).await;

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 /// Longest any wait polls before failing the test.
-pub const WAIT: Duration = Duration::from_secs(60);
+pub const WAIT: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_millis(100);
 /// Name in the TLS node's certificate (it has no IP SAN).
 pub const TLS_SERVER_NAME: &str = "openbao.test";

@@ -38,8 +38,10 @@ pub const THRESHOLD: u32 = 2;
 pub const RESTORE: [&str; 4] = ["fetch", "restore", "restore-unseal", "verify-cluster"];
 /// The actions of the init branch.
 pub const INIT: [&str; 3] = ["init", "store-keys", "init-unseal"];
-/// Longest one `snapward` process may run before the drill fails.
-const RUN_TIMEOUT: Duration = Duration::from_secs(240);
+/// Longest one `snapward` process may run before the drill fails: above
+/// the policies' 300 s apply and join timeouts, so a run that waits them
+/// out reports it instead of being killed.
+const RUN_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// What a drill policy says. Paths default to the drill's `keys/` and
 /// `snapshots/` dirs.
@@ -57,6 +59,10 @@ pub struct PolicyOpts {
     pub s3_keep: u32,
     /// Add the filesystem target `nfs` at this directory (keepLast 10).
     pub nfs: Option<PathBuf>,
+    /// `restore.applyTimeout` / `restore.joinTimeout`: bounds a healthy
+    /// run never reaches, even with six OpenBao processes on two cores.
+    pub apply_timeout: &'static str,
+    pub join_timeout: &'static str,
 }
 
 /// A drill's servers and work dir.
@@ -127,6 +133,8 @@ impl Drill {
             s3: self.s3.is_some(),
             s3_keep: 10,
             nfs: None,
+            apply_timeout: "300s",
+            join_timeout: "300s",
         }
     }
 
@@ -198,14 +206,16 @@ impl Drill {
              \x20   files: {{directory: {keys}}}\n\
              \x20 restore:\n\
              \x20   mode: {mode}\n\
-             \x20   applyTimeout: 90s\n\
-             \x20   joinTimeout: 90s\n\
+             \x20   applyTimeout: {apply}\n\
+             \x20   joinTimeout: {join}\n\
              \x20 init: {{allowed: {init}, shares: {SHARES}, threshold: {THRESHOLD}, storeRootToken: {root}}}\n",
             keys = o.keys_dir.display(),
             snaps = o.snap_dir.display(),
             mode = o.mode,
             init = o.init_allowed,
             root = o.store_root_token,
+            apply = o.apply_timeout,
+            join = o.join_timeout,
         );
         let path = self.path(&format!("{name}.yaml"));
         fs::write(&path, yaml).expect("write policy");
@@ -331,7 +341,7 @@ impl Drill {
     /// Waits (polling) until the wall-clock second differs from that of
     /// every snapshot in `dir`: names have one-second resolution.
     pub async fn wait_for_a_fresh_second(&self, dir: &Path) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let name = format!(
                 "{SNAP_PREFIX}{}.snap",

@@ -245,12 +245,16 @@ pub struct Seen {
     pub rule: Option<String>,
     /// The status the client got (forwarded or injected), if any.
     pub status: Option<u16>,
+    /// The forwarded response body as it went to the client (framing
+    /// included), when a [`FaultProxy::record_bodies`] matcher picked it.
+    pub body: Option<Vec<u8>>,
 }
 
 struct Shared {
     upstream: SocketAddr,
     rules: Mutex<Vec<Rule>>,
     seen: Mutex<Vec<Seen>>,
+    record: Mutex<Vec<Matcher>>,
 }
 
 impl Shared {
@@ -274,8 +278,19 @@ impl Shared {
             target: req.target.clone(),
             rule: fired.as_ref().map(|(n, _)| n.clone()),
             status: None,
+            body: None,
         });
         (seen.len() - 1, fired.map(|(_, f)| f))
+    }
+
+    fn records(&self, req: &Request) -> bool {
+        self.record.lock().expect("record").iter().any(|m| m(req))
+    }
+
+    fn body(&self, at: usize, body: Vec<u8>) {
+        if let Some(s) = self.seen.lock().expect("seen").get_mut(at) {
+            s.body = Some(body);
+        }
     }
 
     fn status(&self, at: usize, status: u16) {
@@ -313,6 +328,7 @@ impl FaultProxy {
             upstream,
             rules: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
+            record: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -339,6 +355,16 @@ impl FaultProxy {
     /// Adds a rule (after the ones already there).
     pub fn add(&self, rule: Rule) {
         self.shared.rules.lock().expect("rules").push(rule);
+    }
+
+    /// Keeps a copy of the forwarded response body of every request `when`
+    /// accepts (in [`Seen::body`]); the client gets it unchanged.
+    pub fn record_bodies(&self, when: impl Fn(&Request) -> bool + Send + Sync + 'static) {
+        self.shared
+            .record
+            .lock()
+            .expect("record")
+            .push(Arc::new(when));
     }
 
     /// Removes every rule: from now on everything is forwarded.
@@ -727,7 +753,15 @@ async fn serve(sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
             return Ok(());
         }
 
-        copy_body(&mut ur, Some(&mut cw), body_framing).await?;
+        if shared.records(&req) {
+            let mut copy = Vec::new();
+            copy_body(&mut ur, Some(&mut copy), body_framing).await?;
+            cw.write_all(&copy).await?;
+            cw.flush().await?;
+            shared.body(at, copy);
+        } else {
+            copy_body(&mut ur, Some(&mut cw), body_framing).await?;
+        }
         if sent.is_err()
             || client_close
             || server_close

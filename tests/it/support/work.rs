@@ -27,7 +27,7 @@ const SNAPSHOT_ACL: &str = r#"path "sys/storage/raft/snapshot" { capabilities = 
 /// fault test (a run that takes longer fails the test).
 pub const RUN_LIMIT: Duration = Duration::from_secs(240);
 /// Longest a poll here waits.
-pub const WAIT: Duration = Duration::from_secs(60);
+pub const WAIT: Duration = Duration::from_secs(300);
 
 /// A running, initialised, unsealed cluster with KV v2, one secret, and a
 /// token that may only read `sys/storage/raft/snapshot`.
