@@ -58,6 +58,14 @@ pub enum Item {
         marker: String,
     },
 
+    // -- snapshot --
+    /// This run's snapshot streamed from the active node into a temp file.
+    Streamed {
+        name: String,
+        node: String,
+        bytes: u64,
+    },
+
     // -- upload --
     CleanedUp {
         what: String,
@@ -222,6 +230,9 @@ impl fmt::Display for Item {
             }
             Item::RestoreInterrupted { marker } => {
                 write!(f, "local: a restore was interrupted ({marker})")
+            }
+            Item::Streamed { name, node, bytes } => {
+                write!(f, "streamed {name} ({bytes} bytes) from {node}")
             }
             Item::CleanedUp { what } => write!(f, "cleaned up {what}"),
             Item::CleanupFailed { error } => write!(f, "cleanup of leftovers failed: {error}"),

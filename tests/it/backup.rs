@@ -450,10 +450,13 @@ async fn invariant_2_empty_local_dir_deletes_nothing_remotely() {
     by_retention.insert(n1);
     assert_eq!(run3.named("prune:offsite", "deleted"), by_retention);
     assert!(
-        run3.items("prune:offsite")
+        run3.items_of("prune:offsite", "deleted")
             .iter()
-            .filter(|i| i.starts_with("deleted "))
-            .all(|i| i.contains("not kept by any rule")),
+            .all(
+                |i| i["reasons"].as_array().is_some_and(|r| r.iter().any(|x| x
+                    .as_str()
+                    .is_some_and(|x| x.contains("not kept by any rule"))))
+            ),
         "every deletion carries retention's reason: {}",
         run3.context()
     );
@@ -1310,13 +1313,13 @@ async fn snapshot_comes_from_the_leader_in_a_3_node_cluster() {
             "{tag}: {}",
             run.context()
         );
-        let observed = run.items("observe");
+        let observed = run.items_of("observe", "node");
         for i in 0..c.len() {
-            let line = observed
+            let node = observed
                 .iter()
-                .find(|l| l.starts_with(&format!("{}:", c.name(i))))
+                .find(|n| n["name"] == c.name(i))
                 .unwrap_or_else(|| panic!("no observe item for {}: {observed:?}", c.name(i)));
-            assert_eq!(line.ends_with(", active"), i == leader, "{tag}: {line}");
+            assert_eq!(node["active"] == true, i == leader, "{tag}: {node}");
         }
         let identity = verify_identity(work, &local.join(run.snapshot_name())).await;
         let index = identity["index"].as_u64().expect("index");

@@ -85,7 +85,9 @@ async fn a_sealed_after_restart_is_unsealed_with_stored_keys_then_backed_up() {
     assert_eq!(r.rule(), "initialised, keys present", "{}", r.context());
     r.expect_status("unseal", "succeeded");
     assert!(
-        r.items("unseal").iter().any(|i| i == "bao-0: unsealed"),
+        r.items_of("unseal", "unsealed")
+            .iter()
+            .any(|i| i["node"] == "bao-0"),
         "the unseal action must name the node it unsealed\n{}",
         r.context()
     );
@@ -140,9 +142,9 @@ async fn a_three_nodes_all_restarted_sealed_are_unsealed_then_backed_up() {
     r.expect_status("unseal", "succeeded");
     for node in 0..3 {
         assert!(
-            r.items("unseal")
+            r.items_of("unseal", "unsealed")
                 .iter()
-                .any(|i| *i == format!("bao-{node}: unsealed")),
+                .any(|i| i["node"] == format!("bao-{node}")),
             "bao-{node} must be reported unsealed\n{}",
             r.context()
         );
@@ -515,9 +517,9 @@ async fn f_three_nodes_one_unreachable_others_uninitialised_is_retry_and_writes_
     assert_eq!(r.rule(), "any node unknown", "{}", r.context());
     r.expect_only_observed("refused");
     assert!(
-        r.items("observe")
+        r.items_of("observe", "node")
             .iter()
-            .any(|i| i.starts_with("bao-2: unknown")),
+            .any(|i| i["name"] == "bao-2" && i["init"] == "unknown"),
         "observe must report the unreachable node as unknown\n{}",
         r.context()
     );
@@ -576,16 +578,16 @@ async fn g_newest_snapshot_corrupt_everywhere_restores_the_previous_valid_one() 
     let r = d.run(&policy).await;
     expect_restored(&r, true, "local", &older);
     assert!(
-        r.items("observe")
+        r.items_of("observe", "invalid")
             .iter()
-            .any(|i| i.starts_with(&format!("local: invalid {newest}"))),
+            .any(|i| i["store"] == "local" && i["name"] == newest.as_str()),
         "observe must report the truncated local file as invalid\n{}",
         r.context()
     );
     assert!(
-        r.items("fetch")
+        r.items_of("fetch", "rejected")
             .iter()
-            .any(|i| i.starts_with(&format!("s3/{newest}: invalid"))),
+            .any(|i| i["store"] == "s3" && i["name"] == newest.as_str()),
         "fetch must say why the newest (s3/{newest}) was skipped\n{}",
         r.context()
     );
@@ -1067,9 +1069,9 @@ async fn one_node_unknown_and_the_leader_unsealed_backs_up_and_exits_4() {
         .expect_status("verify", "succeeded");
     r.expect_skipped(&INIT).expect_skipped(&RESTORE);
     assert!(
-        r.items("observe")
+        r.items_of("observe", "node")
             .iter()
-            .any(|i| i.starts_with(&format!("{}: unknown", d.bao.name(follower)))),
+            .any(|i| i["name"] == d.bao.name(follower) && i["init"] == "unknown"),
         "observe reports the stopped node as unknown\n{}",
         r.context()
     );

@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Actions;
 use crate::backends::snapshot_name;
-use crate::exec::Outcome;
 use crate::exec::state::RunState;
+use crate::exec::{Item, Outcome};
 
 pub(super) async fn run(
     a: &Actions,
@@ -56,7 +56,13 @@ pub(super) async fn run(
     match (streamed, synced) {
         (Ok(bytes), Ok(())) => {
             state.lock().await.partial = Some((path, name.clone(), verdict));
-            Outcome::ok(format!("streamed {name} from active node {node_name}")).with_bytes(bytes)
+            Outcome::ok(format!("streamed {name} from active node {node_name}"))
+                .with_bytes(bytes)
+                .with_items(vec![Item::Streamed {
+                    name,
+                    node: node_name,
+                    bytes,
+                }])
         }
         (Err(e), _) => {
             let _ = std::fs::remove_file(&path);

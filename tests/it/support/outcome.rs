@@ -336,14 +336,39 @@ impl Outcome {
             .collect()
     }
 
-    /// The name of this run's snapshot ("streamed NAME from active node X").
+    /// `id`'s items as the report writes them (`kind`, fields, `text`).
+    #[track_caller]
+    pub fn typed_items(&self, id: &str) -> Vec<Value> {
+        self.action(id)["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `id`'s items of `kind` (a kind no item has makes an empty list: pair
+    /// it with a positive assertion).
+    #[track_caller]
+    pub fn items_of(&self, id: &str, kind: &str) -> Vec<Value> {
+        self.typed_items(id)
+            .into_iter()
+            .filter(|i| i["kind"] == kind)
+            .collect()
+    }
+
+    /// The name of this run's snapshot (the snapshot action's `streamed`
+    /// item).
     #[track_caller]
     pub fn snapshot_name(&self) -> String {
-        let r = self.reason("snapshot");
-        let name = r
-            .strip_prefix("streamed ")
-            .and_then(|s| s.split_whitespace().next())
-            .unwrap_or_else(|| panic!("snapshot reason `{r}`\n{}", self.context()));
+        let streamed = self.items_of("snapshot", "streamed");
+        let name = streamed
+            .first()
+            .and_then(|i| i["name"].as_str())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no `streamed` item in the snapshot action\n{}",
+                    self.context()
+                )
+            });
         assert!(
             name.starts_with(PREFIX) && name.ends_with(".snap"),
             "{name}"
