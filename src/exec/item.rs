@@ -172,6 +172,12 @@ pub enum Item {
     CanaryRead {
         path: String,
     },
+    /// A node's server process was restarted (it rejected the stored keys
+    /// with "invalid key size").
+    Restarted {
+        node: String,
+        why: String,
+    },
     /// A dry run: what this destructive step would do.
     Would {
         text: String,
@@ -309,6 +315,10 @@ impl fmt::Display for Item {
                 "{nodes} node(s) unsealed, cluster_id {cluster_id}, raft index {raft_index} ≥ {want_index}"
             ),
             Item::CanaryRead { path } => write!(f, "canary {path} readable"),
+            Item::Restarted { node, why } => write!(
+                f,
+                "{node} rejected the stored keys ({why}); its pod was restarted"
+            ),
         }
     }
 }

@@ -75,9 +75,10 @@ async fn restart_node0(
     }
     let c = a.ceremony.as_ref();
     match c.restart(0).await {
-        Ok(true) => items.push(Item::step(format!(
-            "node 0 rejected the stored keys ({rejected}); its pod was restarted"
-        ))),
+        Ok(true) => items.push(Item::Restarted {
+            node: "node 0".into(),
+            why: rejected.to_string(),
+        }),
         Ok(false) => {
             return Err(Outcome::failed(format!(
                 "node 0 rejects the stored keys ({rejected}): {by_hand}"

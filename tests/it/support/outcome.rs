@@ -199,16 +199,6 @@ impl Outcome {
         self.action(id)["reason"].as_str().unwrap_or_default()
     }
 
-    #[track_caller]
-    pub fn items(&self, id: &str) -> Vec<String> {
-        self.action(id)["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|i| i["text"].as_str().unwrap_or_default().to_string())
-            .collect()
-    }
-
     /// Asserts an action's status (`succeeded`, `nothing-to-do`, `skipped`,
     /// `failed`).
     #[track_caller]
