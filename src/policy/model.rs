@@ -448,11 +448,17 @@ pub struct KeyStore {
     pub kubernetes_secret: Option<SecretRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<KeyFiles>,
-    /// Key shares are stored as `<keyPrefix>0`, `<keyPrefix>1`, ...
+    /// Key shares are stored as `<keyPrefix>0`, `<keyPrefix>1`, ... A plain
+    /// name (a file name and a Secret data key): letters, digits, `.`, `_`,
+    /// `-`, starting with a letter or digit — so never `/` or `..`, which
+    /// would put the keys outside the key directory.
     #[serde(default = "default_key_prefix")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"))]
     pub key_prefix: String,
     /// Where init stores the root token, if `init.storeRootToken` is true.
+    /// A plain name, like `keyPrefix`.
     #[serde(default = "default_root_token_key")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"))]
     pub root_token_key: String,
 }
 

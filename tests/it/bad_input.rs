@@ -536,6 +536,14 @@ fn offline_rows(p: &Policies) -> Vec<Row> {
         plan("local.prefix escaping the store", &p.variant("prefix.yaml", "    fileMode:", "    prefix: ../openbao-\n    fileMode:"))
             .code(1)
             .expect("string \"../openbao-\" has the wrong form"),
+        plan("unsealKeys.keyPrefix escaping the key directory", &p.variant("key-prefix.yaml", "      directory: /var/lib/snapward/keys\n", "      directory: /var/lib/snapward/keys\n    keyPrefix: ../unseal-key-\n"))
+            .code(1)
+            .expect("string \"../unseal-key-\" has the wrong form")
+            .expect("keyPrefix"),
+        plan("unsealKeys.rootTokenKey escaping the key directory", &p.variant("root-token-key.yaml", "      directory: /var/lib/snapward/keys\n", "      directory: /var/lib/snapward/keys\n    rootTokenKey: ../../etc/token\n"))
+            .code(1)
+            .expect("string \"../../etc/token\" has the wrong form")
+            .expect("rootTokenKey"),
         plan("bad retention duration", &p.variant("keep-within.yaml", "keepWithin: 2d", "keepWithin: 2 days"))
             .code(1)
             .expect("policy::bad-duration")
