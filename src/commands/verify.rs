@@ -62,13 +62,7 @@ impl UnsealKey {
     /// Decodes the stored shares (hex or base64) and combines them; a key
     /// that is no AES key length is refused here, before any snapshot.
     fn combine(shares: &[Secret]) -> Result<Self, AuthError> {
-        let decoded = shares
-            .iter()
-            .enumerate()
-            .map(|(i, s)| auth::decode_share(s, i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let parts: Vec<&[u8]> = decoded.iter().map(|d| d.as_slice()).collect();
-        let key = auth::unseal_key(&parts)?;
+        let key = auth::key_from_shares(shares)?;
         if !matches!(key.len(), 16 | 24 | 32) {
             return Err(AuthError::KeyLength { len: key.len() });
         }

@@ -236,13 +236,26 @@ pub fn authenticate(
     sums: &[u8],
     shares: &[Secret],
 ) -> Result<Authenticity, AuthError> {
-    let decoded = shares
+    let decoded = decode_shares(shares)?;
+    let parts: Vec<&[u8]> = decoded.iter().map(|d| d.as_slice()).collect();
+    authenticate_raw(sealed, sums, &parts)
+}
+
+/// Every stored share decoded ([`decode_share`]); wiped on drop.
+fn decode_shares(shares: &[Secret]) -> Result<Vec<Zeroizing<Vec<u8>>>, AuthError> {
+    shares
         .iter()
         .enumerate()
         .map(|(i, s)| decode_share(s, i))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
+
+/// The unseal key the stored `shares` (hex or base64) combine to
+/// ([`unseal_key`]), for checking many snapshots with one combination.
+pub fn key_from_shares(shares: &[Secret]) -> Result<Zeroizing<Vec<u8>>, AuthError> {
+    let decoded = decode_shares(shares)?;
     let parts: Vec<&[u8]> = decoded.iter().map(|d| d.as_slice()).collect();
-    authenticate_raw(sealed, sums, &parts)
+    unseal_key(&parts)
 }
 
 /// Opens `sealed` (the bytes of `SHA256SUMS.sealed`) under the unseal key the
