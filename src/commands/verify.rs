@@ -144,32 +144,71 @@ impl Checked {
     }
 }
 
+/// Why the keys cannot authenticate anything. Never holds key material.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeysUnusable {
+    #[error(
+        "the key store {location} is missing or empty: no key shares ({key_prefix}0, {key_prefix}1, ...) and no root token"
+    )]
+    Missing {
+        location: String,
+        key_prefix: String,
+    },
+    #[error(
+        "the key store {location} holds no unseal key shares ({key_prefix}0, {key_prefix}1, ...); an auto-unseal cluster's store holds only its root token, and its snapshots cannot be authenticated offline"
+    )]
+    NoShares {
+        location: String,
+        key_prefix: String,
+    },
+    #[error(transparent)]
+    Unreadable(KeyStoreError),
+    #[error("the key shares in {location} cannot be used: {source}")]
+    Shares {
+        location: String,
+        #[source]
+        source: AuthError,
+    },
+    #[error("no Kubernetes API for the key Secret: {0}")]
+    NoKube(#[source] crate::backends::kube::KubeError),
+    #[error("cannot read the key directory {}: {source}", dir.display())]
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the policy {} names no key store (spec.unsealKeys)", path.display())]
+    NoStore { path: PathBuf },
+}
+
 /// Reads `store` once and combines its shares. `Err`: why these keys cannot
 /// authenticate anything (no key material in it).
-pub(crate) async fn store_key(store: &dyn KeyStore, key_prefix: &str) -> Result<UnsealKey, String> {
+pub(crate) async fn store_key(
+    store: &dyn KeyStore,
+    key_prefix: &str,
+) -> Result<UnsealKey, KeysUnusable> {
     let location = store.location();
+    let key_prefix = key_prefix.to_string();
     let stored = match store.read().await {
         Ok(s) => s,
         Err(KeyStoreError::Empty { .. }) => {
             // Nothing at all (a wrong place or prefix?), or other entries
             // only: what an auto-unseal cluster's store holds.
             return Err(if matches!(store.probe().await, Ok(false)) {
-                format!(
-                    "the key store {location} is missing or empty: no key shares \
-                     ({key_prefix}0, {key_prefix}1, ...) and no root token"
-                )
+                KeysUnusable::Missing {
+                    location,
+                    key_prefix,
+                }
             } else {
-                format!(
-                    "the key store {location} holds no unseal key shares ({key_prefix}0, \
-                     {key_prefix}1, ...); an auto-unseal cluster's store holds only its root \
-                     token, and its snapshots cannot be authenticated offline"
-                )
+                KeysUnusable::NoShares {
+                    location,
+                    key_prefix,
+                }
             });
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(KeysUnusable::Unreadable(e)),
     };
-    UnsealKey::combine(&stored.keys)
-        .map_err(|e| format!("the key shares in {location} cannot be used: {e}"))
+    UnsealKey::combine(&stored.keys).map_err(|source| KeysUnusable::Shares { location, source })
 }
 
 /// The policy's key store, read once (`None`: the policy names none). A
@@ -178,14 +217,14 @@ pub(crate) async fn store_key(store: &dyn KeyStore, key_prefix: &str) -> Result<
 pub(crate) async fn policy_key(
     p: &ValidPolicy,
     kubeconfig: Option<&Path>,
-) -> Option<Result<UnsealKey, String>> {
+) -> Option<Result<UnsealKey, KeysUnusable>> {
     let settings = p.unseal_keys.as_ref()?;
     let client = match &settings.location {
         KeyLocation::Files { .. } => None,
         KeyLocation::KubernetesSecret { .. } => {
             match crate::backends::kube::client(kubeconfig).await {
                 Ok(c) => Some(c),
-                Err(e) => return Some(Err(format!("no Kubernetes API for the key Secret: {e}"))),
+                Err(e) => return Some(Err(KeysUnusable::NoKube(e))),
             }
         }
     };
@@ -203,12 +242,12 @@ pub(crate) async fn policy_key(
 
 /// `--keys DIR`: the directory must exist (a mistyped path is an error,
 /// not "no keys").
-async fn dir_key(dir: &Path, key_prefix: &str) -> Result<UnsealKey, String> {
-    if let Err(e) = std::fs::read_dir(dir) {
-        return Err(format!(
-            "cannot read the key directory {}: {e}",
-            dir.display()
-        ));
+async fn dir_key(dir: &Path, key_prefix: &str) -> Result<UnsealKey, KeysUnusable> {
+    if let Err(source) = std::fs::read_dir(dir) {
+        return Err(KeysUnusable::Dir {
+            dir: dir.to_path_buf(),
+            source,
+        });
     }
     let store = FileKeyStore {
         dir: dir.to_path_buf(),
@@ -251,7 +290,7 @@ fn worse(a: Exit, b: Exit) -> Exit {
 type Outcome = Result<(Identity, Option<Checked>), VerifyError>;
 
 pub async fn run(files: &[PathBuf], format: OutputFormat, source: KeySource) -> Exit {
-    let keys: Option<Result<UnsealKey, String>> = match &source {
+    let keys: Option<Result<UnsealKey, KeysUnusable>> = match &source {
         KeySource::None => None,
         KeySource::Dir { dir, key_prefix } => Some(dir_key(dir, key_prefix).await),
         KeySource::Policy { path, kubeconfig } => {
@@ -265,12 +304,7 @@ pub async fn run(files: &[PathBuf], format: OutputFormat, source: KeySource) -> 
             Some(
                 policy_key(&p, kubeconfig.as_deref())
                     .await
-                    .unwrap_or_else(|| {
-                        Err(format!(
-                            "the policy {} names no key store (spec.unsealKeys)",
-                            path.display()
-                        ))
-                    }),
+                    .unwrap_or_else(|| Err(KeysUnusable::NoStore { path: path.clone() })),
             )
         }
     };
@@ -286,7 +320,7 @@ pub async fn run(files: &[PathBuf], format: OutputFormat, source: KeySource) -> 
                 None => snapshot::verify_file(f).map(|id| (id, None)),
                 Some(Ok(key)) => key.check_file(f).map(|(id, c)| (id, Some(c))),
                 Some(Err(reason)) => snapshot::verify_file(f)
-                    .map(|id| (id, Some(Checked::not_checkable(reason.clone())))),
+                    .map(|id| (id, Some(Checked::not_checkable(reason.to_string())))),
             };
             (f, outcome)
         })
