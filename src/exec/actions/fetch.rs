@@ -14,7 +14,7 @@ use super::{Actions, tri};
 use crate::exec::select::restore_candidates;
 use crate::exec::state::{RestoreSource, RunState};
 use crate::exec::{Item, Outcome};
-use crate::snapshot::auth::{AuthError, Authenticity};
+use crate::snapshot::auth::{self, Authenticity};
 
 /// A fetched copy that will not be restored is removed.
 fn drop_fallback(fallback: Option<RestoreSource>) {
@@ -43,7 +43,10 @@ pub(super) async fn run(
         )
         .map_err(|e| Outcome::failed(e.to_string()))
     );
-    let keys = tri!(a.read_stored_keys().await);
+    // The stored shares, combined once; they are not kept.
+    let key = std::sync::Arc::new(
+        auth::key_from_shares(&tri!(a.read_stored_keys().await).keys).map_err(|e| e.to_string()),
+    );
     let mut items = Vec::new();
     // The newest valid snapshot the keys do not authenticate, if none does.
     let mut fallback: Option<RestoreSource> = None;
@@ -72,14 +75,25 @@ pub(super) async fn run(
             (dest, true)
         };
         let p2 = path.clone();
-        let shares = keys.keys.clone();
+        let key = key.clone();
+        // One pass: verify, and (with usable keys) open the sealed sums.
         let checked = tokio::task::spawn_blocking(move || {
-            crate::snapshot::auth::authenticate_file(&p2, &shares)
+            crate::snapshot::sealed_sums_file(&p2).map(|s| {
+                let verdict = match key.as_deref() {
+                    Ok(k) => auth::authenticate_with_key(&s.sealed, &s.sums, k)
+                        .map_err(|e| e.to_string()),
+                    Err(why) => Err(why.clone()),
+                };
+                (s.identity, verdict)
+            })
         })
         .await;
         let (identity, authenticity, unchecked) = match checked {
-            Ok(Ok(done)) => (done.identity, Some(done.authenticity), None),
-            Ok(Err(AuthError::Snapshot(e))) => {
+            Ok(Ok((identity, Ok(a)))) => (identity, Some(a), None),
+            // The snapshot is valid, its authenticity unknown (the keys
+            // cannot be used, or its sealed sums are malformed).
+            Ok(Ok((identity, Err(why)))) => (identity, None, Some(why)),
+            Ok(Err(e)) => {
                 items.push(Item::Rejected {
                     store: store.clone(),
                     name: c.id.clone(),
@@ -90,19 +104,6 @@ pub(super) async fn run(
                 }
                 continue;
             }
-            // The keys themselves cannot be used (malformed shares): the
-            // snapshot is valid, its authenticity unknown.
-            Ok(Err(e)) => match crate::snapshot::verify_file(&path) {
-                Ok(identity) => (identity, None, Some(e.to_string())),
-                Err(v) => {
-                    items.push(Item::Rejected {
-                        store: store.clone(),
-                        name: c.id.clone(),
-                        reason: v.check().to_string(),
-                    });
-                    continue;
-                }
-            },
             Err(e) => return Outcome::failed(e.to_string()),
         };
         let source = RestoreSource {
