@@ -28,10 +28,10 @@ use super::keys::{KeyStore, KeyStoreError, StoredKeys};
 use super::local::{Begun, CommitError, Committed, LocalSnapshot, SnapshotStore};
 use super::{
     BaoError, Ceremony, Cleanup, DeleteOutcome, InitResult, LeaderState, PutOutcome,
-    RemoteSnapshot, SealState, Target, TargetError,
+    RemoteSnapshot, SealState, Target, TargetError, UploadTag,
 };
 use crate::secret::Secret;
-use crate::snapshot::{Identity, VerifyError};
+use crate::snapshot::{Identity, SealedSums, VerifyError};
 
 /// A target that is listed and read, never written.
 pub struct DryRunTarget {
@@ -51,6 +51,7 @@ impl Target for DryRunTarget {
         _file: &Path,
         _name: &str,
         identity: &Identity,
+        _tag: &UploadTag,
         _cancel: &CancellationToken,
     ) -> Result<PutOutcome, TargetError> {
         Ok(PutOutcome::WouldUpload {
@@ -108,10 +109,10 @@ impl SnapshotStore for DryRunLocal {
         &self,
         partial: &Path,
         name: &str,
-        verdict: Result<Identity, VerifyError>,
+        verdict: Result<SealedSums, VerifyError>,
     ) -> Result<Committed, CommitError> {
         let identity = match verdict {
-            Ok(i) => i,
+            Ok(s) => s.identity,
             Err(e) => {
                 let _ = fs::remove_file(partial);
                 return Err(CommitError::Invalid(e));
@@ -248,7 +249,12 @@ mod tests {
             state_size: 0,
             file_size: 0,
         };
-        let c = dry.commit(&begun.path, name, Ok(id)).unwrap();
+        let sums = SealedSums {
+            identity: id,
+            sums: Vec::new(),
+            sealed: Vec::new(),
+        };
+        let c = dry.commit(&begun.path, name, Ok(sums)).unwrap();
         assert!(matches!(c, Committed::WouldSave { .. }));
         assert_eq!(c.path(), begun.path.as_path());
         assert_eq!(dry.delete(name).unwrap(), DeleteOutcome::WouldDelete);

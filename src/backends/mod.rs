@@ -48,6 +48,58 @@ pub struct RemoteSnapshot {
     pub term: Option<u64>,
     /// From the name (UTC).
     pub time: jiff::Timestamp,
+    /// The cluster the snapshot was taken from, as recorded at upload
+    /// (`snapward-cluster-id`; S3 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// The object tag written at upload (`snapward-tag`, hex; S3 only): see
+    /// [`crate::snapshot::auth::tag`].
+    #[serde(skip)]
+    pub tag: Option<String>,
+    /// A target that reads each file in full on `list` (filesystem) hands
+    /// over its sealed sums, so the content itself can be authenticated.
+    #[serde(skip)]
+    pub sums: Option<crate::snapshot::SealedSums>,
+    /// Set by the executor once it checked the claims against the stored
+    /// keys; targets list everything as [`Trust::Unchecked`].
+    pub trust: Trust,
+}
+
+/// Whether a stored snapshot's claims (name, size, SHA-256, raft index and
+/// term, cluster id) were authenticated with the stored keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "verdict", content = "reason")]
+pub enum Trust {
+    /// Not checked: the policy names no key store, or its keys cannot be
+    /// used this run.
+    #[default]
+    Unchecked,
+    /// Its tag (S3) or its sealed sums (a file read in full) verify under
+    /// the stored keys.
+    Authentic,
+    /// Checked and not authentic: no tag, a tag that does not verify, or
+    /// sealed sums the keys do not open. Never counted, never deleted,
+    /// never restored unless a human names it.
+    Foreign(String),
+}
+
+impl Trust {
+    pub fn is_foreign(&self) -> bool {
+        matches!(self, Trust::Foreign(_))
+    }
+}
+
+/// What an upload records beside the identity so that a HEAD can
+/// authenticate the object later (S3 metadata `snapward-cluster-id`,
+/// `snapward-tag`). Targets that authenticate by content ignore it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadTag {
+    /// `sys/seal-status` `cluster_id` of the cluster the snapshot came
+    /// from; empty when not known.
+    pub cluster_id: String,
+    /// [`crate::snapshot::auth::tag::ObjectKey::tag`] over the claims;
+    /// `None` when no key was available (the object will be foreign).
+    pub tag: Option<String>,
 }
 
 /// An upload that was read back: size and SHA-256 as the target reports them.
@@ -106,6 +158,7 @@ pub trait Target: Send + Sync {
         file: &Path,
         name: &str,
         identity: &Identity,
+        tag: &UploadTag,
         cancel: &CancellationToken,
     ) -> Result<PutOutcome, TargetError>;
 

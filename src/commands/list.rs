@@ -6,15 +6,16 @@
 //! Cost: the local inventory (`LocalStore::inventory`) verifies each file
 //! and keeps no sums, so authenticating reads each valid local snapshot a
 //! second time (one more full pass each, only when the keys are usable).
-//! Remote snapshots are not authenticated: that needs their bytes.
+//! Remote snapshots are judged by their tag (S3) or their sealed sums (a
+//! filesystem target, read in full on listing): see `exec::trust`.
 
 use std::path::Path;
 
 use serde::Serialize;
 
 use super::verify::{Checked, UnsealKey, Verdict, policy_key};
-use crate::backends::RemoteSnapshot;
 use crate::backends::local::LocalSnapshot;
+use crate::backends::{RemoteSnapshot, Trust};
 use crate::cli::OutputFormat;
 use crate::exec::select::{local_candidate, remote_candidate, remote_valid};
 use crate::exit::Exit;
@@ -75,8 +76,11 @@ fn remote_rows(list: &[RemoteSnapshot], rules: &retention::Rules) -> Vec<Row> {
                 sha256: r.sha256.clone(),
                 verdict: d.verdict,
                 reasons: d.reasons,
-                invalid: None,
-                authenticity: None,
+                invalid: match &r.trust {
+                    Trust::Foreign(why) => Some(format!("foreign: {why}")),
+                    _ => None,
+                },
+                authenticity: (r.trust == Trust::Authentic).then_some(Verdict::Authentic),
                 authenticity_reason: None,
             })
         })
@@ -117,11 +121,14 @@ pub async fn run(path: &Path, format: OutputFormat, kubeconfig: Option<&Path>) -
             None
         }
     };
+    let trust_keys = key.as_ref().map(|k| std::sync::Arc::new(k.trust_keys()));
+    let local_keys = trust_keys.clone();
     let mut out = Vec::new();
     let local = crate::wiring::local_store(&p);
     let mut failed = false;
     let listed = tokio::task::spawn_blocking(move || {
-        local.inventory().map(|inv| {
+        local.inventory().map(|mut inv| {
+            crate::exec::trust::judge_inventory(&mut inv, local_keys.as_deref());
             let checked: Vec<Option<Checked>> = match &key {
                 Some(k) => inv
                     .iter()
@@ -186,11 +193,15 @@ pub async fn run(path: &Path, format: OutputFormat, kubeconfig: Option<&Path>) -
     for slot in crate::wiring::build_targets(&p).await {
         let listing = match &slot.target {
             Ok(t) => match t.list().await {
-                Ok(list) => StoreListing {
-                    store: slot.name.clone(),
-                    error: None,
-                    snapshots: remote_rows(&list, &slot.rules),
-                },
+                Ok(mut list) => {
+                    // Retention counts only what the stored keys authenticate.
+                    crate::exec::trust::judge_listing(&mut list, trust_keys.as_deref());
+                    StoreListing {
+                        store: slot.name.clone(),
+                        error: None,
+                        snapshots: remote_rows(&list, &slot.rules),
+                    }
+                }
                 Err(e) => {
                     failed = true;
                     StoreListing {

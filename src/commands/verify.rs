@@ -59,6 +59,11 @@ impl KeySource {
 pub(crate) struct UnsealKey(Zeroizing<Vec<u8>>);
 
 impl UnsealKey {
+    /// The keys `exec::trust` authenticates stored claims with.
+    pub(crate) fn trust_keys(&self) -> crate::exec::trust::Keys {
+        crate::exec::trust::Keys::new(Zeroizing::new(self.0.to_vec()))
+    }
+
     /// Decodes the stored shares (hex or base64) and combines them; a key
     /// that is no AES key length is refused here, before any snapshot.
     fn combine(shares: &[Secret]) -> Result<Self, AuthError> {

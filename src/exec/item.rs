@@ -30,6 +30,32 @@ pub enum Item {
     KeyStoreUnreadable {
         error: String,
     },
+    /// A stored snapshot whose claims the stored keys do not authenticate
+    /// (no tag, a forged tag, another cluster's sealed sums): never
+    /// counted, never deleted, never restored unless a human names it.
+    Foreign {
+        store: String,
+        name: String,
+        reason: String,
+    },
+    /// A key store is named but its keys cannot be used this run: nothing
+    /// is authenticated, so nothing is deleted.
+    CannotAuthenticate {
+        reason: String,
+    },
+    /// A restore candidate taken from another cluster than the newest one
+    /// (as recorded at upload): skipped unless a human names it.
+    OtherCluster {
+        store: String,
+        name: String,
+        cluster_id: String,
+        expected: String,
+    },
+    /// An upload without a tag (no usable keys): the object will be foreign.
+    UploadedUntagged {
+        name: String,
+        reason: String,
+    },
     /// A store holds a file/object that did not verify (never counted).
     Invalid {
         store: String,
@@ -229,6 +255,31 @@ impl fmt::Display for Item {
                 reason,
             } => write!(f, "{store}: invalid {name} ({reason})"),
             Item::StoreUnreadable { store, error } => write!(f, "{store}: {error}"),
+            Item::Foreign {
+                store,
+                name,
+                reason,
+            } => write!(
+                f,
+                "{store}: foreign {name}: not counted, never deleted ({reason})"
+            ),
+            Item::OtherCluster {
+                store,
+                name,
+                cluster_id,
+                expected,
+            } => write!(
+                f,
+                "{store}: skipped {name}: taken from cluster {cluster_id}, not {expected} (the newest snapshot's); name it with `snapward restore --snapshot` to restore it anyway"
+            ),
+            Item::CannotAuthenticate { reason } => write!(
+                f,
+                "stored snapshots cannot be authenticated this run: {reason}; nothing is deleted"
+            ),
+            Item::UploadedUntagged { name, reason } => write!(
+                f,
+                "{name} uploaded without a tag ({reason}): it will be listed as foreign"
+            ),
             Item::ListingFailed { store, error } => write!(f, "{store}: listing failed: {error}"),
             Item::TargetUnavailable { store, error } => write!(f, "{store}: {error}"),
             Item::RestoreMarkerUnreadable { error } => {

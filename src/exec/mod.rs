@@ -18,6 +18,7 @@ pub mod item;
 pub mod report;
 pub mod select;
 pub mod state;
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -13,10 +13,22 @@ use crate::policy::StoreId;
 use crate::retention::{self, Candidate, Rules, Verdict};
 
 /// The one definition of a valid remote snapshot: snapward wrote it, so its
-/// metadata carries the SHA-256 and the raft identity (index and term).
-/// Anything else under the prefix is never counted, never restored.
+/// metadata carries the SHA-256 and the raft identity (index and term), and
+/// — where the stored keys could check it — those claims authenticate
+/// (`exec::trust`). Anything else under the prefix is never counted, never
+/// restored.
 pub fn remote_valid(r: &RemoteSnapshot) -> bool {
+    claims_complete(r) && !r.trust.is_foreign()
+}
+
+/// The object carries every identity claim snapward writes.
+fn claims_complete(r: &RemoteSnapshot) -> bool {
     r.index.is_some() && r.term.is_some() && r.sha256.is_some()
+}
+
+/// A local file that verified and that the stored keys did not reject.
+pub fn local_valid(s: &LocalSnapshot) -> bool {
+    s.identity.is_some() && !s.trust.is_foreign()
 }
 
 /// A remote object as a retention candidate.
@@ -48,7 +60,7 @@ pub fn local_candidate(s: &LocalSnapshot) -> Candidate {
         time: s.time,
         index: s.identity.as_ref().map(|i| i.index).unwrap_or(0),
         term: s.identity.as_ref().map(|i| i.term).unwrap_or(0),
-        valid: s.identity.is_some(),
+        valid: local_valid(s),
     }
 }
 
@@ -114,6 +126,17 @@ pub fn mirror_plan(
 pub struct RestoreCandidate {
     pub store: String,
     pub candidate: Candidate,
+    /// What the listing claims (remote only): a download must match it.
+    pub claimed: Option<Claimed>,
+}
+
+/// A remote object's claims, which the fetched file must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub size: u64,
+    pub sha256: String,
+    /// The cluster it was taken from, if recorded at upload.
+    pub cluster_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,21 +157,30 @@ pub fn restore_candidates(
     remote: &BTreeMap<String, Vec<RemoteSnapshot>>,
     only: Option<&str>,
 ) -> Result<Vec<RestoreCandidate>, ChoiceError> {
+    // A snapshot a human names is a candidate even when the keys did not
+    // authenticate its claims: the restore still authenticates its content.
+    let named = |name: &str| only == Some(name);
     let mut out: Vec<RestoreCandidate> = local
         .iter()
-        .filter(|s| s.identity.is_some())
+        .filter(|s| local_valid(s) || (s.identity.is_some() && named(&s.name)))
         .map(|s| RestoreCandidate {
             store: StoreId::LOCAL.into(),
             candidate: local_candidate(s),
+            claimed: None,
         })
         .collect();
     for (store, list) in remote {
         out.extend(
             list.iter()
-                .filter(|r| remote_valid(r))
+                .filter(|r| remote_valid(r) || (claims_complete(r) && named(&r.name)))
                 .map(|r| RestoreCandidate {
                     store: store.clone(),
                     candidate: remote_candidate(r),
+                    claimed: Some(Claimed {
+                        size: r.size,
+                        sha256: r.sha256.clone().unwrap_or_default(),
+                        cluster_id: r.cluster_id.clone(),
+                    }),
                 }),
         );
     }
@@ -204,6 +236,10 @@ mod tests {
             index,
             term,
             time: t("2026-11-28T02:00:00Z"),
+            cluster_id: None,
+            tag: None,
+            sums: None,
+            trust: crate::backends::Trust::Unchecked,
         }
     }
 
@@ -224,6 +260,8 @@ mod tests {
             time: t(time),
             identity: index.map(|i| identity(i, "aa")),
             invalid: index.is_none().then(|| "gzip: bad".to_string()),
+            sums: None,
+            trust: crate::backends::Trust::Unchecked,
         }
     }
 
@@ -251,6 +289,42 @@ mod tests {
         let r = remote("openbao-20261128-020000.snap", index, term, sha);
         assert_eq!(remote_valid(&r), valid);
         assert_eq!(remote_candidate(&r).valid, valid);
+    }
+
+    #[test]
+    fn a_foreign_object_is_never_valid_and_never_fills_a_slot() {
+        let mut forged = remote(
+            "openbao-20991231-000000.snap",
+            Some(u64::MAX),
+            Some(9),
+            Some("99"),
+        );
+        forged.trust = crate::backends::Trust::Foreign("no snapward tag".into());
+        assert!(!remote_valid(&forged));
+        assert!(!remote_candidate(&forged).valid);
+        // It would age the local snapshot out if it counted (`aged_out`).
+        let plan = mirror_plan(
+            &keep_last(1),
+            &[forged.clone()],
+            &[taken("a-1", "2026-11-28T02:00:00Z", 1, "aa")],
+        );
+        assert_eq!(
+            plan.upload
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a-1"]
+        );
+        // Not a restore candidate either, unless a human names it.
+        let rem = BTreeMap::from([("s3".to_string(), vec![forged.clone()])]);
+        let sources = [StoreId::from_name("s3")];
+        assert!(
+            restore_candidates(&sources, &[], &rem, None)
+                .unwrap()
+                .is_empty()
+        );
+        let named = restore_candidates(&sources, &[], &rem, Some(&forged.name)).unwrap();
+        assert_eq!(named.len(), 1);
     }
 
     fn keep_last(n: u32) -> Rules {

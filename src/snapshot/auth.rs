@@ -63,6 +63,7 @@
 
 pub mod blob;
 pub mod shamir;
+pub mod tag;
 
 use std::fs::File;
 use std::io::Read;

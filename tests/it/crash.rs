@@ -878,6 +878,7 @@ async fn s3_put_aborts_a_crashed_runs_incomplete_upload_of_the_same_object() {
             &file,
             &name,
             &identity,
+            &snapward::backends::UploadTag::default(),
             &tokio_util::sync::CancellationToken::new(),
         )
         .await

@@ -290,6 +290,10 @@ fn remote(name: &str, index: u64, sha: &str) -> RemoteSnapshot {
         index: Some(index),
         term: Some(1),
         time: snapward::backends::snapshot_time("openbao-", name).unwrap(),
+        cluster_id: None,
+        tag: None,
+        sums: None,
+        trust: snapward::backends::Trust::Unchecked,
     }
 }
 

@@ -117,7 +117,13 @@ async fn s3_small_and_multipart_uploads_are_head_confirmed_and_listed_with_ident
 
     for (file, day, id) in [(&small, 27, &small_id), (&big, 28, &big_id)] {
         let confirmed = target
-            .put(file, &name_on(day), id, &never())
+            .put(
+                file,
+                &name_on(day),
+                id,
+                &snapward::backends::UploadTag::default(),
+                &never(),
+            )
             .await
             .expect("upload confirmed");
         assert_eq!(
@@ -143,6 +149,10 @@ async fn s3_small_and_multipart_uploads_are_head_confirmed_and_listed_with_ident
         index: Some(id.index),
         term: Some(id.term),
         time: time_on(day),
+        cluster_id: None,
+        tag: None,
+        sums: None,
+        trust: snapward::backends::Trust::Unchecked,
     };
     assert_eq!(listed, vec![expect(27, &small_id), expect(28, &big_id)]);
 
@@ -172,11 +182,23 @@ async fn s3_put_is_create_only_and_never_overwrites(#[case] kind: Kind) {
     let name = name_on(20);
 
     target
-        .put(&first, &name, &first_id, &never())
+        .put(
+            &first,
+            &name,
+            &first_id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect("first upload");
     let err = target
-        .put(&second, &name, &second_id, &never())
+        .put(
+            &second,
+            &name,
+            &second_id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect_err("second upload of the same name must be refused");
     assert!(
@@ -229,7 +251,13 @@ async fn s3_an_object_written_during_the_upload_is_never_overwritten(#[case] kin
     let (file, id) = snapshot_file(work.path(), "snap", 10 * MIB, 99);
 
     let err = target
-        .put(&file, &name, &id, &never())
+        .put(
+            &file,
+            &name,
+            &id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect_err("the key appeared meanwhile");
     assert!(matches!(err, TargetError::AlreadyExists { .. }), "{err:?}");
@@ -272,7 +300,13 @@ async fn s3_wrong_secret_is_refused_with_a_clear_message_that_holds_no_secret() 
         ),
         (
             target
-                .put(&file, &name_on(3), &id, &never())
+                .put(
+                    &file,
+                    &name_on(3),
+                    &id,
+                    &snapward::backends::UploadTag::default(),
+                    &never(),
+                )
                 .await
                 .expect_err("put with a wrong secret"),
             "HTTP 403",
@@ -380,7 +414,13 @@ async fn s3_object_lock_retains_a_snapshot_against_delete(
     let (file, id) = snapshot_file(work.path(), "snap", 32 * 1024, 55);
     let name = name_on(10);
     target
-        .put(&file, &name, &id, &never())
+        .put(
+            &file,
+            &name,
+            &id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect("locked upload");
 
@@ -428,11 +468,23 @@ async fn s3_delete_on_a_plain_bucket_removes_only_the_named_snapshot(#[case] kin
     let (a, a_id) = snapshot_file(work.path(), "a", 10_000, 400);
     let (b, b_id) = snapshot_file(work.path(), "b", 20_000, 401);
     target
-        .put(&a, &name_on(1), &a_id, &never())
+        .put(
+            &a,
+            &name_on(1),
+            &a_id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect("a");
     target
-        .put(&b, &name_on(2), &b_id, &never())
+        .put(
+            &b,
+            &name_on(2),
+            &b_id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect("b");
 
@@ -464,7 +516,13 @@ async fn s3_delete_on_a_versioned_bucket_leaves_no_version_and_no_delete_marker(
     let work = tempfile::tempdir().expect("tempdir");
     let (file, id) = snapshot_file(work.path(), "snap", 10_000, 9);
     target
-        .put(&file, &name_on(5), &id, &never())
+        .put(
+            &file,
+            &name_on(5),
+            &id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect("put");
 
@@ -518,6 +576,10 @@ async fn s3_list_keeps_only_snapshot_names_directly_under_the_prefix() {
             index: None,
             term: None,
             time: time_on(4),
+            cluster_id: None,
+            tag: None,
+            sums: None,
+            trust: snapward::backends::Trust::Unchecked,
         }],
         "only the snapshot-named key directly under the prefix, without identity"
     );
@@ -539,11 +601,23 @@ async fn s3_server_side_encryption_is_requested_on_every_upload() {
     let (small, small_id) = snapshot_file(work.path(), "small", 1000, 1);
     let (parts, parts_id) = snapshot_file(work.path(), "parts", 6 * MIB, 2);
     target
-        .put(&small, &name_on(1), &small_id, &never())
+        .put(
+            &small,
+            &name_on(1),
+            &small_id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect("small");
     target
-        .put(&parts, &name_on(2), &parts_id, &never())
+        .put(
+            &parts,
+            &name_on(2),
+            &parts_id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect("multipart");
     for day in [1, 2] {
@@ -623,7 +697,13 @@ async fn s3_cancel_mid_multipart_leaves_no_object_and_no_upload() {
     let (file, id) = snapshot_file(work.path(), "snap", 20 * MIB, 77);
 
     let err = target
-        .put(&file, &name_on(7), &id, &cancel)
+        .put(
+            &file,
+            &name_on(7),
+            &id,
+            &snapward::backends::UploadTag::default(),
+            &cancel,
+        )
         .await
         .expect_err("cancelled");
     assert!(matches!(err, TargetError::Cancelled), "{err:?}");
@@ -647,7 +727,13 @@ async fn s3_upload_of_a_file_that_does_not_match_its_identity_leaves_nothing(#[c
     id.sha256 = sha256_hex(b"some other snapshot");
 
     let err = target
-        .put(&file, &name_on(8), &id, &never())
+        .put(
+            &file,
+            &name_on(8),
+            &id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect_err("mismatch");
     assert!(
@@ -698,7 +784,13 @@ async fn fs_put_list_fetch_delete_round_trip_with_verified_identity() {
     let name = name_on(12);
 
     let confirmed = target
-        .put(&fixture_snapshot(), &name, &id, &never())
+        .put(
+            &fixture_snapshot(),
+            &name,
+            &id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect("put");
     assert_eq!(
@@ -719,7 +811,10 @@ async fn fs_put_list_fetch_delete_round_trip_with_verified_identity() {
         .mode();
     assert_eq!(mode & 0o777, 0o640);
 
-    let listed = target.list().await.expect("list");
+    let mut listed = target.list().await.expect("list");
+    // The file was read in full: its sealed sums come with the listing.
+    let sums = listed.first_mut().and_then(|r| r.sums.take());
+    assert_eq!(sums.map(|s| s.identity), Some(id.clone()));
     assert_eq!(
         listed,
         vec![RemoteSnapshot {
@@ -729,6 +824,10 @@ async fn fs_put_list_fetch_delete_round_trip_with_verified_identity() {
             index: Some(id.index),
             term: Some(id.term),
             time: time_on(12),
+            cluster_id: None,
+            tag: None,
+            sums: None,
+            trust: snapward::backends::Trust::Unchecked,
         }]
     );
 
@@ -762,11 +861,23 @@ async fn fs_put_is_create_only_and_never_overwrites() {
     let (second, second_id) = snapshot_file(root.path(), "second.bin", 6000, 2);
     let name = name_on(13);
     target
-        .put(&first, &name, &first_id, &never())
+        .put(
+            &first,
+            &name,
+            &first_id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect("first");
     let err = target
-        .put(&second, &name, &second_id, &never())
+        .put(
+            &second,
+            &name,
+            &second_id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect_err("second");
     assert!(matches!(err, TargetError::AlreadyExists { .. }), "{err:?}");
@@ -836,7 +947,13 @@ async fn fs_put_into_an_unwritable_directory_is_an_error_not_a_panic() {
     let target = fs_target(&dir);
     let (file, id) = snapshot_file(root.path(), "snap", 1000, 3);
     let err = target
-        .put(&file, &name_on(14), &id, &never())
+        .put(
+            &file,
+            &name_on(14),
+            &id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect_err("unwritable");
     assert!(
@@ -855,7 +972,13 @@ async fn fs_missing_mount_is_a_clear_failure_and_only_the_configured_dir_is_crea
     let unmounted = root.path().join("mnt/nfs/snapshots");
     let target = fs_target(&unmounted);
     let err = target
-        .put(&file, &name_on(15), &id, &never())
+        .put(
+            &file,
+            &name_on(15),
+            &id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect_err("no mount");
     assert!(
@@ -870,7 +993,13 @@ async fn fs_missing_mount_is_a_clear_failure_and_only_the_configured_dir_is_crea
     let target = fs_target(&fresh);
     assert!(target.list().await.expect("empty").is_empty());
     target
-        .put(&file, &name_on(15), &id, &never())
+        .put(
+            &file,
+            &name_on(15),
+            &id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect("creates the configured dir");
     assert_eq!(dir_names(&fresh), vec![name_on(15)]);
@@ -892,6 +1021,10 @@ async fn fs_list_reports_a_corrupt_snapshot_without_identity() {
             index: None,
             term: None,
             time: time_on(16),
+            cluster_id: None,
+            tag: None,
+            sums: None,
+            trust: snapward::backends::Trust::Unchecked,
         }]
     );
 }
@@ -905,7 +1038,13 @@ async fn fs_put_of_a_file_not_matching_its_identity_publishes_nothing() {
     let (file, mut id) = snapshot_file(root.path(), "snap", 3000, 5);
     id.sha256 = sha256_hex(b"another file");
     let err = target
-        .put(&file, &name_on(17), &id, &never())
+        .put(
+            &file,
+            &name_on(17),
+            &id,
+            &snapward::backends::UploadTag::default(),
+            &never(),
+        )
         .await
         .expect_err("mismatch");
     assert!(
@@ -925,7 +1064,13 @@ async fn fs_cancelled_put_leaves_no_file() {
     let cancel = CancellationToken::new();
     cancel.cancel();
     let err = target
-        .put(&file, &name_on(18), &id, &cancel)
+        .put(
+            &file,
+            &name_on(18),
+            &id,
+            &snapward::backends::UploadTag::default(),
+            &cancel,
+        )
         .await
         .expect_err("cancelled");
     assert!(matches!(err, TargetError::Cancelled), "{err:?}");

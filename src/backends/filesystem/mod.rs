@@ -37,8 +37,8 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Cleanup, Confirmed, DeleteOutcome, PutOutcome, RemoteSnapshot, Target, TargetError,
-    snapshot_time,
+    Cleanup, Confirmed, DeleteOutcome, PutOutcome, RemoteSnapshot, Target, TargetError, Trust,
+    UploadTag, snapshot_time,
 };
 use crate::policy::model;
 use crate::snapshot::{self, Identity};
@@ -250,8 +250,13 @@ impl Inner {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(self.io(&path, e)),
             };
-            let (sha256, index, term) = match snapshot::verify_file(&path) {
-                Ok(id) => (Some(id.sha256), Some(id.index), Some(id.term)),
+            let (sha256, index, term, sums) = match snapshot::sealed_sums_file(&path) {
+                Ok(s) => (
+                    Some(s.identity.sha256.clone()),
+                    Some(s.identity.index),
+                    Some(s.identity.term),
+                    Some(s),
+                ),
                 Err(e) => {
                     tracing::warn!(
                         target_name = %self.name,
@@ -259,7 +264,7 @@ impl Inner {
                         check = e.check(),
                         "snapshot on target does not verify; not counted"
                     );
-                    (None, None, None)
+                    (None, None, None, None)
                 }
             };
             out.push(RemoteSnapshot {
@@ -269,6 +274,10 @@ impl Inner {
                 index,
                 term,
                 time,
+                cluster_id: None,
+                tag: None,
+                sums,
+                trust: Trust::Unchecked,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -515,6 +524,8 @@ impl Target for FsTarget {
         file: &Path,
         name: &str,
         identity: &Identity,
+        // Files are authenticated by their content (sealed sums) on `list`.
+        _tag: &UploadTag,
         cancel: &CancellationToken,
     ) -> Result<PutOutcome, TargetError> {
         let inner = Arc::clone(&self.inner);

@@ -36,6 +36,12 @@ pub struct LocalSnapshot {
     /// The failing check, for an invalid file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invalid: Option<String>,
+    /// The file's `SHA256SUMS` and `SHA256SUMS.sealed` (read in the same
+    /// verification pass), for authenticating it with the stored keys.
+    #[serde(skip)]
+    pub sums: Option<(Vec<u8>, Vec<u8>)>,
+    /// Set by the executor (see [`crate::backends::Trust`]).
+    pub trust: crate::backends::Trust,
 }
 
 #[derive(Debug, Clone)]
@@ -53,7 +59,7 @@ type CacheKey = (String, u64, SystemTime);
 
 /// A remembered verification. The error is shared (`Arc`): `VerifyError`
 /// holds an `io::Error` and is not `Clone`.
-type Verdict = Result<Identity, Arc<snapshot::VerifyError>>;
+type Verdict = Result<snapshot::SealedSums, Arc<snapshot::VerifyError>>;
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -96,15 +102,17 @@ impl LocalStore {
             if !entry.file_type()?.is_file() {
                 continue;
             }
-            let (identity, invalid) = match self.verify_cached(&name, &entry.path()) {
-                Ok(id) => (Some(id), None),
-                Err(e) => (None, Some(format!("{}: {e}", e.check()))),
+            let (identity, invalid, sums) = match self.verify_cached(&name, &entry.path()) {
+                Ok(s) => (Some(s.identity), None, Some((s.sums, s.sealed))),
+                Err(e) => (None, Some(format!("{}: {e}", e.check())), None),
             };
             out.push(LocalSnapshot {
                 name,
                 time,
                 identity,
                 invalid,
+                sums,
+                trust: crate::backends::Trust::Unchecked,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -124,7 +132,7 @@ impl LocalStore {
         {
             return hit;
         }
-        let result = snapshot::verify_file(path).map_err(Arc::new);
+        let result = snapshot::sealed_sums_file(path).map_err(Arc::new);
         if let (Some(k), Ok(mut c)) = (key, self.verified.lock()) {
             c.insert(k, result.clone());
         }
@@ -172,10 +180,11 @@ impl LocalStore {
         &self,
         partial: &Path,
         name: &str,
-        verdict: Result<Identity, snapshot::VerifyError>,
+        verdict: Result<snapshot::SealedSums, snapshot::VerifyError>,
     ) -> Result<(PathBuf, Identity), CommitError> {
         let result = (|| {
-            let identity = verdict.map_err(CommitError::Invalid)?;
+            let sums = verdict.map_err(CommitError::Invalid)?;
+            let identity = sums.identity.clone();
             let len = fs::metadata(partial).map_err(CommitError::Io)?.len();
             if len != identity.file_size {
                 return Err(CommitError::Io(io::Error::other(format!(
@@ -196,7 +205,7 @@ impl LocalStore {
             crate::crash::crash_point!("local.after-link");
             // Verified just now: the inventory need not read it again.
             if let (Some(k), Ok(mut c)) = (Self::cache_key(name, &dest), self.verified.lock()) {
-                c.insert(k, Ok(identity.clone()));
+                c.insert(k, Ok(sums));
             }
             Ok((dest, identity))
         })();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::{CommitError, LocalSnapshot, LocalStore};
 use crate::backends::DeleteOutcome;
-use crate::snapshot::{Identity, VerifyError};
+use crate::snapshot::{Identity, SealedSums, VerifyError};
 
 /// The temp file a new snapshot streams into.
 #[derive(Debug)]
@@ -63,7 +63,7 @@ pub trait SnapshotStore: Send + Sync + std::fmt::Debug {
         &self,
         partial: &Path,
         name: &str,
-        verdict: Result<Identity, VerifyError>,
+        verdict: Result<SealedSums, VerifyError>,
     ) -> Result<Committed, CommitError>;
     fn delete(&self, name: &str) -> io::Result<DeleteOutcome>;
     fn write_restore_marker(&self, policy: &str, what: &str) -> io::Result<()>;
@@ -97,7 +97,7 @@ impl SnapshotStore for LocalStore {
         &self,
         partial: &Path,
         name: &str,
-        verdict: Result<Identity, VerifyError>,
+        verdict: Result<SealedSums, VerifyError>,
     ) -> Result<Committed, CommitError> {
         LocalStore::commit(self, partial, name, verdict)
             .map(|(path, identity)| Committed::Saved { path, identity })

@@ -1,5 +1,7 @@
 //! Downloading a snapshot to a new local file (create-new), hashed on the
-//! way and checked against the object's size and `snapward-sha256`.
+//! way and checked against the object's size and `snapward-sha256`. The
+//! download stops as soon as it exceeds the size the store announced: a
+//! body longer than its object never fills the scratch disk.
 //!
 //! Must never: write to an existing file, or leave a partial or unchecked
 //! download behind (it is removed on any failure or cancellation).
@@ -49,6 +51,13 @@ impl S3Target {
                         .failed(format!("GetObject `{key}`: reading the body"))
                         .caused_by(e)
                 })?;
+                if let Some(limit) = expected_size
+                    && written + chunk.len() as u64 > limit
+                {
+                    return Err(self.ctx.failed(format!(
+                        "GetObject `{key}`: the body is longer than the {limit} bytes the store announced; download stopped"
+                    )));
+                }
                 hasher.update(&chunk);
                 file.write_all(&chunk)
                     .await

@@ -11,8 +11,10 @@ use aws_sdk_s3::types::ChecksumMode;
 use futures::StreamExt as _;
 
 use super::error::failure;
-use super::{LIST_HEADS_IN_FLIGHT, META_INDEX, META_SHA256, META_TERM, S3Target};
-use crate::backends::{RemoteSnapshot, TargetError};
+use super::{
+    LIST_HEADS_IN_FLIGHT, META_CLUSTER_ID, META_INDEX, META_SHA256, META_TAG, META_TERM, S3Target,
+};
+use crate::backends::{RemoteSnapshot, TargetError, Trust};
 
 impl S3Target {
     pub(super) async fn list_snapshots(&self) -> Result<Vec<RemoteSnapshot>, TargetError> {
@@ -95,6 +97,10 @@ impl S3Target {
             index: get(META_INDEX).and_then(|v| v.parse().ok()),
             term: get(META_TERM).and_then(|v| v.parse().ok()),
             time,
+            cluster_id: get(META_CLUSTER_ID).filter(|v| !v.is_empty()),
+            tag: get(META_TAG),
+            sums: None,
+            trust: Trust::Unchecked,
         }))
     }
 }

@@ -84,7 +84,8 @@ use aws_sdk_s3::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Cleanup, DeleteOutcome, PutOutcome, RemoteSnapshot, Target, TargetError, snapshot_time,
+    Cleanup, DeleteOutcome, PutOutcome, RemoteSnapshot, Target, TargetError, UploadTag,
+    snapshot_time,
 };
 use crate::policy::model;
 use crate::snapshot::Identity;
@@ -116,6 +117,8 @@ const LIST_HEADS_IN_FLIGHT: usize = 8;
 const META_SHA256: &str = "snapward-sha256";
 const META_INDEX: &str = "snapward-raft-index";
 const META_TERM: &str = "snapward-raft-term";
+const META_CLUSTER_ID: &str = "snapward-cluster-id";
+const META_TAG: &str = "snapward-tag";
 
 /// Called with the cumulative number of bytes the store has accepted during
 /// a `put` (after each part, or once for a single PutObject). For progress
@@ -217,9 +220,10 @@ impl Target for S3Target {
         file: &Path,
         name: &str,
         identity: &Identity,
+        tag: &UploadTag,
         cancel: &CancellationToken,
     ) -> Result<PutOutcome, TargetError> {
-        self.put_confirmed(file, name, identity, cancel)
+        self.put_confirmed(file, name, identity, tag, cancel)
             .await
             .map(PutOutcome::Confirmed)
     }

@@ -23,7 +23,6 @@ use super::error::{changed, failure, unless_cancelled};
 use super::put::{Sent, b64, hex_to_bytes};
 use super::{MAX_PARTS, S3Target};
 use crate::backends::TargetError;
-use crate::snapshot::Identity;
 
 /// Aborts a multipart upload if `put` leaves it unfinished: awaited on the
 /// error/cancel paths, spawned from `Drop` if the `put` future is dropped.
@@ -93,7 +92,7 @@ impl S3Target {
         file: &Path,
         key: &str,
         size: u64,
-        identity: &Identity,
+        meta: std::collections::HashMap<String, String>,
         want_sha: &str,
         cancel: &CancellationToken,
     ) -> Result<Sent, TargetError> {
@@ -107,7 +106,7 @@ impl S3Target {
             .key(key)
             .content_type("application/gzip")
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .set_metadata(Some(self.metadata(identity, want_sha)))
+            .set_metadata(Some(meta))
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms)
             .set_object_lock_mode(lock_mode)

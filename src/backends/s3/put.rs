@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::error::{changed, check_name, failure, io_err, unless_cancelled};
-use super::{BODY_BUF, META_INDEX, META_SHA256, META_TERM, S3Target};
-use crate::backends::{Confirmed, TargetError};
+use super::{BODY_BUF, META_CLUSTER_ID, META_INDEX, META_SHA256, META_TAG, META_TERM, S3Target};
+use crate::backends::{Confirmed, TargetError, UploadTag};
 use crate::policy::model;
 use crate::snapshot::Identity;
 
@@ -42,6 +42,7 @@ impl S3Target {
         file: &Path,
         name: &str,
         identity: &Identity,
+        tag: &UploadTag,
         cancel: &CancellationToken,
     ) -> Result<Confirmed, TargetError> {
         check_name(&self.ctx.target, name)?;
@@ -67,11 +68,18 @@ impl S3Target {
         }
         tracing::info!(target_name = %self.ctx.target, key, size, "uploading snapshot");
         let sent = if size <= self.multipart_threshold {
-            self.put_single(file, &key, identity, &want_sha, cancel)
+            self.put_single(file, &key, identity, tag, &want_sha, cancel)
                 .await
         } else {
-            self.put_multipart(file, &key, size, identity, &want_sha, cancel)
-                .await
+            self.put_multipart(
+                file,
+                &key,
+                size,
+                self.metadata(identity, &want_sha, tag),
+                &want_sha,
+                cancel,
+            )
+            .await
         };
         let sent = match sent {
             Ok(s) => s,
@@ -103,6 +111,7 @@ impl S3Target {
         file: &Path,
         key: &str,
         identity: &Identity,
+        tag: &UploadTag,
         want_sha: &str,
         cancel: &CancellationToken,
     ) -> Result<Sent, TargetError> {
@@ -127,7 +136,7 @@ impl S3Target {
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(&checksum)
             .if_none_match("*")
-            .set_metadata(Some(self.metadata(identity, want_sha)))
+            .set_metadata(Some(self.metadata(identity, want_sha, tag)))
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms)
             .set_object_lock_mode(lock_mode)
@@ -174,12 +183,25 @@ impl S3Target {
         }
     }
 
-    pub(super) fn metadata(&self, identity: &Identity, sha256: &str) -> HashMap<String, String> {
-        HashMap::from([
+    /// The identity, and what authenticates it later (cluster id, tag).
+    pub(super) fn metadata(
+        &self,
+        identity: &Identity,
+        sha256: &str,
+        tag: &UploadTag,
+    ) -> HashMap<String, String> {
+        let mut m = HashMap::from([
             (META_SHA256.to_owned(), sha256.to_owned()),
             (META_INDEX.to_owned(), identity.index.to_string()),
             (META_TERM.to_owned(), identity.term.to_string()),
-        ])
+        ]);
+        if !tag.cluster_id.is_empty() {
+            m.insert(META_CLUSTER_ID.to_owned(), tag.cluster_id.clone());
+        }
+        if let Some(t) = &tag.tag {
+            m.insert(META_TAG.to_owned(), t.clone());
+        }
+        m
     }
 
     pub(super) fn sse(&self) -> (Option<ServerSideEncryption>, Option<String>) {

@@ -44,6 +44,7 @@ pub(super) async fn build(
         guard: plan::guard_policy(p, opts.explicit_restore),
         only_snapshot: opts.only_snapshot.clone(),
         allow_unauthenticated: opts.allow_unauthenticated,
+        trust_keys: Default::default(),
         policy: p.clone(),
     });
     // A dry run never runs the steps that change the cluster: it says what

@@ -48,12 +48,31 @@ pub(super) async fn run(
         auth::key_from_shares(&tri!(a.read_stored_keys().await).keys).map_err(|e| e.to_string()),
     );
     let mut items = Vec::new();
+    // The cluster this restore brings back: the one the newest candidate
+    // was taken from, as recorded at upload (tagged, so not forgeable).
+    let expected_cluster = cands
+        .iter()
+        .find_map(|rc| rc.claimed.as_ref().and_then(|c| c.cluster_id.clone()));
     // The newest valid snapshot the keys do not authenticate, if none does.
     let mut fallback: Option<RestoreSource> = None;
     for rc in cands {
-        let (store, c) = (rc.store, rc.candidate);
+        let (store, c, claimed) = (rc.store, rc.candidate, rc.claimed);
         if cancel.is_cancelled() {
             return Outcome::failed("cancelled").with_items(items);
+        }
+        if let (Some(expected), Some(cid)) = (
+            &expected_cluster,
+            claimed.as_ref().and_then(|c| c.cluster_id.as_ref()),
+        ) && cid != expected
+            && a.only_snapshot.as_deref() != Some(c.id.as_str())
+        {
+            items.push(Item::OtherCluster {
+                store: store.clone(),
+                name: c.id.clone(),
+                cluster_id: cid.clone(),
+                expected: expected.clone(),
+            });
+            continue;
         }
         let (path, temp) = if StoreId::from_name(&store).is_local() {
             (a.local.path_of(&c.id), false)
@@ -106,6 +125,37 @@ pub(super) async fn run(
             }
             Err(e) => return Outcome::failed(e.to_string()),
         };
+        // The file must be what the listing claimed (the claims are what
+        // ranked it, and what its tag authenticated).
+        let matches = |cl: &crate::exec::select::Claimed| {
+            identity.index == c.index
+                && identity.term == c.term
+                && identity.sha256 == cl.sha256
+                && identity.file_size == cl.size
+        };
+        if let Some(cl) = &claimed
+            && !matches(cl)
+        {
+            items.push(Item::Rejected {
+                store: store.clone(),
+                name: c.id.clone(),
+                reason: format!(
+                    "does not match its listing (listed raft index {} term {}, {} bytes, sha256 {}; fetched index {} term {}, {} bytes, sha256 {})",
+                    c.index,
+                    c.term,
+                    cl.size,
+                    cl.sha256,
+                    identity.index,
+                    identity.term,
+                    identity.file_size,
+                    identity.sha256
+                ),
+            });
+            if temp {
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
+        }
         let source = RestoreSource {
             store: store.clone(),
             name: c.id.clone(),

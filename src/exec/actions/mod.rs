@@ -31,6 +31,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::state::{RestoreSource, RunState, TakenSnapshot};
+use super::trust::{self, Keys};
 use super::{Outcome, Runner};
 use crate::backends::keys::{KeyStore, StoredKeys};
 use crate::backends::local::{LocalSnapshot, SnapshotStore};
@@ -64,6 +65,8 @@ pub struct Actions {
     pub only_snapshot: Option<String>,
     /// A human accepts a snapshot the stored keys do not authenticate.
     pub allow_unauthenticated: bool,
+    /// The keys stored snapshots are authenticated with, once read.
+    pub trust_keys: tokio::sync::OnceCell<Arc<Keys>>,
 }
 
 #[async_trait]
@@ -101,9 +104,11 @@ impl Actions {
         self.targets.iter().find(|t| t.name == name)
     }
 
+    /// The local store's files, verified and judged with the stored keys
+    /// (see [`Actions::trust_keys`]).
     async fn local_inventory(&self) -> Result<Vec<LocalSnapshot>, Outcome> {
         let local = self.local.clone();
-        tokio::task::spawn_blocking(move || local.inventory())
+        let mut inv = tokio::task::spawn_blocking(move || local.inventory())
             .await
             .map_err(|e| Outcome::failed(e.to_string()))?
             .map_err(|e| {
@@ -111,7 +116,42 @@ impl Actions {
                     "cannot read the local store {}: {e}",
                     self.local.dir().display()
                 ))
-            })
+            })?;
+        let keys = self.trust_keys().await.ok().flatten();
+        trust::judge_inventory(&mut inv, keys.as_deref());
+        Ok(inv)
+    }
+
+    /// A target's listing, judged with the stored keys.
+    async fn listing(
+        &self,
+        t: &dyn Target,
+    ) -> Result<Vec<crate::backends::RemoteSnapshot>, TargetError> {
+        let mut list = t.list().await?;
+        let keys = self.trust_keys().await.ok().flatten();
+        trust::judge_listing(&mut list, keys.as_deref());
+        Ok(list)
+    }
+
+    /// The keys stored snapshots are authenticated and tagged with: the
+    /// unseal key the stored shares combine to. `Ok(None)`: the policy names
+    /// no key store (listings stay unchecked, as before tags existed).
+    /// `Err(why)`: a key store is named but its keys cannot be used now —
+    /// nothing is authenticated, so nothing may be deleted. Read once per
+    /// run, on first use (after an init has stored its keys, if any).
+    async fn trust_keys(&self) -> Result<Option<Arc<Keys>>, String> {
+        let Some(ks) = &self.key_store else {
+            return Ok(None);
+        };
+        if let Some(k) = self.trust_keys.get() {
+            return Ok(Some(k.clone()));
+        }
+        let stored = ks.read().await.map_err(|e| e.to_string())?;
+        let unseal = crate::snapshot::auth::key_from_shares(&stored.keys)
+            .map_err(|e| format!("the stored keys cannot be combined: {e}"))?;
+        let k = Arc::new(Keys::new(unseal));
+        let _ = self.trust_keys.set(k.clone());
+        Ok(Some(k))
     }
 
     /// Local valid snapshots, plus this run's (a dry run keeps it outside
@@ -121,6 +161,9 @@ impl Actions {
             .local_inventory()
             .await?
             .into_iter()
+            // A local file the keys do not authenticate is never mirrored:
+            // its upload would carry snapward's tag.
+            .filter(|s| !s.trust.is_foreign())
             .filter_map(|s| {
                 s.identity.map(|identity| TakenSnapshot {
                     path: self.local.path_of(&s.name),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use tokio::sync::Mutex;
 
 use super::Actions;
-use crate::backends::TargetError;
+use crate::backends::{TargetError, Trust};
 use crate::exec::select::{newest_source, remote_valid};
 use crate::exec::state::RunState;
 use crate::exec::{Item, Outcome};
@@ -41,6 +41,13 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
             }
         },
     };
+    // With keys present, every stored snapshot's claims are authenticated
+    // before anything counts them (exec::trust).
+    if keys == Some(true)
+        && let Err(reason) = a.trust_keys().await
+    {
+        items.push(Item::CannotAuthenticate { reason });
+    }
     // Inventory: which stores hold a valid snapshot.
     let mut holders: BTreeMap<String, bool> = BTreeMap::new();
     match a.local_inventory().await {
@@ -52,9 +59,19 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
                     reason: s.invalid.clone().unwrap_or_default(),
                 });
             }
+            for s in &inv {
+                if let (Some(_), Trust::Foreign(reason)) = (&s.identity, &s.trust) {
+                    items.push(Item::Foreign {
+                        store: StoreId::LOCAL.into(),
+                        name: s.name.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
             holders.insert(
                 StoreId::LOCAL.into(),
-                inv.iter().any(|s| s.identity.is_some()),
+                inv.iter()
+                    .any(|s| s.identity.is_some() && !s.trust.is_foreign()),
             );
         }
         Err(o) => items.push(Item::StoreUnreadable {
@@ -67,8 +84,17 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
     let mut unlisted = std::collections::BTreeSet::new();
     for slot in &a.targets {
         match &slot.target {
-            Ok(t) => match t.list().await {
+            Ok(t) => match a.listing(t.as_ref()).await {
                 Ok(list) => {
+                    for r in &list {
+                        if let Trust::Foreign(reason) = &r.trust {
+                            items.push(Item::Foreign {
+                                store: slot.name.clone(),
+                                name: r.name.clone(),
+                                reason: reason.clone(),
+                            });
+                        }
+                    }
                     holders.insert(slot.name.clone(), list.iter().any(remote_valid));
                     remote.insert(slot.name.clone(), list);
                 }

@@ -34,6 +34,14 @@ pub(super) async fn target(a: &Actions, target: &str, state: &Mutex<RunState>) -
     let Some(remote) = state.lock().await.remote.get(target).cloned() else {
         return Outcome::failed("no listing of the target");
     };
+    // Retention decides on the listing's claims: with a key store named,
+    // only claims the keys authenticated count. Keys unusable now: nothing
+    // is deleted (the next run prunes).
+    if let Err(reason) = a.trust_keys().await {
+        return Outcome::skipped(format!(
+            "nothing deleted: stored snapshots cannot be authenticated ({reason})"
+        ));
+    }
     let mut candidates: Vec<Candidate> = remote.iter().map(remote_candidate).collect();
     // This run's snapshot counts as present once uploaded, even where the
     // listing does not show it yet (a dry run uploads nothing).
@@ -76,6 +84,11 @@ pub(super) async fn target(a: &Actions, target: &str, state: &Mutex<RunState>) -
 }
 
 pub(super) async fn local(a: &Actions, state: &Mutex<RunState>) -> Outcome {
+    if let Err(reason) = a.trust_keys().await {
+        return Outcome::skipped(format!(
+            "nothing deleted: stored snapshots cannot be authenticated ({reason})"
+        ));
+    }
     let inv = tri!(a.local_inventory().await);
     let mut candidates: Vec<Candidate> = inv.iter().map(local_candidate).collect();
     // This run's snapshot counts as present (a dry run keeps it in a
@@ -96,6 +109,14 @@ pub(super) async fn local(a: &Actions, state: &Mutex<RunState>) -> Outcome {
             reason: snap.invalid.clone().unwrap_or_default(),
         });
     }
+    for snap in &inv {
+        if let (Some(_), crate::backends::Trust::Foreign(reason)) = (&snap.identity, &snap.trust) {
+            items.push(Item::NotCounted {
+                name: snap.name.clone(),
+                reason: format!("foreign: {reason}"),
+            });
+        }
+    }
     for d in decisions.iter().filter(|d| d.verdict == Verdict::Delete) {
         let sha = inv
             .iter()
@@ -105,9 +126,12 @@ pub(super) async fn local(a: &Actions, state: &Mutex<RunState>) -> Outcome {
         if guard_mirror {
             let mirrored = s.remote.iter().any(|(t, list)| {
                 !s.skipped_targets.contains(t)
-                    && list
-                        .iter()
-                        .any(|r| r.name == d.id && r.sha256.is_some() && r.sha256 == sha)
+                    && list.iter().any(|r| {
+                        r.name == d.id
+                            && r.sha256.is_some()
+                            && r.sha256 == sha
+                            && !r.trust.is_foreign()
+                    })
             });
             if !mirrored {
                 items.push(Item::KeptUnmirrored { name: d.id.clone() });

@@ -11,6 +11,7 @@ use super::{Actions, tri};
 use crate::backends::PutOutcome;
 use crate::exec::select::mirror_plan;
 use crate::exec::state::RunState;
+use crate::exec::trust;
 use crate::exec::{Item, Outcome};
 
 pub(super) async fn run(
@@ -28,7 +29,7 @@ pub(super) async fn run(
     };
     let remote = match state.lock().await.remote.get(target).cloned() {
         Some(r) => r,
-        None => match t.list().await {
+        None => match a.listing(t.as_ref()).await {
             Ok(r) => r,
             Err(e) => return Outcome::failed(format!("listing failed: {e}")),
         },
@@ -46,6 +47,16 @@ pub(super) async fn run(
             error: e.to_string(),
         }),
     }
+    // What each upload records so that a HEAD can authenticate it later:
+    // the tag (under the stored keys) and this cluster's id.
+    let keys = a.trust_keys().await;
+    let cluster_id = {
+        let s = state.lock().await;
+        s.active_node()
+            .and_then(|i| s.nodes.get(i))
+            .and_then(|n| n.cluster_id.clone())
+            .unwrap_or_default()
+    };
     let mut bytes = 0;
     let mut failed = None;
     for name in &plan.conflicts {
@@ -56,7 +67,25 @@ pub(super) async fn run(
             failed = Some("cancelled".to_string());
             break;
         }
-        match t.put(&s.path, &s.name, &s.identity, cancel).await {
+        // Older local snapshots: their cluster is not recorded locally.
+        let cid = if is_this_run(&s.name) {
+            cluster_id.as_str()
+        } else {
+            ""
+        };
+        let tag = trust::upload_tag(
+            &s.name,
+            &s.identity,
+            cid,
+            keys.as_ref().ok().and_then(|k| k.as_deref()),
+        );
+        if let (Err(reason), None) = (&keys, &tag.tag) {
+            items.push(Item::UploadedUntagged {
+                name: s.name.clone(),
+                reason: reason.clone(),
+            });
+        }
+        match t.put(&s.path, &s.name, &s.identity, &tag, cancel).await {
             Ok(PutOutcome::Confirmed(c))
                 if c.size == s.identity.file_size && c.sha256 == s.identity.sha256 =>
             {
@@ -116,7 +145,7 @@ pub(super) async fn run(
             }),
         );
     }
-    match t.list().await {
+    match a.listing(t.as_ref()).await {
         Ok(list) => {
             state.lock().await.remote.insert(target.to_string(), list);
         }

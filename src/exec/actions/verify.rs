@@ -20,10 +20,10 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
     let Some((partial, name, verdict)) = state.lock().await.partial.take() else {
         return Outcome::failed("no snapshot was streamed");
     };
-    let (verdict, sums) = match verdict {
-        Ok(s) => (Ok(s.identity), Some((s.sums, s.sealed))),
-        Err(e) => (Err(e), None),
-    };
+    let sums = verdict
+        .as_ref()
+        .ok()
+        .map(|s| (s.sums.clone(), s.sealed.clone()));
     let local = a.local.clone();
     let n2 = name.clone();
     let committed =

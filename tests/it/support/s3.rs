@@ -355,9 +355,15 @@ impl S3Server {
         .expect("seed target");
         let identity = snapward::snapshot::verify_file(file).expect("a valid snapshot");
         for n in names {
-            t.put(file, n, &identity, &CancellationToken::new())
-                .await
-                .unwrap_or_else(|e| panic!("seed {n}: {e}"));
+            t.put(
+                file,
+                n,
+                &identity,
+                &snapward::backends::UploadTag::default(),
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("seed {n}: {e}"));
         }
     }
 }
