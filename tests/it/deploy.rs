@@ -1554,6 +1554,22 @@ fn restricted_violations(pod: &Value) -> Vec<String> {
     out
 }
 
+/// The one rule that lives in the pod's metadata: AppArmor annotations
+/// may only pick the runtime's default or a localhost profile.
+fn apparmor_annotation_violations(template_metadata: Option<&Value>) -> Vec<String> {
+    let prefix = "container.apparmor.security.beta.kubernetes.io/";
+    template_metadata
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(k, v)| (k, v.as_str().unwrap_or("")))
+        .filter(|(_, v)| *v != "runtime/default" && !v.starts_with("localhost/"))
+        .map(|(k, v)| format!("annotation {k}: {v}"))
+        .collect()
+}
+
 #[test]
 fn every_rendered_pod_passes_pod_security_restricted() {
     let mut failures = Vec::new();
@@ -1567,6 +1583,19 @@ fn every_rendered_pod_passes_pod_security_restricted() {
         for (what, pod) in pods {
             for v in restricted_violations(pod) {
                 failures.push(format!("deploy/{} {what}: {v}", b.name));
+            }
+        }
+        for d in &b.docs {
+            let meta = match kind(d) {
+                "CronJob" => d.pointer("/spec/jobTemplate/spec/template/metadata"),
+                "Job" | "Deployment" | "StatefulSet" | "DaemonSet" => {
+                    d.pointer("/spec/template/metadata")
+                }
+                "Pod" => d.pointer("/metadata"),
+                _ => continue,
+            };
+            for v in apparmor_annotation_violations(meta) {
+                failures.push(format!("deploy/{} {}/{}: {v}", b.name, kind(d), name(d)));
             }
         }
     }
@@ -1649,6 +1678,12 @@ fn restricted_checker_catches_each_rule() {
             },
         ),
     ];
+    assert_eq!(
+        apparmor_annotation_violations(Some(&serde_json::json!({"annotations": {
+            "container.apparmor.security.beta.kubernetes.io/snapward": "unconfined"
+        }}))),
+        ["annotation container.apparmor.security.beta.kubernetes.io/snapward: unconfined"]
+    );
     for (want, break_it) in cases {
         let mut pod = good.clone();
         break_it(&mut pod);
