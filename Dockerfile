@@ -11,9 +11,19 @@
 # build this image; scripts/validate-deploy.sh checks the manifests that use
 # it. Keep it conventional: everything the build needs is in Cargo.lock.
 
-ARG RUST_VERSION=1.95
-
-FROM rust:${RUST_VERSION}-slim-bookworm AS build
+# Base images are pinned by digest (a tag can be re-pointed, a digest
+# cannot); the tag beside it says what the digest was when pinned.
+# tests/it/deploy.rs fails on a FROM without @sha256:.
+#
+# NOT VERIFIED FROM THE MACHINE THAT PINNED THEM: it has no access to
+# Docker Hub or gcr.io. Both are the digests public Dockerfiles pin for these
+# tags (late 2026). A digest can only name content in that repository, so a
+# wrong one makes `docker build` fail ("not found"), never pulls something
+# else. Before a release, check and refresh them:
+#   docker buildx imagetools inspect rust:1.95-slim-bookworm
+#   docker buildx imagetools inspect gcr.io/distroless/cc-debian12:nonroot
+# (the top-level "Digest:", the multi-platform index).
+FROM rust:1.95-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082 AS build
 WORKDIR /src
 # The slim image has gcc and libc headers (aws-lc-sys and ring build C);
 # TLS is rustls, so no OpenSSL.
@@ -25,7 +35,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && strip /out/snapward
 
 # cc-debian12 = the glibc of bookworm, the builder's; nonroot = UID 65532.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f
 COPY --from=build /out/snapward /usr/local/bin/snapward
 USER 65532:65532
 # JSON logs in a Job; the CronJob passes `run -f /etc/snapward ...`.

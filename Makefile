@@ -7,7 +7,7 @@ CARGO ?= cargo
 # developer machine): cold builds of the AWS SDK take minutes here.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/snapward/target
 
-.PHONY: test demo check schema deploy-check
+.PHONY: test demo check deny schema deploy-check
 
 test: check
 	scripts/run-tests.sh
@@ -15,6 +15,13 @@ test: check
 check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets --features failpoints -- -D warnings
+	$(MAKE) --no-print-directory deny
+
+# Dependency licenses, banned crates and sources (deny.toml), offline: after
+# clippy, so every crate's manifest is already downloaded. Advisories need
+# the network: `cargo deny check advisories` (README "Tests").
+deny:
+	@eval "$$(scripts/test-env.sh)" && "$$SNAPWARD_CARGO_DENY" --offline --locked check licenses bans sources
 
 schema:
 	$(CARGO) run -q -- schema > schemas/snapshot-policy.schema.json

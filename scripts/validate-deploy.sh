@@ -5,8 +5,10 @@
 #   2. tests/deploy.rs: every built object parses as its Kubernetes type
 #      (k8s-openapi) with no field lost, the embedded policies and every policy
 #      file under deploy/ lint clean (`snapward lint`), and the invariants hold
-#      (schedule = policy, CronJob pod = Job pod, least-privilege RBAC, both
-#      sides of each network flow, non-root read-only pods).
+#      (schedule = policy, CronJob pod = Job pod, least-privilege RBAC, the
+#      admission policy's CEL evaluated on sample requests, both sides of
+#      each network flow, non-root read-only pods within Pod Security
+#      "restricted", each overlay's image, digest-pinned base images).
 #
 #   scripts/validate-deploy.sh              # all of it
 #   scripts/validate-deploy.sh --build-only # step 1 only, prints nothing else

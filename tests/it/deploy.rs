@@ -14,10 +14,16 @@
 //!   policy's, the CronJob and the one-shot Job run the same pod, every path
 //!   the policy names is mounted (and every Secret key it reads exists), RBAC
 //!   is least privilege (pod delete only for openbao-0, only with pod restart
-//!   enabled), every pod is non-root with a read-only root filesystem, and
-//!   every in-cluster network flow is open on both sides;
-//! - the Dockerfile is multi-stage and non-root, the OpenBao policy grants
-//!   only `read` on the snapshot.
+//!   enabled), every pod is non-root with a read-only root filesystem and
+//!   passes Pod Security "restricted" (`restricted_violations`), every
+//!   overlay runs the image it names, the internet egress rule leaves out
+//!   private and shared ranges, and every in-cluster network flow is open on
+//!   both sides;
+//! - the ValidatingAdmissionPolicy (base/admission.yaml): its CEL, read from
+//!   the rendered YAML, is evaluated with the `cel` crate (`admit`) on
+//!   sample requests and on what snapward's own code sends;
+//! - the Dockerfile is multi-stage, non-root and pins every base image by
+//!   digest; the OpenBao policy grants only `read` on the snapshot.
 //!
 //! kubectl is `$SNAPWARD_TEST_KUBECTL`, else `kubectl` on PATH
 //! (`scripts/validate-deploy.sh --print-env` finds or installs one).
@@ -335,9 +341,16 @@ fn diff(orig: &Value, back: &Value, path: &str, out: &mut Vec<String>) {
 }
 
 fn check_type(doc: &Value) -> Result<(), String> {
-    use k8s_openapi::api::{apps, batch, core, networking, rbac};
+    use k8s_openapi::api::{admissionregistration as adm, apps, batch, core, networking, rbac};
     match (s(doc, "/apiVersion").unwrap_or(""), kind(doc)) {
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy") => {
+            roundtrip::<adm::v1::ValidatingAdmissionPolicy>(doc)
+        }
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding") => {
+            roundtrip::<adm::v1::ValidatingAdmissionPolicyBinding>(doc)
+        }
         ("v1", "ConfigMap") => roundtrip::<core::v1::ConfigMap>(doc),
+        ("v1", "PersistentVolume") => roundtrip::<core::v1::PersistentVolume>(doc),
         ("v1", "Namespace") => roundtrip::<core::v1::Namespace>(doc),
         ("v1", "PersistentVolumeClaim") => roundtrip::<core::v1::PersistentVolumeClaim>(doc),
         ("v1", "Secret") => roundtrip::<core::v1::Secret>(doc),
@@ -984,7 +997,8 @@ fn check_rule(rctx: &str, role: &str, rule: &Value, p: &ValidPolicy) {
             }
         }
         ("", "secrets") => {
-            // `create` cannot be limited by name (the name is in the body).
+            // `create` cannot be limited by name (the name is in the body):
+            // the ValidatingAdmissionPolicy does (admission_policy_* below).
             assert_eq!(
                 verbs,
                 ["create"],
@@ -997,7 +1011,8 @@ fn check_rule(rctx: &str, role: &str, rule: &Value, p: &ValidPolicy) {
             assert_eq!(names, ["openbao-0"], "{rctx}: delete only node 0");
             assert_eq!(role, "snapward-pod-restart", "{rctx}: a Role of its own");
         }
-        ("", "pods") => assert_eq!(verbs, ["get", "list", "watch"], "{rctx}"),
+        // Discovery lists, the restart GETs (it polls: no `watch`).
+        ("", "pods") => assert_eq!(verbs, ["get", "list"], "{rctx}"),
         ("coordination.k8s.io", "leases") if verbs == ["create"] => {
             assert!(names.is_empty(), "{rctx}")
         }
@@ -1006,9 +1021,9 @@ fn check_rule(rctx: &str, role: &str, rule: &Value, p: &ValidPolicy) {
             let lease = format!("snapward-{}", p.name());
             assert_eq!(names, [lease.as_str()], "{rctx}: only the policy's Lease");
         }
-        ("" | "events.k8s.io", "events") => {
-            assert_eq!(verbs, ["create", "patch"], "{rctx}")
-        }
+        // A fresh kube Recorder per Event creates, never patches a series;
+        // nothing writes the core/v1 Event API.
+        ("events.k8s.io", "events") => assert_eq!(verbs, ["create"], "{rctx}"),
         _ => panic!("{rctx}: not something snapward needs"),
     }
 }
@@ -1296,4 +1311,949 @@ fn openbao_policy_grants_only_snapshot_read() {
             b.name
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Images
+
+/// The image reference a kustomization's `images:` entry produces.
+fn image_of(entry: &Value) -> String {
+    let name = s(entry, "/newName").or(s(entry, "/name")).unwrap();
+    match (s(entry, "/digest"), s(entry, "/newTag")) {
+        (Some(d), _) => format!("{name}@{d}"),
+        (None, Some(t)) => format!("{name}:{t}"),
+        (None, None) => panic!("images entry without newTag or digest: {entry}"),
+    }
+}
+
+fn is_sha256_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Every kustomization's `images:` override reaches the snapward pods (an
+/// entry whose `name` matches nothing is silently ignored by kustomize: the
+/// local overlay once rendered the base's registry image instead of
+/// `snapward:dev`), and each build runs the image it means.
+#[test]
+fn every_overlay_renders_the_image_it_names() {
+    for b in builds() {
+        let ctx = format!("deploy/{}", b.name);
+        let images: Vec<String> = b
+            .snapward_pods()
+            .iter()
+            .map(|(_, pod)| s(container(pod, "snapward"), "/image").unwrap().to_string())
+            .collect();
+        let k = std::fs::read_to_string(b.dir.join("kustomization.yaml")).unwrap();
+        let doc = &parse_docs("kustomization", &k)[0];
+        for entry in arr(doc, "/images") {
+            let want = image_of(entry);
+            assert!(
+                images.iter().all(|i| *i == want),
+                "{ctx}: kustomization.yaml sets image {want} (images: name {}), but the pods run {images:?} \
+                 — the name must match the image as the resources below this kustomization render it",
+                s(entry, "/name").unwrap()
+            );
+        }
+        let want = match b.name.as_str() {
+            "base" => "registry.example.com/platform/snapward:0.1.0".to_string(),
+            "overlays/local" => "snapward:dev".to_string(),
+            n if n.starts_with("overlays/prod") => {
+                let (name, digest) = images[0]
+                    .split_once('@')
+                    .unwrap_or_else(|| panic!("{ctx}: prod pins the image by digest: {images:?}"));
+                assert!(is_sha256_digest(digest), "{ctx}: {digest}");
+                assert_eq!(name, "registry.example.com/platform/snapward", "{ctx}");
+                images[0].clone()
+            }
+            n => panic!("{ctx}: say which image deploy/{n} runs"),
+        };
+        assert!(
+            images.iter().all(|i| *i == want),
+            "{ctx}: {images:?} != {want}"
+        );
+    }
+}
+
+/// Base images are pinned by digest: a tag can be re-pointed.
+#[test]
+fn dockerfile_pins_every_base_image_by_digest() {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let froms: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.to_ascii_uppercase().starts_with("FROM "))
+        .collect();
+    assert!(!froms.is_empty());
+    // Stage names (FROM build ...) are not images.
+    let stages: Vec<&str> = froms
+        .iter()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() == 4 && w[2].eq_ignore_ascii_case("AS")).then(|| w[3])
+        })
+        .collect();
+    for l in &froms {
+        let image = l
+            .split_whitespace()
+            .find(|w| !w.starts_with("--") && !w.eq_ignore_ascii_case("FROM"))
+            .unwrap();
+        if stages.contains(&image) {
+            continue;
+        }
+        assert!(!image.contains('$'), "{l}: an ARG in FROM cannot be pinned");
+        let digest = image.split_once('@').map(|(_, d)| d);
+        assert!(
+            digest.is_some_and(is_sha256_digest),
+            "Dockerfile: `{l}` is not pinned: use image:tag@sha256:<64 hex>"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Pod Security "restricted"
+
+/// What Pod Security Admission's "restricted" profile (which includes
+/// "baseline"; Kubernetes 1.30+ rules) rejects in `pod` (a pod spec). Empty
+/// means the pod would be admitted into a namespace labelled
+/// `pod-security.kubernetes.io/enforce: restricted`.
+fn restricted_violations(pod: &Value) -> Vec<String> {
+    const VOLUMES: [&str; 9] = [
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "image",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    ];
+    const SYSCTLS: [&str; 10] = [
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+    ];
+    const SELINUX_TYPES: [&str; 5] = [
+        "",
+        "container_t",
+        "container_init_t",
+        "container_kvm_t",
+        "container_engine_t",
+    ];
+    let mut out = Vec::new();
+    let t = |v: &Value, ptr: &str| v.pointer(ptr) == Some(&Value::Bool(true));
+    for f in ["hostNetwork", "hostPID", "hostIPC"] {
+        if t(pod, &format!("/{f}")) {
+            out.push(format!("{f}: true"));
+        }
+    }
+    for v in arr(pod, "/volumes") {
+        for k in v.as_object().unwrap().keys().filter(|k| *k != "name") {
+            if !VOLUMES.contains(&k.as_str()) {
+                out.push(format!(
+                    "volume {}: type {k} is not allowed",
+                    s(v, "/name").unwrap_or("?")
+                ));
+            }
+        }
+    }
+    let psc = &pod["securityContext"];
+    for sc in arr(psc, "/sysctls") {
+        let n = s(sc, "/name").unwrap_or("");
+        if !SYSCTLS.contains(&n) {
+            out.push(format!("sysctl {n}"));
+        }
+    }
+    let seccomp_ok = |t: Option<&str>| matches!(t, Some("RuntimeDefault" | "Localhost"));
+    let pod_seccomp = s(psc, "/seccompProfile/type");
+    if pod_seccomp.is_some() && !seccomp_ok(pod_seccomp) {
+        out.push(format!("pod seccompProfile {pod_seccomp:?}"));
+    }
+    if psc.pointer("/runAsUser").and_then(Value::as_i64) == Some(0) {
+        out.push("pod runAsUser: 0".into());
+    }
+    let selinux = |sc: &Value, who: &str, out: &mut Vec<String>| {
+        if let Some(se) = sc.get("seLinuxOptions") {
+            if !SELINUX_TYPES.contains(&s(se, "/type").unwrap_or("")) {
+                out.push(format!("{who} seLinuxOptions.type"));
+            }
+            if se.get("user").is_some() || se.get("role").is_some() {
+                out.push(format!("{who} seLinuxOptions.user/role"));
+            }
+        }
+        if let Some(a) = s(sc, "/appArmorProfile/type")
+            && !matches!(a, "RuntimeDefault" | "Localhost")
+        {
+            out.push(format!("{who} appArmorProfile {a}"));
+        }
+        if t(sc, "/windowsOptions/hostProcess") {
+            out.push(format!("{who} windowsOptions.hostProcess"));
+        }
+    };
+    selinux(psc, "pod", &mut out);
+    let containers = arr(pod, "/containers")
+        .iter()
+        .chain(arr(pod, "/initContainers"))
+        .chain(arr(pod, "/ephemeralContainers"));
+    for c in containers {
+        let who = format!("container {}", s(c, "/name").unwrap_or("?"));
+        let sc = &c["securityContext"];
+        if t(sc, "/privileged") {
+            out.push(format!("{who}: privileged"));
+        }
+        if sc.pointer("/allowPrivilegeEscalation") != Some(&Value::Bool(false)) {
+            out.push(format!("{who}: allowPrivilegeEscalation must be false"));
+        }
+        let drop = str_list(sc, "/capabilities/drop");
+        if !drop.iter().any(|d| d == "ALL") {
+            out.push(format!("{who}: capabilities.drop must contain ALL"));
+        }
+        for a in str_list(sc, "/capabilities/add") {
+            if a != "NET_BIND_SERVICE" {
+                out.push(format!("{who}: capabilities.add {a}"));
+            }
+        }
+        match sc.pointer("/runAsNonRoot").and_then(Value::as_bool) {
+            Some(true) => {}
+            Some(false) => out.push(format!("{who}: runAsNonRoot: false")),
+            None if psc.pointer("/runAsNonRoot") == Some(&Value::Bool(true)) => {}
+            None => out.push(format!(
+                "{who}: runAsNonRoot must be true (pod or container)"
+            )),
+        }
+        if sc.pointer("/runAsUser").and_then(Value::as_i64) == Some(0) {
+            out.push(format!("{who}: runAsUser: 0"));
+        }
+        let own = s(sc, "/seccompProfile/type");
+        if !(seccomp_ok(own) || (own.is_none() && seccomp_ok(pod_seccomp))) {
+            out.push(format!(
+                "{who}: seccompProfile must be RuntimeDefault or Localhost"
+            ));
+        }
+        if s(sc, "/procMount").is_some_and(|p| p != "Default") {
+            out.push(format!("{who}: procMount"));
+        }
+        selinux(sc, &who, &mut out);
+        for p in arr(c, "/ports") {
+            if p.get("hostPort")
+                .and_then(Value::as_i64)
+                .is_some_and(|h| h != 0)
+            {
+                out.push(format!("{who}: hostPort"));
+            }
+        }
+    }
+    out
+}
+
+/// The one rule that lives in the pod's metadata: AppArmor annotations
+/// may only pick the runtime's default or a localhost profile.
+fn apparmor_annotation_violations(template_metadata: Option<&Value>) -> Vec<String> {
+    let prefix = "container.apparmor.security.beta.kubernetes.io/";
+    template_metadata
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(k, v)| (k, v.as_str().unwrap_or("")))
+        .filter(|(_, v)| *v != "runtime/default" && !v.starts_with("localhost/"))
+        .map(|(k, v)| format!("annotation {k}: {v}"))
+        .collect()
+}
+
+#[test]
+fn every_rendered_pod_passes_pod_security_restricted() {
+    let mut failures = Vec::new();
+    for b in builds() {
+        let pods = b.all_pods();
+        assert!(
+            pods.len() >= 2,
+            "deploy/{}: the CronJob's and the Job's pods",
+            b.name
+        );
+        for (what, pod) in pods {
+            for v in restricted_violations(pod) {
+                failures.push(format!("deploy/{} {what}: {v}", b.name));
+            }
+        }
+        for d in &b.docs {
+            let meta = match kind(d) {
+                "CronJob" => d.pointer("/spec/jobTemplate/spec/template/metadata"),
+                "Job" | "Deployment" | "StatefulSet" | "DaemonSet" => {
+                    d.pointer("/spec/template/metadata")
+                }
+                "Pod" => d.pointer("/metadata"),
+                _ => continue,
+            };
+            for v in apparmor_annotation_violations(meta) {
+                failures.push(format!("deploy/{} {}/{}: {v}", b.name, kind(d), name(d)));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "Pod Security \"restricted\" would reject:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// The checker above really rejects what "restricted" rejects.
+#[test]
+fn restricted_checker_catches_each_rule() {
+    let good = build("overlays/prod")
+        .cronjob()
+        .pointer("/spec/jobTemplate/spec/template/spec")
+        .unwrap()
+        .clone();
+    assert_eq!(restricted_violations(&good), Vec::<String>::new());
+    type Break = fn(&mut Value);
+    let cases: [(&str, Break); 14] = [
+        (
+            "type nfs",
+            |p| {
+                p["volumes"][0] =
+                    serde_json::json!({"name": "n", "nfs": {"server": "x", "path": "/"}})
+            },
+        ),
+        (
+            "type hostPath",
+            |p| p["volumes"][0] = serde_json::json!({"name": "h", "hostPath": {"path": "/"}}),
+        ),
+        ("hostNetwork", |p| p["hostNetwork"] = true.into()),
+        ("hostPID", |p| p["hostPID"] = true.into()),
+        ("hostIPC", |p| p["hostIPC"] = true.into()),
+        ("privileged", |p| {
+            p["containers"][0]["securityContext"]["privileged"] = true.into()
+        }),
+        ("allowPrivilegeEscalation", |p| {
+            p["containers"][0]["securityContext"]
+                .as_object_mut()
+                .unwrap()
+                .remove("allowPrivilegeEscalation");
+        }),
+        ("drop must contain ALL", |p| {
+            p["containers"][0]["securityContext"]["capabilities"]["drop"] = serde_json::json!([])
+        }),
+        ("capabilities.add SYS_ADMIN", |p| {
+            p["containers"][0]["securityContext"]["capabilities"]["add"] =
+                serde_json::json!(["SYS_ADMIN"])
+        }),
+        ("runAsNonRoot", |p| {
+            p["securityContext"]
+                .as_object_mut()
+                .unwrap()
+                .remove("runAsNonRoot");
+            p["containers"][0]["securityContext"]
+                .as_object_mut()
+                .unwrap()
+                .remove("runAsNonRoot");
+        }),
+        ("runAsUser: 0", |p| {
+            p["containers"][0]["securityContext"]["runAsUser"] = 0.into()
+        }),
+        ("seccompProfile", |p| {
+            p["securityContext"]["seccompProfile"]["type"] = "Unconfined".into()
+        }),
+        (
+            "hostPort",
+            |p| {
+                p["containers"][0]["ports"] =
+                    serde_json::json!([{"containerPort": 80, "hostPort": 80}])
+            },
+        ),
+        (
+            "sysctl kernel.msgmax",
+            |p| {
+                p["securityContext"]["sysctls"] =
+                    serde_json::json!([{"name": "kernel.msgmax", "value": "1"}])
+            },
+        ),
+    ];
+    assert_eq!(
+        apparmor_annotation_violations(Some(&serde_json::json!({"annotations": {
+            "container.apparmor.security.beta.kubernetes.io/snapward": "unconfined"
+        }}))),
+        ["annotation container.apparmor.security.beta.kubernetes.io/snapward: unconfined"]
+    );
+    for (want, break_it) in cases {
+        let mut pod = good.clone();
+        break_it(&mut pod);
+        let v = restricted_violations(&pod);
+        assert!(
+            v.iter().any(|m| m.contains(want)),
+            "{want}: not caught; violations: {v:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Egress to the internet
+
+/// The ranges an "internet on 443" rule must leave out: RFC 1918, link-local
+/// (cloud metadata) and the RFC 6598 shared space (CGNAT, some CNIs' pod
+/// and service ranges, Tailscale-style overlays).
+const NOT_INTERNET: [&str; 5] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "100.64.0.0/10",
+];
+
+#[test]
+fn internet_egress_excludes_private_and_shared_ranges() {
+    let mut seen = 0;
+    for b in builds() {
+        // overlays/local opens the API server ports to anywhere (kind's
+        // control plane has no fixed address): a throwaway cluster only.
+        if b.name == "overlays/local" {
+            continue;
+        }
+        let np = b.one("NetworkPolicy", "snapward");
+        for rule in arr(np, "/spec/egress") {
+            for peer in arr(rule, "/to") {
+                if s(peer, "/ipBlock/cidr") != Some("0.0.0.0/0") {
+                    continue;
+                }
+                seen += 1;
+                let except = str_list(peer, "/ipBlock/except");
+                for r in NOT_INTERNET {
+                    assert!(
+                        except.iter().any(|e| e == r),
+                        "deploy/{}: egress to 0.0.0.0/0 must except {r}: {except:?}",
+                        b.name
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        seen >= 2,
+        "prod's R2 rule (443 to the internet) was not found"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Admission: what RBAC cannot narrow (create by name)
+
+/// The outcome of one admission request against a ValidatingAdmissionPolicy.
+#[derive(Debug, PartialEq)]
+enum Admitted {
+    /// matchConstraints or matchConditions do not select the request.
+    NotMatched,
+    Allowed,
+    /// A validation was false (its message) or could not be evaluated
+    /// (failurePolicy: Fail denies).
+    Denied(String),
+}
+
+/// A CEL value to JSON-ish text, for messages.
+fn cel_str(v: &cel::Value) -> Option<String> {
+    match v {
+        cel::Value::String(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+fn cel_eval(expr: &str, ctx: &cel::Context) -> Result<cel::Value, String> {
+    let program = cel::Program::compile(expr).map_err(|e| format!("compile `{expr}`: {e}"))?;
+    program
+        .execute(ctx)
+        .map_err(|e| format!("evaluate `{expr}`: {e}"))
+}
+
+/// Kubernetes' evaluation of `vap` (a rendered ValidatingAdmissionPolicy) on
+/// a CREATE of `object` (a JSON object of `resource` in `group`) by
+/// `username` in `namespace`: matchConstraints, matchConditions, variables
+/// (in order, each seeing the earlier ones), then every validation with the
+/// real CEL expressions from the YAML.
+fn admit(
+    vap: &Value,
+    username: &str,
+    namespace: &str,
+    group: &str,
+    resource: &str,
+    object: &Value,
+) -> Admitted {
+    let matched = arr(vap, "/spec/matchConstraints/resourceRules")
+        .iter()
+        .any(|r| {
+            str_list(r, "/apiGroups")
+                .iter()
+                .any(|g| g == group || g == "*")
+                && str_list(r, "/resources")
+                    .iter()
+                    .any(|x| x == resource || x == "*")
+                && str_list(r, "/operations")
+                    .iter()
+                    .any(|o| o == "CREATE" || o == "*")
+        });
+    if !matched {
+        return Admitted::NotMatched;
+    }
+    let request = serde_json::json!({
+        "operation": "CREATE",
+        "namespace": namespace,
+        "name": object.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+        "resource": {"group": group, "version": "v1", "resource": resource},
+        "kind": {"group": group, "version": "v1", "kind": kind(object)},
+        "userInfo": {"username": username, "groups": ["system:serviceaccounts", "system:authenticated"]},
+        "dryRun": false,
+    });
+    let mut ctx = cel::Context::default();
+    ctx.add_variable("request", &request).unwrap();
+    ctx.add_variable("object", object).unwrap();
+    ctx.add_variable("oldObject", Value::Null).unwrap();
+    for mc in arr(vap, "/spec/matchConditions") {
+        match cel_eval(s(mc, "/expression").unwrap(), &ctx) {
+            Ok(cel::Value::Bool(true)) => {}
+            Ok(cel::Value::Bool(false)) => return Admitted::NotMatched,
+            Ok(v) => return Admitted::Denied(format!("matchCondition is not a bool: {v:?}")),
+            Err(e) => return Admitted::Denied(e),
+        }
+    }
+    let mut variables = serde_json::Map::new();
+    for v in arr(vap, "/spec/variables") {
+        let mut vctx = cel::Context::default();
+        vctx.add_variable("request", &request).unwrap();
+        vctx.add_variable("object", object).unwrap();
+        vctx.add_variable("variables", &variables).unwrap();
+        let value = match cel_eval(s(v, "/expression").unwrap(), &vctx) {
+            Ok(cel::Value::String(x)) => Value::from(x.to_string()),
+            Ok(cel::Value::Bool(x)) => Value::from(x),
+            Ok(other) => panic!("variable {v}: extend admit() for {other:?}"),
+            Err(e) => return Admitted::Denied(e),
+        };
+        variables.insert(s(v, "/name").unwrap().to_string(), value);
+    }
+    ctx.add_variable("variables", &variables).unwrap();
+    for val in arr(vap, "/spec/validations") {
+        match cel_eval(s(val, "/expression").unwrap(), &ctx) {
+            Ok(cel::Value::Bool(true)) => {}
+            Ok(cel::Value::Bool(false)) => {
+                let msg = match s(val, "/messageExpression") {
+                    Some(m) => cel_eval(m, &ctx)
+                        .ok()
+                        .as_ref()
+                        .and_then(cel_str)
+                        .unwrap_or_else(|| format!("messageExpression `{m}` failed")),
+                    None => s(val, "/message").unwrap_or("denied").to_string(),
+                };
+                return Admitted::Denied(msg);
+            }
+            Ok(v) => return Admitted::Denied(format!("validation is not a bool: {v:?}")),
+            Err(e) => return Admitted::Denied(e),
+        }
+    }
+    Admitted::Allowed
+}
+
+/// What a build's admission policy must allow: its key Secret (the name
+/// the Role may `get`) and its Lease, in snapward's namespace.
+struct AdmissionNames {
+    vap: Value,
+    namespace: String,
+    username: String,
+    key_secret: String,
+    lease: String,
+}
+
+impl Build {
+    fn admission(&self) -> AdmissionNames {
+        let ctx = format!("deploy/{}", self.name);
+        let vaps = self.of_kind("ValidatingAdmissionPolicy");
+        assert_eq!(vaps.len(), 1, "{ctx}: one ValidatingAdmissionPolicy");
+        let vap = vaps[0];
+        let bindings = self.of_kind("ValidatingAdmissionPolicyBinding");
+        assert_eq!(bindings.len(), 1, "{ctx}: one binding");
+        assert_eq!(s(bindings[0], "/spec/policyName"), Some(name(vap)), "{ctx}");
+        assert_eq!(
+            str_list(bindings[0], "/spec/validationActions"),
+            ["Deny"],
+            "{ctx}"
+        );
+        assert!(
+            bindings[0].pointer("/spec/paramRef").is_none(),
+            "{ctx}: no params (a namespaced ConfigMap would let a namespace user widen the policy)"
+        );
+        assert_eq!(
+            s(vap, "/spec/failurePolicy"),
+            Some("Fail"),
+            "{ctx}: never fail open"
+        );
+        let namespace = namespace(self.cronjob()).to_string();
+        let key_secret = self
+            .of_kind("Role")
+            .into_iter()
+            .flat_map(|r| arr(r, "/rules"))
+            .find(|rule| {
+                str_list(rule, "/resources") == ["secrets"] && str_list(rule, "/verbs") == ["get"]
+            })
+            .map(|rule| str_list(rule, "/resourceNames")[0].clone())
+            .unwrap_or_else(|| panic!("{ctx}: the Role's get on the key Secret"));
+        AdmissionNames {
+            vap: vap.clone(),
+            username: format!("system:serviceaccount:{namespace}:snapward"),
+            namespace,
+            key_secret,
+            lease: format!("snapward-{}", self.policy().name()),
+        }
+    }
+}
+
+fn secret(name: &str, ty: Option<&str>, immutable: Option<bool>) -> Value {
+    let mut s = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "openbao"},
+        "data": {"unseal-key-0": "c2hhcmU="},
+    });
+    if let Some(t) = ty {
+        s["type"] = t.into();
+    }
+    if let Some(i) = immutable {
+        s["immutable"] = i.into();
+    }
+    s
+}
+
+fn lease(name: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "namespace": "openbao"},
+        "spec": {"holderIdentity": "snapward-x", "leaseDurationSeconds": 60},
+    })
+}
+
+/// Every build whose Role lets snapward create Secrets or Leases ships the
+/// admission policy, and its names are the build's: the Role's key Secret,
+/// the embedded policy's key Secret and Lease, snapward's ServiceAccount.
+#[test]
+fn admission_policy_names_the_builds_own_secret_and_lease() {
+    for b in builds() {
+        let ctx = format!("deploy/{}", b.name);
+        let a = b.admission();
+        if let Some(ks) = b
+            .policy()
+            .doc
+            .spec
+            .unseal_keys
+            .as_ref()
+            .and_then(|k| k.kubernetes_secret.as_ref())
+        {
+            assert_eq!(ks.name, a.key_secret, "{ctx}: the policy's key Secret");
+            assert_eq!(
+                ks.namespace.as_deref().unwrap_or(&a.namespace),
+                a.namespace,
+                "{ctx}"
+            );
+        }
+        // The allowed names are admitted, and nothing with another name.
+        let ok = secret(&a.key_secret, Some("Opaque"), Some(true));
+        assert_eq!(
+            admit(&a.vap, &a.username, &a.namespace, "", "secrets", &ok),
+            Admitted::Allowed,
+            "{ctx}"
+        );
+        let l = lease(&a.lease);
+        assert_eq!(
+            admit(
+                &a.vap,
+                &a.username,
+                &a.namespace,
+                "coordination.k8s.io",
+                "leases",
+                &l
+            ),
+            Admitted::Allowed,
+            "{ctx}: the Lease snapward-<policy name> {}",
+            a.lease
+        );
+    }
+}
+
+#[test]
+fn admission_policy_allows_only_the_named_opaque_immutable_secret() {
+    use Admitted::*;
+    for b in builds() {
+        let ctx = format!("deploy/{}", b.name);
+        let a = b.admission();
+        let key = a.key_secret.as_str();
+        let sa = a.username.as_str();
+        let ns = a.namespace.as_str();
+        let check = |what: &str, user: &str, ns: &str, obj: Value, want: fn(&Admitted) -> bool| {
+            let got = admit(&a.vap, user, ns, "", "secrets", &obj);
+            assert!(want(&got), "{ctx}: {what}: {got:?}");
+            got
+        };
+        check(
+            "the key Secret",
+            sa,
+            ns,
+            secret(key, Some("Opaque"), Some(true)),
+            |g| *g == Allowed,
+        );
+        // The attack: a token Secret for another ServiceAccount, under the
+        // key Secret's name (snapward could then `get` it).
+        let mut token = secret(key, Some("kubernetes.io/service-account-token"), Some(true));
+        token["metadata"]["annotations"] =
+            serde_json::json!({"kubernetes.io/service-account.name": "openbao"});
+        let got = check(
+            "a service-account-token Secret",
+            sa,
+            ns,
+            token.clone(),
+            |g| matches!(g, Denied(_)),
+        );
+        assert_eq!(
+            got,
+            Denied("snapward's key Secret must be of type Opaque".into()),
+            "{ctx}"
+        );
+        let got = check(
+            "another name",
+            sa,
+            ns,
+            secret("openbao-tls", Some("Opaque"), Some(true)),
+            |g| matches!(g, Denied(_)),
+        );
+        assert_eq!(
+            got,
+            Denied(format!(
+                "snapward may create only the Secret {key}, not openbao-tls"
+            )),
+            "{ctx}"
+        );
+        check(
+            "a mutable Secret",
+            sa,
+            ns,
+            secret(key, Some("Opaque"), Some(false)),
+            |g| matches!(g, Denied(m) if m.contains("immutable")),
+        );
+        check(
+            "immutable unset",
+            sa,
+            ns,
+            secret(key, Some("Opaque"), None),
+            |g| matches!(g, Denied(m) if m.contains("immutable")),
+        );
+        check(
+            "type unset",
+            sa,
+            ns,
+            secret(key, None, Some(true)),
+            |g| matches!(g, Denied(m) if m.contains("Opaque")),
+        );
+        check(
+            "a TLS Secret",
+            sa,
+            ns,
+            secret(key, Some("kubernetes.io/tls"), Some(true)),
+            |g| matches!(g, Denied(_)),
+        );
+        check(
+            "another namespace",
+            sa,
+            "kube-system",
+            secret(key, Some("Opaque"), Some(true)),
+            |g| matches!(g, Denied(m) if m.contains("namespace")),
+        );
+        let mut generated = secret(key, Some("Opaque"), Some(true));
+        generated["metadata"] = serde_json::json!({"generateName": "x-", "namespace": "openbao"});
+        check("no name", sa, ns, generated, |g| matches!(g, Denied(_)));
+        // Everyone else is untouched: another ServiceAccount, a human.
+        for user in [
+            format!("system:serviceaccount:{ns}:openbao"),
+            "system:serviceaccount:other:snapward".to_string(),
+            "alice@example.com".to_string(),
+        ] {
+            check("another user", &user, ns, token.clone(), |g| {
+                *g == NotMatched
+            });
+        }
+        // Other resources are not selected at all.
+        assert_eq!(
+            admit(
+                &a.vap,
+                sa,
+                ns,
+                "",
+                "configmaps",
+                &serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "x"}})
+            ),
+            NotMatched,
+            "{ctx}"
+        );
+        assert_eq!(
+            admit(
+                &a.vap,
+                sa,
+                ns,
+                "events.k8s.io",
+                "events",
+                &serde_json::json!({"kind": "Event", "metadata": {"name": "x"}})
+            ),
+            NotMatched,
+            "{ctx}: Events stay creatable"
+        );
+    }
+}
+
+#[test]
+fn admission_policy_allows_only_the_policys_lease() {
+    for b in builds() {
+        let ctx = format!("deploy/{}", b.name);
+        let a = b.admission();
+        let sa = a.username.as_str();
+        let ns = a.namespace.as_str();
+        let g = "coordination.k8s.io";
+        assert_eq!(
+            admit(&a.vap, sa, ns, g, "leases", &lease(&a.lease)),
+            Admitted::Allowed,
+            "{ctx}"
+        );
+        for other in [
+            "kube-controller-manager",
+            "snapward-other-policy",
+            "openbao-leader",
+        ] {
+            assert_eq!(
+                admit(&a.vap, sa, ns, g, "leases", &lease(other)),
+                Admitted::Denied(format!(
+                    "snapward may create only the Lease {}, not {other}",
+                    a.lease
+                )),
+                "{ctx}"
+            );
+            assert_eq!(
+                admit(
+                    &a.vap,
+                    "system:serviceaccount:openbao:openbao",
+                    ns,
+                    g,
+                    "leases",
+                    &lease(other)
+                ),
+                Admitted::NotMatched,
+                "{ctx}: another ServiceAccount's Lease"
+            );
+        }
+    }
+}
+
+/// The admission policy admits exactly what snapward's own code sends: the
+/// Secret its key store creates at init and the Lease a run takes, as the
+/// in-test API server received them.
+#[tokio::test]
+async fn admission_policy_admits_what_snapward_sends() {
+    use snapward::backends::keys::{KeyStore, SecretKeyStore, StoredKeys};
+    use snapward::backends::kube::LeaseLock;
+    use snapward::secret::Secret;
+
+    use crate::support::kube_api::FakeKube;
+
+    for b in ["overlays/prod", "base"] {
+        let a = build(b).admission();
+        let fake = FakeKube::start().await;
+        let ks = SecretKeyStore::new(
+            fake.client(),
+            &a.namespace,
+            &a.key_secret,
+            "unseal-key-",
+            "root-token",
+        );
+        ks.create(&StoredKeys {
+            keys: vec![Secret::new("share-0".to_string())],
+            root_token: None,
+        })
+        .await
+        .unwrap();
+        let sent = fake
+            .requests_to("secrets")
+            .into_iter()
+            .find(|r| r.method == "POST")
+            .and_then(|r| r.body)
+            .expect("the key store POSTs the Secret");
+        assert_eq!(
+            admit(&a.vap, &a.username, &a.namespace, "", "secrets", &sent),
+            Admitted::Allowed,
+            "deploy/{b}: the Secret snapward creates: {sent}"
+        );
+
+        let guard = LeaseLock::acquire(
+            &fake.client(),
+            &a.namespace,
+            &a.lease,
+            "pod-a",
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap()
+        .expect("free");
+        let sent = fake
+            .requests_to("leases.coordination.k8s.io")
+            .into_iter()
+            .find(|r| r.method == "POST")
+            .and_then(|r| r.body)
+            .expect("the Lease is created");
+        assert_eq!(
+            admit(
+                &a.vap,
+                &a.username,
+                &a.namespace,
+                "coordination.k8s.io",
+                "leases",
+                &sent
+            ),
+            Admitted::Allowed,
+            "deploy/{b}: the Lease snapward creates: {sent}"
+        );
+        guard.release().await.unwrap();
+    }
+}
+
+/// The evaluation above is real: the same requests against a policy with
+/// one rule taken out, or with a rule's CEL changed, come out differently.
+#[test]
+fn admission_evaluation_sees_each_rule() {
+    let a = build("overlays/prod").admission();
+    let key = a.key_secret.as_str();
+    let mutable = secret(key, Some("Opaque"), Some(false));
+    let token = secret(key, Some("kubernetes.io/service-account-token"), Some(true));
+    let run = |vap: &Value, obj: &Value| admit(vap, &a.username, &a.namespace, "", "secrets", obj);
+    assert!(matches!(run(&a.vap, &mutable), Admitted::Denied(_)));
+    assert!(matches!(run(&a.vap, &token), Admitted::Denied(_)));
+    let without = |needle: &str| {
+        let mut v = a.vap.clone();
+        let vals = v["spec"]["validations"].as_array_mut().unwrap();
+        let before = vals.len();
+        vals.retain(|x| !s(x, "/expression").unwrap().contains(needle));
+        assert_eq!(vals.len(), before - 1, "one validation mentions {needle}");
+        v
+    };
+    assert_eq!(
+        run(&without("object.immutable"), &mutable),
+        Admitted::Allowed
+    );
+    assert_eq!(run(&without("object.type"), &token), Admitted::Allowed);
+    // A broken expression denies (failurePolicy: Fail), it never admits.
+    let mut broken = a.vap.clone();
+    broken["spec"]["validations"][0]["expression"] = "object.no_such_field == 'x'".into();
+    let ok = secret(key, Some("Opaque"), Some(true));
+    assert!(
+        matches!(run(&broken, &ok), Admitted::Denied(_)),
+        "{:?}",
+        run(&broken, &ok)
+    );
 }
