@@ -45,6 +45,7 @@ codes! {
     BadSchedule => "bad-schedule",
     RestoreAutoWithoutKeys => "restore-auto-without-keys",
     InitWithoutKeys => "init-without-keys",
+    UnauthenticatedRetention => "unauthenticated-retention",
     InitThreshold => "init-threshold",
     EndpointNotUrl => "endpoint-not-url",
     InsecureHttp => "insecure-http",

@@ -77,15 +77,36 @@ pub enum Trust {
     /// Its tag (S3) or its sealed sums (a file read in full) verify under
     /// the stored keys.
     Authentic,
-    /// Checked and not authentic: no tag, a tag that does not verify, or
-    /// sealed sums the keys do not open. Never counted, never deleted,
-    /// never restored unless a human names it.
+    /// A file read in full whose sealed sums the stored keys do not open
+    /// (or that differ from its `SHA256SUMS`): another cluster's, one from
+    /// before a rekey, or a forgery. Its identity is its own content, so a
+    /// restore may still try it — and refuses it as unauthenticated unless
+    /// a human accepts it (invariant 11); retention never counts it.
+    OtherKeys(String),
+    /// Claims (metadata) that do not authenticate: no tag, or a tag that
+    /// does not verify. Never counted, never deleted, never restored unless
+    /// a human names it.
     Foreign(String),
 }
 
 impl Trust {
+    /// Claims a bucket writer could have made: not a restore candidate.
     pub fn is_foreign(&self) -> bool {
         matches!(self, Trust::Foreign(_))
+    }
+
+    /// May retention and mirroring count it? Only if authenticated — or not
+    /// checkable at all (no key store: metadata is trusted, as before).
+    pub fn counts(&self) -> bool {
+        matches!(self, Trust::Authentic | Trust::Unchecked)
+    }
+
+    /// Why it does not count, if it does not.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Trust::OtherKeys(r) | Trust::Foreign(r) => Some(r),
+            Trust::Authentic | Trust::Unchecked => None,
+        }
     }
 }
 

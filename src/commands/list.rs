@@ -76,10 +76,7 @@ fn remote_rows(list: &[RemoteSnapshot], rules: &retention::Rules) -> Vec<Row> {
                 sha256: r.sha256.clone(),
                 verdict: d.verdict,
                 reasons: d.reasons,
-                invalid: match &r.trust {
-                    Trust::Foreign(why) => Some(format!("foreign: {why}")),
-                    _ => None,
-                },
+                invalid: r.trust.reason().map(|why| format!("foreign: {why}")),
                 authenticity: (r.trust == Trust::Authentic).then_some(Verdict::Authentic),
                 authenticity_reason: None,
             })

@@ -26,19 +26,21 @@ fn claims_complete(r: &RemoteSnapshot) -> bool {
     r.index.is_some() && r.term.is_some() && r.sha256.is_some()
 }
 
-/// A local file that verified and that the stored keys did not reject.
+/// A local file that verified: a restore candidate (its claims are its own
+/// content; the restore authenticates it, invariant 11).
 pub fn local_valid(s: &LocalSnapshot) -> bool {
     s.identity.is_some() && !s.trust.is_foreign()
 }
 
-/// A remote object as a retention candidate.
+/// A remote object as a retention candidate: counted only when its claims
+/// authenticated (or could not be checked at all: no key store).
 pub fn remote_candidate(r: &RemoteSnapshot) -> Candidate {
     Candidate {
         id: r.name.clone(),
         time: r.time,
         index: r.index.unwrap_or(0),
         term: r.term.unwrap_or(0),
-        valid: remote_valid(r),
+        valid: claims_complete(r) && r.trust.counts(),
     }
 }
 
@@ -60,7 +62,7 @@ pub fn local_candidate(s: &LocalSnapshot) -> Candidate {
         time: s.time,
         index: s.identity.as_ref().map(|i| i.index).unwrap_or(0),
         term: s.identity.as_ref().map(|i| i.term).unwrap_or(0),
-        valid: local_valid(s),
+        valid: s.identity.is_some() && s.trust.counts(),
     }
 }
 

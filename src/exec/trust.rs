@@ -46,12 +46,12 @@ fn content_verdict(sealed: &[u8], sums: &[u8], keys: &Keys) -> Trust {
     match auth::authenticate_with_key(sealed, sums, &keys.unseal) {
         Ok(Authenticity::Authentic) => Trust::Authentic,
         Ok(Authenticity::OtherKeys) => {
-            Trust::Foreign("its sealed sums do not open under the stored keys".into())
+            Trust::OtherKeys("its sealed sums do not open under the stored keys".into())
         }
         Ok(Authenticity::SumsMismatch) => {
-            Trust::Foreign("its SHA256SUMS differs from the sealed copy".into())
+            Trust::OtherKeys("its SHA256SUMS differs from the sealed copy".into())
         }
-        Err(e) => Trust::Foreign(format!("its sealed sums cannot be checked: {e}")),
+        Err(e) => Trust::OtherKeys(format!("its sealed sums cannot be checked: {e}")),
     }
 }
 
@@ -88,7 +88,7 @@ pub fn judge_local(s: &LocalSnapshot, keys: &Keys) -> Trust {
     match &s.sums {
         _ if s.identity.is_none() => Trust::Foreign("it does not verify".into()),
         Some((sums, sealed)) => content_verdict(sealed, sums, keys),
-        None => Trust::Foreign("it has no sealed sums".into()),
+        None => Trust::OtherKeys("it has no sealed sums".into()),
     }
 }
 

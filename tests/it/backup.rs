@@ -1127,7 +1127,9 @@ async fn dry_run_leaves_every_store_byte_identical() {
     let old: Vec<&str> = old.iter().map(String::as_str).collect();
     copy_as(&seed, &local, &old);
     copy_as(&seed, &nfs, &old[..2]);
-    s3.seed("dry", "d/", &seed, &old[..2]).await;
+    // Tagged under the cluster's keys, as snapward's own uploads are.
+    s3.seed_tagged("dry", "d/", &seed, &old[..2], &bao.keys)
+        .await;
     // A stale temp file of a crashed run: a real run would remove it.
     std::fs::write(
         local.join(format!(".{}.partial", snap("20240604-020000"))),

@@ -584,11 +584,13 @@ async fn g_newest_snapshot_corrupt_everywhere_restores_the_previous_valid_one() 
         "observe must report the truncated local file as invalid\n{}",
         r.context()
     );
+    // The S3 copy's SHA-256 no longer matches its tag: foreign before any
+    // download (retention_auth), never fetched.
     assert!(
-        r.items_of("fetch", "rejected")
+        r.items_of("observe", "foreign")
             .iter()
             .any(|i| i["store"] == "s3" && i["name"] == newest.as_str()),
-        "fetch must say why the newest (s3/{newest}) was skipped\n{}",
+        "observe must say why the newest (s3/{newest}) does not count\n{}",
         r.context()
     );
     assert!(

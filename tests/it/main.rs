@@ -33,6 +33,7 @@ mod plan_dag;
 mod policy_lint;
 mod restore_auth;
 mod retention;
+mod retention_auth;
 mod s3_faults;
 mod signals;
 mod snapshot_verify;

@@ -436,11 +436,12 @@ async fn list_shows_each_local_snapshots_authenticity_when_the_keys_are_readable
     let broken = row("openbao-20261123-020000.snap");
     assert_eq!(broken["valid"], false);
     assert!(broken.get("authenticity").is_none(), "{broken}");
-    // remote rows: nothing new (authenticating needs the object's bytes)
+    // a filesystem target's rows: read in full on listing, so judged by
+    // their sealed sums too (exec::trust)
     assert_eq!(v[1]["store"], "nfs");
     let remote = &v[1]["snapshots"][0];
     assert_eq!(remote["valid"], true, "{v}");
-    assert!(remote.get("authenticity").is_none(), "{remote}");
+    assert_eq!(remote["authenticity"], "authentic", "{remote}");
     assert!(o.stderr.is_empty(), "{}", o.context());
 
     // human: a column in the local store only
@@ -463,8 +464,9 @@ async fn list_shows_each_local_snapshots_authenticity_when_the_keys_are_readable
         "{}",
         o.stdout
     );
+    // the filesystem target's files are judged by their sealed sums too
     let nfs_part = o.stdout.split("nfs:\n").nth(1).expect("the nfs store");
-    assert!(!nfs_part.contains("authentic"), "{}", o.stdout);
+    assert!(nfs_part.contains(" authentic "), "{}", o.stdout);
 
     // keys unreadable (a store holding only the root token): a note on
     // stderr, the rows without authenticity, the exit code unchanged

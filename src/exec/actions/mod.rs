@@ -163,7 +163,7 @@ impl Actions {
             .into_iter()
             // A local file the keys do not authenticate is never mirrored:
             // its upload would carry snapward's tag.
-            .filter(|s| !s.trust.is_foreign())
+            .filter(|s| s.trust.counts())
             .filter_map(|s| {
                 s.identity.map(|identity| TakenSnapshot {
                     path: self.local.path_of(&s.name),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use tokio::sync::Mutex;
 
 use super::Actions;
-use crate::backends::{TargetError, Trust};
+use crate::backends::TargetError;
 use crate::exec::select::{newest_source, remote_valid};
 use crate::exec::state::RunState;
 use crate::exec::{Item, Outcome};
@@ -60,18 +60,17 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
                 });
             }
             for s in &inv {
-                if let (Some(_), Trust::Foreign(reason)) = (&s.identity, &s.trust) {
+                if let (Some(_), Some(reason)) = (&s.identity, s.trust.reason()) {
                     items.push(Item::Foreign {
                         store: StoreId::LOCAL.into(),
                         name: s.name.clone(),
-                        reason: reason.clone(),
+                        reason: reason.to_owned(),
                     });
                 }
             }
             holders.insert(
                 StoreId::LOCAL.into(),
-                inv.iter()
-                    .any(|s| s.identity.is_some() && !s.trust.is_foreign()),
+                inv.iter().any(crate::exec::select::local_valid),
             );
         }
         Err(o) => items.push(Item::StoreUnreadable {
@@ -87,11 +86,11 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
             Ok(t) => match a.listing(t.as_ref()).await {
                 Ok(list) => {
                     for r in &list {
-                        if let Trust::Foreign(reason) = &r.trust {
+                        if let Some(reason) = r.trust.reason() {
                             items.push(Item::Foreign {
                                 store: slot.name.clone(),
                                 name: r.name.clone(),
-                                reason: reason.clone(),
+                                reason: reason.to_owned(),
                             });
                         }
                     }

@@ -110,7 +110,7 @@ pub(super) async fn local(a: &Actions, state: &Mutex<RunState>) -> Outcome {
         });
     }
     for snap in &inv {
-        if let (Some(_), crate::backends::Trust::Foreign(reason)) = (&snap.identity, &snap.trust) {
+        if let (Some(_), Some(reason)) = (&snap.identity, snap.trust.reason()) {
             items.push(Item::NotCounted {
                 name: snap.name.clone(),
                 reason: format!("foreign: {reason}"),
@@ -127,10 +127,7 @@ pub(super) async fn local(a: &Actions, state: &Mutex<RunState>) -> Outcome {
             let mirrored = s.remote.iter().any(|(t, list)| {
                 !s.skipped_targets.contains(t)
                     && list.iter().any(|r| {
-                        r.name == d.id
-                            && r.sha256.is_some()
-                            && r.sha256 == sha
-                            && !r.trust.is_foreign()
+                        r.name == d.id && r.sha256.is_some() && r.sha256 == sha && r.trust.counts()
                     })
             });
             if !mirrored {

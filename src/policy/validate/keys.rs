@@ -47,6 +47,21 @@ pub(super) fn unseal_keys(
     }))
 }
 
+/// Targets without a key store: nothing can authenticate what a target
+/// lists, so retention trusts its metadata (see `exec::trust`).
+pub(super) fn authenticity(has_key_store: bool, targets: usize, out: &mut Vec<Finding>) {
+    if !has_key_store && targets > 0 {
+        out.push(
+            Finding::warning(
+                Code::UnauthenticatedRetention,
+                "/spec/unsealKeys",
+                "no key store: snapward cannot authenticate what the targets list, so whoever can write to a target can steer what prune deletes and what a restore picks",
+            )
+            .help("name the key store (spec.unsealKeys): uploads are then tagged and only authenticated snapshots count"),
+        );
+    }
+}
+
 /// `spec.init`: a possible key shape, and somewhere to store the keys.
 pub(super) fn init(init: &Init, has_key_store: bool, out: &mut Vec<Finding>) {
     if init.shares < 1 || init.threshold < 1 || init.threshold > init.shares {

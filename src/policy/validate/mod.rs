@@ -169,6 +169,7 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
     let restore = restore::check(spec, restore_timeouts, out);
     let max_restore_age = guards::max_restore_age(&spec.guards, out);
     keys::init(&spec.init, spec.unseal_keys.is_some(), out);
+    keys::authenticity(spec.unseal_keys.is_some(), spec.targets.len(), out);
     metrics::check(spec.metrics.as_ref(), out);
     guards::always_on(&spec.guards, out);
 

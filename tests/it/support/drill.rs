@@ -464,9 +464,10 @@ impl Drill {
 
     /// Replaces the object of snapshot `name` with a copy that has one byte
     /// flipped in the middle, keeping snapward's metadata (raft index and
-    /// term) but with the SHA-256 of the corrupt bytes: the listing still
-    /// looks valid and the download is self-consistent, so only verifying
-    /// the archive can find it out.
+    /// term) but with the SHA-256 of the corrupt bytes: the download is
+    /// self-consistent, and without the tag check (no key store) only
+    /// verifying the archive finds it out; with it, the tag no longer
+    /// verifies and the object is foreign.
     pub async fn corrupt_s3_snapshot(&self, name: &str) {
         let client = self.s3().client();
         let key = format!("{S3_PREFIX}{name}");

@@ -346,6 +346,27 @@ impl S3Server {
     /// snapward does (identity in the metadata), so a target lists them as
     /// valid snapshots.
     pub async fn seed(&self, bucket: &str, prefix: &str, file: &Path, names: &[&str]) {
+        self.seed_tagged(bucket, prefix, file, names, &[]).await
+    }
+
+    /// [`Self::seed`], and — given the cluster's unseal key shares — with
+    /// the tag snapward writes (`snapward-tag`, no cluster id), so that a
+    /// policy with that key store counts them as authentic.
+    pub async fn seed_tagged(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        file: &Path,
+        names: &[&str],
+        shares: &[String],
+    ) {
+        let key = (!shares.is_empty()).then(|| {
+            let shares: Vec<snapward::secret::Secret> =
+                shares.iter().map(snapward::secret::Secret::new).collect();
+            snapward::snapshot::auth::tag::ObjectKey::derive(
+                &snapward::snapshot::auth::key_from_shares(&shares).expect("shares combine"),
+            )
+        });
         let t = S3Target::new(
             "seed",
             &settings(&self.target_config(bucket, prefix)),
@@ -355,15 +376,22 @@ impl S3Server {
         .expect("seed target");
         let identity = snapward::snapshot::verify_file(file).expect("a valid snapshot");
         for n in names {
-            t.put(
-                file,
-                n,
-                &identity,
-                &snapward::backends::UploadTag::default(),
-                &CancellationToken::new(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("seed {n}: {e}"));
+            let tag = snapward::backends::UploadTag {
+                cluster_id: String::new(),
+                tag: key.as_ref().map(|k| {
+                    k.tag(&snapward::snapshot::auth::tag::Claims {
+                        name: n,
+                        size: identity.file_size,
+                        sha256: &identity.sha256,
+                        index: identity.index,
+                        term: identity.term,
+                        cluster_id: "",
+                    })
+                }),
+            };
+            t.put(file, n, &identity, &tag, &CancellationToken::new())
+                .await
+                .unwrap_or_else(|e| panic!("seed {n}: {e}"));
         }
     }
 }
