@@ -6,7 +6,7 @@
 //! Needs `eval "$(scripts/test-env.sh)"` for the OpenBao tests.
 
 use std::fs;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
 use snapward::backends::filesystem::FsTarget;
@@ -121,5 +121,103 @@ async fn a_symlink_in_a_filesystem_target_is_never_followed() {
         );
         assert!(!dest.exists(), "nothing was copied");
     }
+}
+
+// ---- the process -------------------------------------------------------
+
+/// A running `snapward run` cannot leave a core dump (hard limit 0, so no
+/// child and no later `ulimit -c` raises it) and is not dumpable: its
+/// `/proc/<pid>` files belong to root, not to the user it runs as, so
+/// another process of that user cannot read its memory or environment. It
+/// runs as `nobody` (a user who would otherwise own them) against an
+/// OpenBao address that accepts and never answers, so it is observed
+/// while it waits.
+#[tokio::test]
+async fn a_running_snapward_is_not_dumpable_and_cannot_dump_core() {
+    const NOBODY: u32 = 65534;
+    let dir = tempfile::Builder::new()
+        .prefix("snapward-dumpable-")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    // The test binary's directory is not open to `nobody`: a link (or a
+    // copy) of the binary is.
+    let bin = dir.path().join("snapward");
+    if fs::hard_link(env!("CARGO_BIN_EXE_snapward"), &bin).is_err() {
+        fs::copy(env!("CARGO_BIN_EXE_snapward"), &bin).expect("copy the binary");
+    }
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let policy = dir.path().join("p.yaml");
+    fs::write(
+        &policy,
+        format!(
+            "apiVersion: snapward.dev/v1alpha1\n\
+             kind: SnapshotPolicy\n\
+             metadata: {{name: p}}\n\
+             spec:\n\
+             \x20 cluster:\n\
+             \x20   nodes: [{{name: n0, address: \"http://127.0.0.1:{port}\"}}]\n\
+             \x20   timeouts: {{connect: 5s, request: 120s}}\n\
+             \x20 local:\n\
+             \x20   path: {d}/snaps\n\
+             \x20   retention: {{keepLast: 3}}\n\
+             \x20 unsealKeys:\n\
+             \x20   files: {{directory: {d}/keys}}\n",
+            d = dir.path().display()
+        ),
+    )
+    .expect("policy");
+    fs::set_permissions(&policy, fs::Permissions::from_mode(0o644)).expect("chmod");
+
+    let mut cmd = std::process::Command::new(&bin);
+    for (name, _) in std::env::vars_os() {
+        if name.as_encoded_bytes().starts_with(b"SNAPWARD_") {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd.env_remove("KUBECONFIG")
+        .env_remove("FAILPOINTS")
+        .args(["--log-format", "json", "run", "-f"])
+        .arg(&policy)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    std::os::unix::process::CommandExt::uid(&mut cmd, NOBODY);
+    std::os::unix::process::CommandExt::gid(&mut cmd, NOBODY);
+    let mut child = cmd.spawn().expect("start snapward as nobody");
+    // Blocks until the run connects to "OpenBao": it is under way.
+    let (_conn, _) = silent.accept().expect("the run connects");
+    let proc_dir = Path::new("/proc").join(child.id().to_string());
+    let limits = fs::read_to_string(proc_dir.join("limits")).expect("limits");
+    let environ_owner = fs::metadata(proc_dir.join("environ"))
+        .expect("environ")
+        .uid();
+    let status_uid = fs::read_to_string(proc_dir.join("status")).expect("status");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+
+    assert!(
+        status_uid
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains(&NOBODY.to_string())),
+        "the run is `nobody`:\n{status_uid}"
+    );
+    let core: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("a core limit")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        &core[4..6],
+        &["0", "0"],
+        "soft and hard core size limits are 0:\n{limits}"
+    );
+    assert_eq!(
+        environ_owner, 0,
+        "not dumpable: /proc/<pid>/environ belongs to root, not to the user the run is"
+    );
 }
 
