@@ -9,15 +9,16 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
+use reqwest::Method;
+use rstest::rstest;
 use snapward::backends::filesystem::FsTarget;
 use snapward::backends::{Target, snapshot_name};
 use snapward::policy::model;
 use snapward::snapshot;
 use tokio_util::sync::CancellationToken;
 
-#[cfg(feature = "failpoints")]
-use crate::support::drill::Drill;
-use crate::support::drill::SNAP_PREFIX;
+use crate::support::drill::{Drill, INIT, SNAP_PREFIX};
+use crate::support::fault_proxy::FaultProxy;
 use crate::support::fixture_snapshot;
 
 fn mode(p: &Path) -> u32 {
@@ -219,5 +220,81 @@ async fn a_running_snapward_is_not_dumpable_and_cannot_dump_core() {
         environ_owner, 0,
         "not dumpable: /proc/<pid>/environ belongs to root, not to the user the run is"
     );
+}
+
+// ---- the init root token -----------------------------------------------
+
+/// With `storeRootToken: false` the root token `sys/init` answered is
+/// revoked once the new cluster is unsealed and its keys are stored: it
+/// lives only while the run needs it. With `true` it is stored and works.
+#[rstest]
+#[case::not_stored_is_revoked(false)]
+#[case::stored_keeps_working(true)]
+#[tokio::test]
+async fn the_init_root_token_lives_only_as_long_as_the_policy_says(#[case] store: bool) {
+    let d = Drill::single(false).await;
+    let policy = d.policy(
+        "p",
+        &crate::support::drill::PolicyOpts {
+            store_root_token: store,
+            ..d.opts()
+        },
+    );
+    let proxy = FaultProxy::start(d.bao.address(0).as_str()).await;
+    proxy.record_bodies(|r| r.method == "PUT" && r.path() == "/v1/sys/init");
+    let node0 = d.bao.address(0).as_str().trim_end_matches('/').to_owned();
+    let yaml = fs::read_to_string(&policy).expect("read the policy");
+    let proxied = d.path("proxied.yaml");
+    fs::write(&proxied, yaml.replace(&node0, &proxy.url)).expect("write the policy");
+
+    let r = d.run(&proxied).await;
+    r.expect_exit(0).expect_branch("init");
+    for id in INIT {
+        r.expect_status(id, "succeeded");
+    }
+    let init = proxy
+        .seen()
+        .into_iter()
+        .find(|s| s.method == "PUT" && s.target == "/v1/sys/init")
+        .expect("sys/init went through the proxy");
+    let body = String::from_utf8_lossy(init.body.as_deref().expect("recorded")).into_owned();
+    let json = &body[body.find('{').expect("JSON")..=body.rfind('}').expect("JSON")];
+    let answer: serde_json::Value = serde_json::from_str(json).expect("the sys/init answer");
+    let token = answer["root_token"]
+        .as_str()
+        .expect("root_token")
+        .to_owned();
+    assert!(
+        !r.everything().contains(&token),
+        "the root token is in no output"
+    );
+
+    d.bao.wait_active(0).await;
+    let (status, _) = d
+        .bao
+        .call(0, Method::GET, "auth/token/lookup-self", Some(&token), None)
+        .await;
+    if store {
+        assert!(status.is_success(), "a stored root token works: {status}");
+        assert_eq!(
+            fs::read_to_string(d.keys_dir().join("root-token"))
+                .expect("stored")
+                .trim(),
+            token
+        );
+    } else {
+        assert_eq!(
+            status.as_u16(),
+            403,
+            "the unstored root token was revoked\n{}",
+            r.context()
+        );
+        assert!(
+            r.reason("init-unseal").contains("root token was revoked"),
+            "the run says so: {}",
+            r.reason("init-unseal")
+        );
+        assert!(!d.keys_dir().join("root-token").exists());
+    }
 }
 
