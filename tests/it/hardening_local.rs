@@ -13,7 +13,8 @@ use reqwest::Method;
 use rstest::rstest;
 use snapward::backends::filesystem::FsTarget;
 use snapward::backends::{Target, snapshot_name};
-use snapward::policy::model;
+use snapward::diag::Severity;
+use snapward::policy::{self, model};
 use snapward::snapshot;
 use tokio_util::sync::CancellationToken;
 
@@ -298,3 +299,50 @@ async fn the_init_root_token_lives_only_as_long_as_the_policy_says(#[case] store
     }
 }
 
+// ---- fileMode ------------------------------------------------------------
+
+/// `local.fileMode` (also the mode of files published to filesystem
+/// targets): world access is a warning, setuid/setgid/sticky an error.
+#[rstest]
+#[case::group_read("0640", None)]
+#[case::owner_only("0600", Some(("policy::file-mode-unreadable", Severity::Warning)))]
+#[case::world_readable("0644", Some(("policy::file-mode-world-accessible", Severity::Warning)))]
+#[case::world_writable("0662", Some(("policy::file-mode-world-accessible", Severity::Warning)))]
+#[case::setuid("4640", Some(("policy::file-mode-special-bits", Severity::Error)))]
+#[case::setgid("02640", Some(("policy::file-mode-special-bits", Severity::Error)))]
+#[case::sticky("1640", Some(("policy::file-mode-special-bits", Severity::Error)))]
+fn file_mode_lint(#[case] mode: &str, #[case] want: Option<(&str, Severity)>) {
+    let text = format!(
+        "apiVersion: snapward.dev/v1alpha1\n\
+         kind: SnapshotPolicy\n\
+         metadata: {{name: m}}\n\
+         spec:\n\
+         \x20 cluster:\n\
+         \x20   nodes: [{{address: \"http://127.0.0.1:8200\"}}]\n\
+         \x20 local:\n\
+         \x20   path: /snap\n\
+         \x20   fileMode: \"{mode}\"\n\
+         \x20   retention: {{keepLast: 3}}\n"
+    );
+    let r = policy::lint_text("m.yaml", &text, true);
+    let got: Vec<(&str, Severity)> = r
+        .diagnostics
+        .iter()
+        .map(|d| (d.code.as_str(), d.severity))
+        .collect();
+    assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "{mode}");
+    if let Some((_, severity)) = want {
+        let d = &r.diagnostics[0];
+        assert!(
+            d.message.contains(mode.trim_start_matches('0')) && !d.help.is_empty(),
+            "names the mode and the fix: {} / {}",
+            d.message,
+            d.help
+        );
+        assert_eq!(
+            r.policies.len(),
+            usize::from(severity == Severity::Warning),
+            "an error rejects the policy, a warning does not"
+        );
+    }
+}
