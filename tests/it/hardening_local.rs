@@ -22,6 +22,7 @@ use crate::support::drill::{Drill, INIT, SNAP_PREFIX};
 use crate::support::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::support::fixture_snapshot;
 
+#[cfg(feature = "failpoints")]
 fn mode(p: &Path) -> u32 {
     fs::symlink_metadata(p).expect("stat").permissions().mode() & 0o7777
 }
