@@ -53,6 +53,8 @@ codes! {
     SameBucketPrefix => "same-bucket-prefix",
     SamePath => "same-path",
     FileModeUnreadable => "file-mode-unreadable",
+    FileModeWorldAccessible => "file-mode-world-accessible",
+    FileModeSpecialBits => "file-mode-special-bits",
     NodesOrDiscovery => "nodes-or-discovery",
     DuplicateNode => "duplicate-node",
     AuthKind => "auth-kind",

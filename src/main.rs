@@ -30,6 +30,31 @@ fn init_logs(format: Option<LogFormat>) {
     }
 }
 
+/// Unseal keys, tokens and the keys that open sealed sums live in this
+/// process's memory during `run`, `restore`, `verify` and `list`: no core
+/// dump may write them to disk (soft and hard limit 0, so nothing the
+/// process starts can raise it), and the process is not dumpable (another
+/// process of the same user cannot ptrace it or read `/proc/<pid>/mem` or
+/// `environ`; those files belong to root). Linux only; a failure is a
+/// warning, never a reason not to run.
+#[cfg(target_os = "linux")]
+fn protect_memory() {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
+    let no_core = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    if let Err(e) = setrlimit(Resource::Core, no_core) {
+        tracing::warn!(error = %e, "cannot disable core dumps (RLIMIT_CORE); keys in memory could reach a core file");
+    }
+    if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        tracing::warn!(error = %e, "cannot make the process non-dumpable (PR_SET_DUMPABLE)");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn protect_memory() {}
+
 fn block_on(f: impl std::future::Future<Output = Exit>) -> Exit {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -60,6 +85,15 @@ fn main() -> ExitCode {
         }
     };
     init_logs(cli.log_format);
+    if matches!(
+        cli.command,
+        Command::Run { .. }
+            | Command::Restore { .. }
+            | Command::Verify { .. }
+            | Command::List { .. }
+    ) {
+        protect_memory();
+    }
     let outcome: miette::Result<Exit> = match cli.command {
         Command::Lint {
             paths,

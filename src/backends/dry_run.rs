@@ -218,6 +218,9 @@ impl Ceremony for DryRunCeremony {
     ) -> Result<serde_json::Value, BaoError> {
         self.inner.read(node, token, path).await
     }
+    async fn revoke_self(&self, node: usize, _token: &Secret) -> Result<(), BaoError> {
+        Err(self.refused(node, "a token revocation"))
+    }
     async fn restart(&self, node: usize) -> Result<bool, BaoError> {
         Err(self.refused(node, "a restart"))
     }

@@ -281,6 +281,10 @@ pub trait Ceremony: Send + Sync {
         token: &crate::secret::Secret,
         path: &str,
     ) -> Result<serde_json::Value, BaoError>;
+    /// `POST /v1/auth/token/revoke-self` with `token`: the token (the init
+    /// root token, when the policy does not store it) stops working.
+    async fn revoke_self(&self, node: usize, token: &crate::secret::Secret)
+    -> Result<(), BaoError>;
     /// Restart node `node`'s server process and wait until it runs again
     /// (Kubernetes: delete the pod; its StatefulSet recreates it). Needed
     /// when a restored node rejects the stored keys ("invalid key size",

@@ -25,6 +25,7 @@ mod deploy;
 mod drills;
 mod executor;
 mod fuzz_smoke;
+mod hardening_local;
 mod kube;
 mod kube_run;
 mod list;

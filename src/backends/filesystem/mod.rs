@@ -17,6 +17,9 @@
 //!   (streaming, [`crate::snapshot::verify_file`]) for its raft index/term
 //!   and SHA-256; a file that does not verify is listed without identity
 //!   and so never counts as a valid snapshot.
+//! - **Symlinks are never followed.** Reads open with `O_NOFOLLOW` and
+//!   `list` looks with `symlink_metadata`: a link planted under a
+//!   snapshot's name is not listed, not fetched, not read back.
 //! - **WORM mounts.** `EPERM`/`EACCES` on delete means the mount retains
 //!   the file: [`DeleteOutcome::RetainedByLock`], not a failure.
 //!
@@ -40,6 +43,7 @@ use super::{
     Cleanup, Confirmed, DeleteOutcome, PutOutcome, RemoteSnapshot, Target, TargetError, Trust,
     UploadTag, snapshot_time,
 };
+use crate::backends::local::open_nofollow;
 use crate::policy::model;
 use crate::snapshot::{self, Identity};
 
@@ -103,7 +107,7 @@ fn copy_hashing(
 /// SHA-256 (hex) and length of a file, read in one pass.
 /// `None` when cancelled.
 fn hash_file(path: &Path, cancel: &CancellationToken) -> io::Result<Option<(u64, String)>> {
-    copy_hashing(&mut File::open(path)?, &mut io::sink(), cancel).map_err(|e| match e {
+    copy_hashing(&mut open_nofollow(path)?, &mut io::sink(), cancel).map_err(|e| match e {
         CopyError::Read(e) | CopyError::Write(e) => e,
     })
 }
@@ -244,13 +248,27 @@ impl Inner {
                 continue;
             };
             let path = entry.path();
-            let meta = match fs::metadata(&path) {
+            // Never followed: a symlink under a snapshot's name (to another
+            // snapshot, to a file outside) is not a snapshot of this target.
+            let meta = match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_file() => m,
-                Ok(_) => continue,
+                Ok(m) => {
+                    if m.file_type().is_symlink() {
+                        tracing::warn!(
+                            target_name = %self.name,
+                            file = %name,
+                            "a symbolic link under a snapshot's name on the target: never followed, not counted; remove it"
+                        );
+                    }
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(self.io(&path, e)),
             };
-            let (sha256, index, term, sums) = match snapshot::sealed_sums_file(&path) {
+            let verified = open_nofollow(&path)
+                .map_err(snapshot::VerifyError::Io)
+                .and_then(snapshot::sealed_sums_reader);
+            let (sha256, index, term, sums) = match verified {
                 Ok(s) => (
                     Some(s.identity.sha256.clone()),
                     Some(s.identity.index),
@@ -429,7 +447,7 @@ impl Inner {
     ) -> Result<u64, TargetError> {
         self.check_name(name)?;
         let src = self.dir.join(name);
-        let mut input = File::open(&src).map_err(|e| self.io(&src, e))?;
+        let mut input = open_nofollow(&src).map_err(|e| self.io(&src, e))?;
         let mut out = OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -175,6 +175,9 @@ impl<B: Ceremony> Ceremony for DiscoveredOpenBao<B> {
     ) -> Result<serde_json::Value, BaoError> {
         self.inner.read(node, token, path).await
     }
+    async fn revoke_self(&self, node: usize, token: &Secret) -> Result<(), BaoError> {
+        self.inner.revoke_self(node, token).await
+    }
     /// Deletes the pod, waits for its replacement, then discovers again:
     /// the backend keeps the addresses it was built with, so a replacement
     /// at another address (a new pod IP; `serviceName` avoids that) is an

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -63,6 +63,29 @@ type Verdict = Result<snapshot::SealedSums, Arc<snapshot::VerifyError>>;
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Opens `path` for reading without following a symbolic link at its last
+/// component (`O_NOFOLLOW`): a link planted there (to `/etc/passwd`, to
+/// another snapshot) is an error that says so, never read through.
+pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| refuse_symlink(path, e))
+}
+
+/// `ELOOP` from an `O_NOFOLLOW` open, in words; other errors unchanged.
+fn refuse_symlink(path: &Path, e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        io::Error::other(format!(
+            "{} is a symbolic link: snapward never follows one there (something other than snapward wrote into this directory); remove it",
+            path.display()
+        ))
+    } else {
+        e
+    }
 }
 
 impl LocalStore {
@@ -159,20 +182,25 @@ impl LocalStore {
         Ok(removed)
     }
 
-    /// Create the temp file for a new snapshot (create-new: never reuse).
+    /// Create the temp file for a new snapshot (create-new: never reuse;
+    /// mode 0600 until [`Self::commit`] gives it the store's mode).
     pub fn create_partial(&self, name: &str) -> io::Result<(PathBuf, File)> {
         fs::create_dir_all(&self.dir)?;
         let path = self.partial_path(name);
         let f = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)?;
         Ok((path, f))
     }
 
     /// Move the fsynced, verified temp file into place under `name` without
     /// replacing anything (hard link + unlink), set the mode and fsync the
-    /// directory. `verdict` is the verification of the bytes written (see
+    /// directory. The temp file is opened without following a symlink and
+    /// its mode set through that descriptor; what gets linked must be that
+    /// very file (same inode), else nothing is published. `verdict` is the verification of the bytes written (see
     /// [`snapshot::VerifyingWriter`]); an error, or a file whose length is
     /// not the verified length, is refused. On any failure the temp file is
     /// removed and no `.snap` appears.
@@ -185,7 +213,15 @@ impl LocalStore {
         let result = (|| {
             let sums = verdict.map_err(CommitError::Invalid)?;
             let identity = sums.identity.clone();
-            let len = fs::metadata(partial).map_err(CommitError::Io)?.len();
+            let file = open_nofollow(partial).map_err(CommitError::Io)?;
+            let meta = file.metadata().map_err(CommitError::Io)?;
+            if !meta.is_file() {
+                return Err(CommitError::Io(io::Error::other(format!(
+                    "{} is not a regular file",
+                    partial.display()
+                ))));
+            }
+            let len = meta.len();
             if len != identity.file_size {
                 return Err(CommitError::Io(io::Error::other(format!(
                     "the temp file holds {len} bytes but {} were verified",
@@ -193,7 +229,8 @@ impl LocalStore {
                 ))));
             }
             let dest = self.path_of(name);
-            fs::set_permissions(partial, fs::Permissions::from_mode(self.mode))
+            // fchmod: the file opened above, whatever the name points at now.
+            file.set_permissions(fs::Permissions::from_mode(self.mode))
                 .map_err(CommitError::Io)?;
             crate::crash::crash_point!("local.before-link");
             fs::hard_link(partial, &dest).map_err(|e| match e.kind() {
@@ -203,6 +240,16 @@ impl LocalStore {
                 _ => CommitError::Io(e),
             })?;
             crate::crash::crash_point!("local.after-link");
+            // The name was swapped between the open and the link: what was
+            // published is not the verified file. Take it back.
+            let linked = fs::symlink_metadata(&dest).map_err(CommitError::Io)?;
+            if (linked.dev(), linked.ino()) != (meta.dev(), meta.ino()) {
+                let _ = fs::remove_file(&dest);
+                return Err(CommitError::Io(io::Error::other(format!(
+                    "{} was replaced while it was being moved into place (something other than snapward writes into the store directory); nothing was published",
+                    partial.display()
+                ))));
+            }
             // Verified just now: the inventory need not read it again.
             if let (Some(k), Ok(mut c)) = (Self::cache_key(name, &dest), self.verified.lock()) {
                 c.insert(k, Ok(sums));
@@ -227,19 +274,31 @@ impl LocalStore {
     pub fn write_restore_marker(&self, policy: &str, what: &str) -> io::Result<()> {
         fs::create_dir_all(&self.dir)?;
         let path = self.restore_marker_path(policy);
-        let mut f = File::create(&path)?;
+        // Never through a symlink planted under the marker's name.
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| refuse_symlink(&path, e))?;
         io::Write::write_all(&mut f, format!("{what}\n").as_bytes())?;
         f.sync_all()?;
         fsync_dir(&self.dir)
     }
 
-    /// The marker's text, if a restore was interrupted.
+    /// The marker's text, if a restore was interrupted. A symlink under
+    /// the marker's name is an error, never followed.
     pub fn read_restore_marker(&self, policy: &str) -> io::Result<Option<String>> {
-        match fs::read_to_string(self.restore_marker_path(policy)) {
-            Ok(s) => Ok(Some(s.trim().to_string())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let mut f = match open_nofollow(&self.restore_marker_path(policy)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut s = String::new();
+        io::Read::read_to_string(&mut f, &mut s)?;
+        Ok(Some(s.trim().to_string()))
     }
 
     /// The restore no longer needs the marker (durably removed).
@@ -270,4 +329,96 @@ pub enum CommitError {
     /// The cause is part of the message: callers print only this error.
     #[error("could not move the snapshot into place: {0}")]
     Io(#[source] io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn mode_of(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn identity_of(len: u64) -> Identity {
+        Identity {
+            index: 1,
+            term: 1,
+            version: 1,
+            state_size: 0,
+            file_size: len,
+            sha256: "00".repeat(32),
+        }
+    }
+
+    #[test]
+    fn a_symlink_swapped_in_for_the_temp_file_does_not_redirect_the_chmod() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().join("snaps"), "openbao-", 0o644);
+        let name = "openbao-20261128-021500.snap";
+        let (partial, f) = store.create_partial(name).unwrap();
+        drop(f);
+        // Someone with write access to the store swaps the written temp
+        // file for a symlink to a private file of the same length.
+        let victim = dir.path().join("private");
+        fs::write(&victim, b"secret").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::remove_file(&partial).unwrap();
+        symlink(&victim, &partial).unwrap();
+
+        let err = store
+            .commit(&partial, name, Ok(identity_of(6)))
+            .expect_err("a symlink is never committed");
+        assert!(
+            err.to_string().contains("symbolic link"),
+            "the error says why: {err}"
+        );
+        assert_eq!(mode_of(&victim), 0o600, "the chmod did not follow the link");
+        assert!(
+            fs::symlink_metadata(store.path_of(name)).is_err(),
+            "nothing was published under the snapshot's name"
+        );
+    }
+
+    #[test]
+    fn the_temp_file_is_created_0600_whatever_the_umask_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path(), "openbao-", 0o640);
+        let (partial, _f) = store
+            .create_partial("openbao-20261128-021500.snap")
+            .unwrap();
+        assert_eq!(mode_of(&partial), 0o600);
+    }
+
+    #[test]
+    fn a_symlinked_restore_marker_is_neither_read_nor_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().join("snaps"), "openbao-", 0o640);
+        fs::create_dir_all(&store.dir).unwrap();
+        let elsewhere = dir.path().join("passwd");
+        fs::write(&elsewhere, b"root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        symlink(&elsewhere, store.restore_marker_path("p")).unwrap();
+
+        let read = store
+            .read_restore_marker("p")
+            .expect_err("a symlinked marker is refused");
+        assert!(
+            read.to_string().contains("symbolic link")
+                && read.to_string().contains(".snapward-p.restore-in-progress"),
+            "the error names the marker and why: {read}"
+        );
+        let write = store
+            .write_restore_marker("p", "snapshot s3/x")
+            .expect_err("never written through a symlink");
+        assert!(write.to_string().contains("symbolic link"), "{write}");
+        assert_eq!(
+            fs::read(&elsewhere).unwrap(),
+            b"root:x:0:0:root:/root:/bin/sh\n",
+            "the link's target is untouched"
+        );
+        // Removing it removes the link, never its target.
+        store.remove_restore_marker("p").unwrap();
+        assert!(elsewhere.exists());
+    }
 }

@@ -1,6 +1,7 @@
 //! The restore ceremony's calls on one node (docs/openbao.md): `sys/init`,
 //! `sys/unseal`, `sys/seal-status`, `sys/leader`, the forced restore
-//! (`sys/storage/raft/snapshot-force`) and the canary read.
+//! (`sys/storage/raft/snapshot-force`), the canary read and the revocation
+//! of the init root token (`auth/token/revoke-self`).
 //!
 //! Must never: quote an init or unseal answer in an error (they hold key
 //! shares and the root token), log a key or token, or persist either (they
@@ -120,6 +121,18 @@ impl Ceremony for HttpOpenBao {
             return Err(status_error(&n.name, path, &reply).err);
         }
         Ok(())
+    }
+
+    async fn revoke_self(&self, node: usize, token: &Secret) -> Result<(), BaoError> {
+        self.send_json(
+            node,
+            Method::POST,
+            "auth/token/revoke-self",
+            Some(token),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn read(

@@ -1,11 +1,17 @@
 //! `init-unseal`: unseal the freshly initialised cluster with the new keys
-//! (node 0, then each follower once it joined), then forget the keys.
+//! (node 0, then each follower once it joined), then forget the keys. With
+//! `storeRootToken: false` the init root token is revoked first: stored
+//! nowhere, it must not keep working for whoever saw the `sys/init` answer.
+//! A revocation that fails is a warning, not a failure: the keys are stored
+//! and the cluster is up; the token cannot be retried later (it was never
+//! stored), so the detail says how to revoke it by hand.
 
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::Actions;
-use super::unsealing::unseal_with;
+use super::unsealing::{POLL, poll, unseal_with};
+use crate::backends::Ceremony;
 use crate::exec::state::RunState;
 use crate::exec::{Item, Outcome, Unsealing};
 
@@ -40,7 +46,43 @@ pub(super) async fn run(
     {
         return Outcome::failed(e.to_string()).with_items(items);
     }
+    let mut detail = "cluster initialised and unsealed".to_string();
+    if !a.policy.doc.spec.init.store_root_token
+        && let Some(token) = &keys.root_token
+    {
+        detail.push_str(&revoke_root_token(a, token, cancel).await);
+    }
     // Forget the keys as soon as they are stored and used.
     state.lock().await.new_keys = None;
-    Outcome::ok("cluster initialised and unsealed").with_items(items)
+    Outcome::ok(detail).with_items(items)
+}
+
+/// Revokes the init root token once node 0 knows the active node (a
+/// request to a node without one fails); what happened, as a clause of
+/// the action's detail.
+async fn revoke_root_token(
+    a: &Actions,
+    token: &crate::secret::Secret,
+    cancel: &CancellationToken,
+) -> String {
+    let c: &dyn Ceremony = a.ceremony.as_ref();
+    let _ = poll(
+        a.policy.restore.apply_timeout,
+        POLL,
+        cancel,
+        || async move {
+            let l = c.leader(0).await.ok()?;
+            (l.is_self || l.leader_address.is_some_and(|s| !s.is_empty())).then_some(())
+        },
+    )
+    .await;
+    match c.revoke_self(0, token).await {
+        Ok(()) => "; the init root token was revoked (storeRootToken: false)".into(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the init root token could not be revoked: it stays valid until revoked by hand");
+            format!(
+                "; WARNING: the init root token could not be revoked ({e}): it is stored nowhere but stays valid; revoke it by hand: make a root token with `bao operator generate-root`, find the old one with `bao list auth/token/accessors`, revoke it with `bao token revoke -accessor <accessor>`"
+            )
+        }
+    }
 }

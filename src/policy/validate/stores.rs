@@ -22,7 +22,28 @@ pub(super) fn local(
     out: &mut Vec<Finding>,
 ) -> Option<LocalSettings> {
     let file_mode = match parse::file_mode(&l.file_mode) {
+        Ok(mode) if mode & 0o7000 != 0 => {
+            out.push(
+                Finding::error(
+                    Code::FileModeSpecialBits,
+                    "/spec/local/fileMode",
+                    format!("mode {mode:04o} sets the setuid, setgid or sticky bit on snapshot files"),
+                )
+                .help("snapshots are data, never programs: use the permission bits only, e.g. \"0640\""),
+            );
+            None
+        }
         Ok(mode) => {
+            if mode & 0o006 != 0 {
+                out.push(
+                    Finding::warning(
+                        Code::FileModeWorldAccessible,
+                        "/spec/local/fileMode",
+                        format!("mode {mode:04o} lets every user on the node read or write the snapshots (they hold the whole barrier, encrypted)"),
+                    )
+                    .help("give access to the group only (the next container's fsGroup): use \"0640\""),
+                );
+            }
             if mode & 0o040 == 0 && mode & 0o004 == 0 {
                 out.push(
                     Finding::warning(

@@ -164,7 +164,8 @@ fn schedule_interval_of_the_policy(#[case] schedule: Value, #[case] want: Option
 #[case::quoted_octal(json!("0600"), 0o600)]
 #[case::three_digits(json!("644"), 0o644)]
 #[case::group_exec(json!("0750"), 0o750)]
-#[case::four_digits(json!("2775"), 0o2775)]
+// Four digits parse; setuid/setgid/sticky are refused (tests/it/hardening_local.rs).
+#[case::four_digits(json!("0775"), 0o775)]
 fn local_file_mode(#[case] mode: Value, #[case] want: u32) {
     let p = valid(json!({"spec": {"local": {"fileMode": mode}}}));
     assert_eq!(p.local.file_mode, want);
