@@ -97,7 +97,13 @@ async fn a_symlink_in_a_filesystem_target_is_never_followed() {
     let id = snapshot::verify_file(&fixture_snapshot()).expect("fixture verifies");
     let real = name_on(12);
     target
-        .put(&fixture_snapshot(), &real, &id, &never)
+        .put(
+            &fixture_snapshot(),
+            &real,
+            &id,
+            &snapward::backends::UploadTag::default(),
+            &never,
+        )
         .await
         .expect("put");
     symlink(root.path().join(&real), root.path().join(name_on(20))).expect("symlink");

@@ -341,14 +341,18 @@ mod tests {
         fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
     }
 
-    fn identity_of(len: u64) -> Identity {
-        Identity {
-            index: 1,
-            term: 1,
-            version: 1,
-            state_size: 0,
-            file_size: len,
-            sha256: "00".repeat(32),
+    fn identity_of(len: u64) -> snapshot::SealedSums {
+        snapshot::SealedSums {
+            identity: Identity {
+                index: 1,
+                term: 1,
+                version: 1,
+                state_size: 0,
+                file_size: len,
+                sha256: "00".repeat(32),
+            },
+            sums: Vec::new(),
+            sealed: Vec::new(),
         }
     }
 
