@@ -124,6 +124,8 @@ enum Auth {
         role: String,
         mount: String,
         jwt_file: PathBuf,
+        /// The `aud` the JWT must hold (see `auth.rs`).
+        audience: Option<String>,
     },
 }
 
@@ -146,6 +148,9 @@ pub struct HttpOpenBao {
     login_token: tokio::sync::Mutex<Option<Secret>>,
     timeouts: Timeouts,
     retry: Retry,
+    /// `spec.cluster.allowInsecureHttp`: secrets may go over plain http to
+    /// a non-loopback node (see `client.rs`).
+    allow_insecure_http: bool,
 }
 
 impl fmt::Debug for HttpOpenBao {
@@ -163,6 +168,7 @@ impl fmt::Debug for HttpOpenBao {
                 role,
                 mount,
                 jwt_file,
+                ..
             } => format!(
                 "kubernetes (role {role}, mount {mount}, jwt file {})",
                 jwt_file.display()
@@ -248,6 +254,7 @@ impl HttpOpenBao {
                     role: k.role.clone(),
                     mount: k.mount.trim_matches('/').to_string(),
                     jwt_file: PathBuf::from(&k.jwt_file),
+                    audience: k.audience.clone(),
                 },
                 (None, None) => Auth::None,
             },
@@ -259,6 +266,7 @@ impl HttpOpenBao {
             login_token: tokio::sync::Mutex::new(None),
             timeouts,
             retry: Retry::default(),
+            allow_insecure_http: cfg.allow_insecure_http,
         })
     }
 
