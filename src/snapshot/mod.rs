@@ -182,7 +182,7 @@ fn read_archive<R: Read>(
     let mut outer = BufReader::with_capacity(64 * 1024, Gunzip::new(src, Layer::Outer));
     let mut magic = [0u8; 2];
     let n = read_full(&mut outer, &mut magic)?;
-    let mut stream = magic.get(..n).unwrap_or(&[]).chain(outer);
+    let stream = magic.get(..n).unwrap_or(&[]).chain(outer);
     let mut buf = vec![0u8; CHUNK];
     let max = limits.max_bytes;
     if magic == [0x1f, 0x8b] && n == 2 {

@@ -25,6 +25,7 @@ mod deploy;
 mod drills;
 mod executor;
 mod fuzz_smoke;
+mod hardening_dos;
 mod hardening_transport;
 mod kube;
 mod kube_run;
