@@ -35,6 +35,10 @@
 //! - **Retries**: the snapshot call retries (exponential backoff with jitter,
 //!   bounded by [`Retry`]) only on connection errors and 503, and only while
 //!   nothing was written to `out`; 403 is never retried.
+//! - **Cleartext**: key shares, `sys/init`, tokens and the login JWT go over
+//!   plain http only to loopback nodes unless `cluster.allowInsecureHttp`
+//!   (listed and discovered nodes alike: the check is per request, in
+//!   `client.rs`); non-snapshot answers are read up to 1 MiB.
 //! - **Auth** is resolved only when a snapshot is requested (`observe` needs
 //!   no token): a token file is re-read each time (mounted Secrets rotate); a
 //!   Kubernetes login happens on the node being snapshotted and its token is
