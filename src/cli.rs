@@ -124,6 +124,11 @@ pub enum Command {
         /// or ~/.kube/config if present, else the pod's service account).
         #[arg(long, value_name = "PATH", requires = "policy")]
         kubeconfig: Option<PathBuf>,
+        /// The most a snapshot may inflate to (bytes, or with Ki, Mi, Gi,
+        /// Ti). Default: the policy's spec.maxSnapshotBytes with -f, else
+        /// 64Gi. Verification also stops at 1032 times the bytes read.
+        #[arg(long, value_name = "SIZE")]
+        max_snapshot_bytes: Option<String>,
     },
     /// Run the policy: observe, guard-check, then back up, initialise or
     /// restore as the guard decides (the Job's entry point).

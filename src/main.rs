@@ -118,10 +118,16 @@ fn main() -> ExitCode {
             key_prefix,
             policy,
             kubeconfig,
+            max_snapshot_bytes,
         } => {
             let source =
                 commands::verify::KeySource::from_args(keys, key_prefix, policy, kubeconfig);
-            Ok(block_on(commands::verify::run(&files, format, source)))
+            Ok(block_on(commands::verify::run(
+                &files,
+                format,
+                source,
+                max_snapshot_bytes,
+            )))
         }
         Command::Schema => Ok(commands::schema::run()),
         Command::Run {

@@ -20,7 +20,7 @@ use crate::exit::Exit;
 use crate::policy::{self, KeyLocation, ValidPolicy};
 use crate::secret::Secret;
 use crate::snapshot::auth::{self, AuthError, Authenticity};
-use crate::snapshot::{self, Identity, SealedSums, VerifyError};
+use crate::snapshot::{self, Identity, Limits, SealedSums, VerifyError};
 
 /// Where `verify` reads the key shares, if anywhere.
 #[derive(Debug, Clone)]
@@ -86,7 +86,16 @@ impl UnsealKey {
 
     /// Verifies and authenticates the file at `path` in one pass.
     pub(crate) fn check_file(&self, path: &Path) -> Result<(Identity, Checked), VerifyError> {
-        let s = snapshot::sealed_sums_file(path)?;
+        self.check_file_with(path, Limits::default())
+    }
+
+    /// [`UnsealKey::check_file`] within `limits`.
+    fn check_file_with(
+        &self,
+        path: &Path,
+        limits: Limits,
+    ) -> Result<(Identity, Checked), VerifyError> {
+        let s = snapshot::sealed_sums_file_with(path, limits)?;
         let checked = self.judge(&s);
         Ok((s.identity, checked))
     }
@@ -294,7 +303,29 @@ fn worse(a: Exit, b: Exit) -> Exit {
 /// One file: its identity and, with keys, the verdict.
 type Outcome = Result<(Identity, Option<Checked>), VerifyError>;
 
-pub async fn run(files: &[PathBuf], format: OutputFormat, source: KeySource) -> Exit {
+/// `max_snapshot_bytes`: `--max-snapshot-bytes`; without it the policy's
+/// `spec.maxSnapshotBytes` (with `-f`), else the default.
+pub async fn run(
+    files: &[PathBuf],
+    format: OutputFormat,
+    source: KeySource,
+    max_snapshot_bytes: Option<String>,
+) -> Exit {
+    let max = match max_snapshot_bytes
+        .as_deref()
+        .map(policy::validate::parse_bytes)
+    {
+        None => None,
+        Some(Some(n)) if n > 0 => Some(n),
+        Some(_) => {
+            crate::ewriteln!(
+                "error: --max-snapshot-bytes {:?} is not a positive size: write bytes, or a number with Ki, Mi, Gi or Ti, e.g. 64Gi",
+                max_snapshot_bytes.unwrap_or_default()
+            );
+            return Exit::Usage;
+        }
+    };
+    let mut limits = Limits::default();
     let keys: Option<Result<UnsealKey, KeysUnusable>> = match &source {
         KeySource::None => None,
         KeySource::Dir { dir, key_prefix } => Some(dir_key(dir, key_prefix).await),
@@ -306,6 +337,7 @@ pub async fn run(files: &[PathBuf], format: OutputFormat, source: KeySource) -> 
                     return Exit::Usage;
                 }
             };
+            limits.max_bytes = p.max_snapshot_bytes;
             Some(
                 policy_key(&p, kubeconfig.as_deref())
                     .await
@@ -313,6 +345,9 @@ pub async fn run(files: &[PathBuf], format: OutputFormat, source: KeySource) -> 
             )
         }
     };
+    if let Some(max) = max {
+        limits.max_bytes = max;
+    }
     let mut exit = Exit::Success;
     if let Some(Err(reason)) = &keys {
         crate::ewriteln!("error: cannot authenticate: {reason}");
@@ -322,9 +357,9 @@ pub async fn run(files: &[PathBuf], format: OutputFormat, source: KeySource) -> 
         .iter()
         .map(|f| {
             let outcome = match &keys {
-                None => snapshot::verify_file(f).map(|id| (id, None)),
-                Some(Ok(key)) => key.check_file(f).map(|(id, c)| (id, Some(c))),
-                Some(Err(reason)) => snapshot::verify_file(f)
+                None => snapshot::verify_file_with(f, limits).map(|id| (id, None)),
+                Some(Ok(key)) => key.check_file_with(f, limits).map(|(id, c)| (id, Some(c))),
+                Some(Err(reason)) => snapshot::verify_file_with(f, limits)
                     .map(|id| (id, Some(Checked::not_checkable(reason.to_string())))),
             };
             (f, outcome)

@@ -71,6 +71,14 @@ pub struct Spec {
     /// Prometheus metrics of each run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Metrics>,
+    /// The most a snapshot may hold once decompressed (its tar archive):
+    /// bytes, or with a `Ki`, `Mi`, `Gi` or `Ti` suffix. Default `64Gi`.
+    /// Verification stops at this size, and also at 1032 times the bytes
+    /// read from the file (more than one layer of deflate can make), so a
+    /// small hostile file cannot keep a run busy for hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(Ki|Mi|Gi|Ti)?$"))]
+    pub max_snapshot_bytes: Option<String>,
 }
 
 /// Where each run's Prometheus metrics go (either or both).
@@ -115,6 +123,13 @@ pub struct Cluster {
     pub auth: Option<Auth>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Allow plain `http://` to nodes that are not loopback (127.0.0.0/8,
+    /// ::1, localhost), for a pod network you trust. Without it such an
+    /// address (listed, or discovered with `scheme: http`) is a lint error,
+    /// and at run time snapward refuses to send unseal keys, the root
+    /// token, the login JWT or any token over it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -216,13 +231,27 @@ pub struct KubernetesAuth {
     pub mount: String,
     #[serde(default = "default_jwt_file")]
     pub jwt_file: String,
+    /// The audience of the token in `jwtFile`, e.g. `openbao`: a projected
+    /// service-account token made for OpenBao (the role's `audience` must
+    /// match). snapward reads the token's `aud` claim before the login and
+    /// does not send a token for another audience. Without it the pod's
+    /// default token (audience: the API server) is sent, which a rogue node
+    /// could replay against the Kubernetes API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 fn default_k8s_mount() -> String {
     "kubernetes".into()
 }
+impl KubernetesAuth {
+    /// The pod's own service-account token (audience: the API server).
+    pub const DEFAULT_JWT_FILE: &'static str =
+        "/var/run/secrets/kubernetes.io/serviceaccount/token";
+}
+
 fn default_jwt_file() -> String {
-    "/var/run/secrets/kubernetes.io/serviceaccount/token".into()
+    KubernetesAuth::DEFAULT_JWT_FILE.into()
 }
 
 /// Durations like `5s`, `2m`, `1h`.

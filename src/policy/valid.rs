@@ -34,6 +34,9 @@ pub struct ValidPolicy {
     pub guards: GuardSettings,
     /// Longest gap between two scheduled runs, if a schedule is given.
     pub schedule_interval: Option<Duration>,
+    /// `spec.maxSnapshotBytes` in bytes (default 64 GiB): the most a
+    /// snapshot may inflate to when verified.
+    pub max_snapshot_bytes: u64,
 }
 
 impl ValidPolicy {

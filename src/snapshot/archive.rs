@@ -122,9 +122,15 @@ impl Contents {
 /// Walks the archive to the end of the stream. A problem inside the archive
 /// is reported only after the rest of the stream was read and its gzip
 /// trailer held: when the stream itself is damaged, that is the real cause.
-/// `buf` is scratch space for streaming (any size ≥ 512).
-pub(crate) fn walk<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<Contents, VerifyError> {
-    match walk_entries(r, buf) {
+/// `buf` is scratch space for streaming (any size ≥ 512); a `state.bin`
+/// header announcing more than `max_state` bytes is refused before its
+/// bytes are read.
+pub(crate) fn walk<R: Read>(
+    r: &mut R,
+    buf: &mut [u8],
+    max_state: u64,
+) -> Result<Contents, VerifyError> {
+    match walk_entries(r, buf, max_state) {
         Ok(c) => Ok(c),
         Err(e) if e.is_stream_level() => Err(e),
         Err(e) => match drain(r, buf, false) {
@@ -188,7 +194,11 @@ enum Which {
     Sealed,
 }
 
-fn walk_entries<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<Contents, VerifyError> {
+fn walk_entries<R: Read>(
+    r: &mut R,
+    buf: &mut [u8],
+    max_state: u64,
+) -> Result<Contents, VerifyError> {
     let mut contents = Contents::default();
     let mut block = [0u8; BLOCK];
     loop {
@@ -248,6 +258,12 @@ fn walk_entries<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<Contents, VerifyEr
                 contents.sealed = Some(read_small(r, size, SEALED)?);
             }
             Which::State => {
+                if size > max_state {
+                    return Err(VerifyError::StateTooLarge {
+                        size,
+                        limit: max_state,
+                    });
+                }
                 let digest = hash_entry(r, size, buf)?;
                 contents.state = Some((size, digest));
             }

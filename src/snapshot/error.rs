@@ -171,6 +171,39 @@ pub enum VerifyError {
         help("OpenBao refuses a snapshot whose sums are not sealed by the barrier")
     )]
     SealedSumsEmpty,
+
+    #[error("the snapshot inflates to more than {limit} bytes, the limit")]
+    #[diagnostic(
+        code("snapshot::too-large"),
+        help(
+            "a real snapshot this large needs a higher limit: spec.maxSnapshotBytes in the policy, or `snapward verify --max-snapshot-bytes`; otherwise the file is a decompression bomb"
+        )
+    )]
+    TooLarge { limit: u64 },
+
+    #[error(
+        "the snapshot inflates more than {ratio}x: {inflated} bytes from the first {stored} bytes stored"
+    )]
+    #[diagnostic(
+        code("snapshot::inflate-ratio"),
+        help(
+            "one layer of deflate cannot inflate more than 1032x: the file nests compressed layers to inflate without bound (a decompression bomb)"
+        )
+    )]
+    InflateRatio {
+        ratio: u64,
+        inflated: u64,
+        stored: u64,
+    },
+
+    #[error("the tar header of state.bin announces {size} bytes, more than the {limit}-byte limit")]
+    #[diagnostic(
+        code("snapshot::state-too-large"),
+        help(
+            "a real snapshot this large needs a higher limit: spec.maxSnapshotBytes in the policy, or `snapward verify --max-snapshot-bytes`"
+        )
+    )]
+    StateTooLarge { size: u64, limit: u64 },
 }
 
 impl VerifyError {
@@ -200,6 +233,9 @@ impl VerifyError {
             VerifyError::Sha256MismatchState { .. } => "sha256-mismatch-state",
             VerifyError::SizeMismatch { .. } => "size-mismatch",
             VerifyError::SealedSumsEmpty => "sealed-sums-empty",
+            VerifyError::TooLarge { .. } => "too-large",
+            VerifyError::InflateRatio { .. } => "inflate-ratio",
+            VerifyError::StateTooLarge { .. } => "state-too-large",
         }
     }
 
@@ -226,6 +262,9 @@ impl VerifyError {
         "sha256-mismatch-state",
         "size-mismatch",
         "sealed-sums-empty",
+        "too-large",
+        "inflate-ratio",
+        "state-too-large",
     ];
 
     /// Problems of the byte stream itself (reading, gzip framing). Everything
@@ -242,6 +281,10 @@ impl VerifyError {
                 | VerifyError::GzipStructure { .. }
                 | VerifyError::GzipTrailer { .. }
                 | VerifyError::TrailingGzipData { .. }
+                // Refused without reading on: the rest could take hours.
+                | VerifyError::TooLarge { .. }
+                | VerifyError::InflateRatio { .. }
+                | VerifyError::StateTooLarge { .. }
         )
     }
 

@@ -18,7 +18,13 @@
 //!    at most 1 MiB of zero padding; small entries are capped at 8 KiB
 //!    (`archive`);
 //! 4. both digests in `SHA256SUMS` must match and meta.json `Size` must equal
-//!    the length of `state.bin`.
+//!    the length of `state.bin`;
+//! 5. what the layers inflate is capped ([`Limits`], `limits`): at most
+//!    `max_bytes` (default 64 GiB) and at most 1032 times the bytes read
+//!    from the file so far, and a `state.bin` header announcing more than
+//!    `max_bytes` is refused before its bytes are read — so a small hostile
+//!    file (a nested gzip layer, a base-256 tar size) costs work in
+//!    proportion to its size, not hours.
 //!
 //! A problem inside the archive is reported only after the whole stream was
 //! read and its gzip trailers held, so a damaged download is reported as
@@ -35,6 +41,7 @@ mod archive;
 pub mod auth;
 mod error;
 mod gzip;
+mod limits;
 mod source;
 mod streaming;
 
@@ -47,10 +54,12 @@ use serde::{Deserialize, Serialize};
 
 pub use archive::{SMALL_ENTRY_LIMIT, TAR_PADDING_LIMIT};
 pub use error::{Layer, VerifyError};
+pub use limits::{DEFAULT_MAX_SNAPSHOT_BYTES, Limits, MAX_INFLATE_RATIO};
 pub use streaming::VerifyingWriter;
 
 use archive::read_full;
 use gzip::Gunzip;
+use limits::Capped;
 use source::{CHUNK, Source};
 
 /// What identifies a verified snapshot: its raft position (from `meta.json`)
@@ -100,8 +109,13 @@ pub struct SealedSums {
 /// returning the bytes of `SHA256SUMS` and `SHA256SUMS.sealed`. OpenBao
 /// writes them after `state.bin`, so this inflates the whole stream.
 pub fn sealed_sums_reader<R: Read>(r: R) -> Result<SealedSums, VerifyError> {
+    sealed_sums_reader_with(r, Limits::default())
+}
+
+/// [`sealed_sums_reader`] with other [`Limits`] than the defaults.
+pub fn sealed_sums_reader_with<R: Read>(r: R, limits: Limits) -> Result<SealedSums, VerifyError> {
     let mut src = Source::new(r);
-    let contents = read_archive(&mut src)?;
+    let contents = read_archive(&mut src, limits)?;
     let (file_size, sha256) = src.finish()?;
     let checked = contents.conclude()?;
     Ok(SealedSums {
@@ -121,15 +135,25 @@ pub fn sealed_sums_reader<R: Read>(r: R) -> Result<SealedSums, VerifyError> {
 /// [`sealed_sums_reader`] on a file; failing to open it is
 /// [`VerifyError::Io`].
 pub fn sealed_sums_file(path: &Path) -> Result<SealedSums, VerifyError> {
+    sealed_sums_file_with(path, Limits::default())
+}
+
+/// [`sealed_sums_file`] with other [`Limits`] than the defaults.
+pub fn sealed_sums_file_with(path: &Path, limits: Limits) -> Result<SealedSums, VerifyError> {
     let file = File::open(path).map_err(VerifyError::Io)?;
-    sealed_sums_reader(file)
+    sealed_sums_reader_with(file, limits)
 }
 
 /// [`verify_reader`] on a file; failing to open or read it is
 /// [`VerifyError::Io`] (check `io`).
 pub fn verify_file(path: &Path) -> Result<Identity, VerifyError> {
+    verify_file_with(path, Limits::default())
+}
+
+/// [`verify_file`] with other [`Limits`] than the defaults.
+pub fn verify_file_with(path: &Path, limits: Limits) -> Result<Identity, VerifyError> {
     let file = File::open(path).map_err(VerifyError::Io)?;
-    verify_reader(file)
+    sealed_sums_reader_with(file, limits).map(|s| s.identity)
 }
 
 /// The one "newest" rule, used everywhere a snapshot is chosen: the higher
@@ -147,19 +171,25 @@ pub fn newest_key(index: u64, term: u64, time: jiff::Timestamp) -> (u64, u64, ji
 }
 
 /// Inflates the outer gzip layer (and one extra, if present) and walks the
-/// archive to the very end of the stream.
-fn read_archive<R: Read>(src: &mut Source<R>) -> Result<archive::Contents, VerifyError> {
+/// archive to the very end of the stream, within `limits`.
+fn read_archive<R: Read>(
+    src: &mut Source<R>,
+    limits: Limits,
+) -> Result<archive::Contents, VerifyError> {
+    let stored = src.consumed();
     // Small buffer: it only serves the magic peek and tar headers; big reads
     // of state.bin bypass it.
     let mut outer = BufReader::with_capacity(64 * 1024, Gunzip::new(src, Layer::Outer));
     let mut magic = [0u8; 2];
     let n = read_full(&mut outer, &mut magic)?;
-    let mut stream = magic.get(..n).unwrap_or(&[]).chain(outer);
+    let stream = magic.get(..n).unwrap_or(&[]).chain(outer);
     let mut buf = vec![0u8; CHUNK];
+    let max = limits.max_bytes;
     if magic == [0x1f, 0x8b] && n == 2 {
-        archive::walk(&mut Gunzip::new(stream, Layer::Inner), &mut buf)
+        let inner = Gunzip::new(stream, Layer::Inner);
+        archive::walk(&mut Capped::new(inner, stored, limits), &mut buf, max)
     } else {
-        archive::walk(&mut stream, &mut buf)
+        archive::walk(&mut Capped::new(stream, stored, limits), &mut buf, max)
     }
 }
 

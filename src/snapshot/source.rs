@@ -9,7 +9,9 @@
 //! Must never interpret the bytes, hold more than those buffers, or panic on
 //! input; a read error is reported as `VerifyError::Io`.
 
+use std::cell::Cell;
 use std::io::{self, BufRead, Read};
+use std::rc::Rc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
@@ -30,6 +32,9 @@ pub(crate) struct Source<R> {
     filled: usize,
     eof: bool,
     total: u64,
+    /// Bytes consumed so far (read by the layers above), shared with the
+    /// inflate cap ([`super::limits`]).
+    consumed: Rc<Cell<u64>>,
     hasher: WholeFileHasher,
 }
 
@@ -125,8 +130,14 @@ impl<R: Read> Source<R> {
             filled: 0,
             eof: false,
             total: 0,
+            consumed: Rc::new(Cell::new(0)),
             hasher: WholeFileHasher::start(),
         }
+    }
+
+    /// A live count of the bytes consumed so far.
+    pub(crate) fn consumed(&self) -> Rc<Cell<u64>> {
+        Rc::clone(&self.consumed)
     }
 
     /// Call once every byte was consumed: the byte count and the lowercase
@@ -198,5 +209,7 @@ impl<R: Read> BufRead for Source<R> {
 
     fn consume(&mut self, amt: usize) {
         self.pos = self.pos.saturating_add(amt).min(self.filled);
+        let unread = (self.filled - self.pos) as u64;
+        self.consumed.set(self.total.saturating_sub(unread));
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! [`VerifyingWriter`] wraps the writer a snapshot is streamed into (the
 //! local store's temp file) and hands a copy of every byte the writer
-//! accepted to [`sealed_sums_reader`] running on a blocking thread. The snapshot
+//! accepted to [`super::sealed_sums_reader`] running on a blocking thread. The snapshot
 //! is verified as it arrives — the same checks, on exactly the bytes written
 //! — instead of being read back from disk after the stream ended (for a
 //! 512 MiB snapshot that read-back was ~0.9 s of every run).
@@ -23,7 +23,7 @@ use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
 
-use super::{SealedSums, VerifyError, sealed_sums_reader};
+use super::{Limits, SealedSums, VerifyError, sealed_sums_reader_with};
 
 /// Writes queued for the verifier before the writer waits for it.
 const SLOTS: usize = 16;
@@ -39,13 +39,21 @@ pub struct VerifyingWriter<W> {
 impl<W: AsyncWrite + Unpin> VerifyingWriter<W> {
     /// Starts the verifier (a blocking task: call inside a Tokio runtime).
     pub fn new(inner: W) -> Self {
+        Self::with_limits(inner, Limits::default())
+    }
+
+    /// [`VerifyingWriter::new`] with other [`Limits`] than the defaults.
+    pub fn with_limits(inner: W, limits: Limits) -> Self {
         let (tx, rx) = mpsc::channel(SLOTS);
         let verifier = tokio::task::spawn_blocking(move || {
-            sealed_sums_reader(ChannelReader {
-                rx,
-                cur: Vec::new(),
-                pos: 0,
-            })
+            sealed_sums_reader_with(
+                ChannelReader {
+                    rx,
+                    cur: Vec::new(),
+                    pos: 0,
+                },
+                limits,
+            )
         });
         VerifyingWriter {
             inner,

@@ -448,6 +448,13 @@ fn one_of_each() -> Vec<VerifyError> {
             state_len: 2,
         },
         VerifyError::SealedSumsEmpty,
+        VerifyError::TooLarge { limit: 1 },
+        VerifyError::InflateRatio {
+            ratio: 1,
+            inflated: 2,
+            stored: 1,
+        },
+        VerifyError::StateTooLarge { size: 2, limit: 1 },
     ]
 }
 
@@ -477,4 +484,142 @@ fn check_names_match_diagnostic_codes_and_the_list() {
         VerifyError::CHECKS.len(),
         "CHECKS lists a check no variant has"
     );
+}
+
+/// A gzip member holding `len` zero bytes (about `len / 1000` bytes).
+fn zeros_member(len: usize) -> Vec<u8> {
+    gzip(&vec![0u8; len], Compression::best())
+}
+
+/// A `.snap.gz`-shaped file (two gzip layers) whose tar starts with
+/// `meta.json` and a `state.bin` header announcing `state_size` bytes, then
+/// `gib` GiB of zeros — about 2 KiB per GiB on disk, as concatenated gzip
+/// members in both layers (each member is valid on its own).
+fn nested_bomb(state_size: u64, gib: usize) -> Vec<u8> {
+    let meta = meta_json(1, 1, state_size);
+    let mut head = Vec::new();
+    head.extend_from_slice(
+        header(b"meta.json", meta.len() as u64, tar::EntryType::Regular).as_bytes(),
+    );
+    head.extend_from_slice(&meta);
+    head.resize(head.len().div_ceil(512) * 512, 0);
+    head.extend_from_slice(header(b"state.bin", state_size, tar::EntryType::Regular).as_bytes());
+    // Inner layer: the tar head, then 1 MiB-of-zeros members; outer layer:
+    // the inner head, then members of 1024 inner members (1 GiB of tar each).
+    let mut file = gzip(&gzip(&head, Compression::best()), Compression::best());
+    let inner_gib = zeros_member(1 << 20).repeat(1024);
+    let outer_gib = gzip(&inner_gib, Compression::best());
+    for _ in 0..gib {
+        file.extend_from_slice(&outer_gib);
+    }
+    file
+}
+
+/// Counts the bytes read from the file.
+struct Counted<'a>(&'a [u8], u64);
+
+impl Read for Counted<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(out)?;
+        self.1 += n as u64;
+        Ok(n)
+    }
+}
+
+/// Issue 18, item 4: 64 GiB of tar in ~150 KiB. Before the caps, verify
+/// inflated all of it (minutes to hours); now the ratio stops it after a
+/// few MiB of inflate.
+#[test]
+fn a_nested_gzip_bomb_is_refused_by_the_ratio() {
+    let file = nested_bomb(60 << 30, 64);
+    assert!(file.len() < 512 << 10, "{} bytes on disk", file.len());
+    let mut r = Counted(&file, 0);
+    let err = sealed_sums_reader(&mut r).expect_err("a bomb");
+    let read = r.1;
+    let VerifyError::InflateRatio {
+        ratio,
+        inflated,
+        stored,
+    } = err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(ratio, MAX_INFLATE_RATIO);
+    // The work done: a few MiB of tar, not 60 GiB.
+    assert!(inflated < 64 << 20, "inflated {inflated}");
+    assert!(stored <= read, "{stored} > {read}");
+    let text = VerifyError::InflateRatio {
+        ratio,
+        inflated,
+        stored,
+    }
+    .to_string();
+    assert!(
+        text.starts_with("the snapshot inflates more than 1032x: "),
+        "{text}"
+    );
+}
+
+/// A `state.bin` header announcing more than the limit (here 4 TiB, a
+/// base-256 size) is refused before any of its bytes is inflated.
+#[test]
+fn an_oversized_state_header_is_refused_before_streaming() {
+    let file = nested_bomb(4 << 40, 1);
+    let err = verify_reader(&file[..]).expect_err("too large");
+    assert!(
+        matches!(
+            err,
+            VerifyError::StateTooLarge {
+                size,
+                limit: DEFAULT_MAX_SNAPSHOT_BYTES
+            } if size == 4 << 40
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the tar header of state.bin announces 4398046511104 bytes, more than the 68719476736-byte limit"
+    );
+    // A lower limit applies to the header too.
+    let small = snapshot(&valid_entries(noise(3 << 20, 4)));
+    let err = sealed_sums_reader_with(&small[..], Limits { max_bytes: 1 << 20 }).expect_err("cap");
+    assert_eq!(err.check(), "state-too-large");
+}
+
+/// The absolute cap counts every inflated byte (headers, padding), not only
+/// state.bin; below it, a snapshot verifies as before.
+#[test]
+fn the_absolute_cap_counts_the_whole_tar() {
+    let file = snapshot(&valid_entries(noise((1 << 20) - 1024, 4)));
+    let tight = Limits { max_bytes: 1 << 20 };
+    let err = sealed_sums_reader_with(&file[..], tight).expect_err("over 1 MiB of tar");
+    assert!(
+        matches!(err, VerifyError::TooLarge { limit } if limit == 1 << 20),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the snapshot inflates to more than 1048576 bytes, the limit"
+    );
+    let roomy = Limits { max_bytes: 2 << 20 };
+    assert!(sealed_sums_reader_with(&file[..], roomy).is_ok());
+}
+
+/// One layer never reaches the ratio: zeros at the best level (deflate's
+/// best case). A `.snap.gz` of real-looking data (encrypted values, some
+/// zero pages) stays far below it too.
+#[test]
+fn one_layer_of_zeros_is_within_the_ratio() {
+    let tar = tar_bytes(&valid_entries(vec![0u8; 32 << 20]));
+    let once = gzip(&tar, Compression::best());
+    assert!(
+        tar.len() / once.len() > 1000,
+        "ratio {}",
+        tar.len() / once.len()
+    );
+    assert!(check_of(&once).is_ok());
+    let mut state = noise(4 << 20, 8);
+    state.extend(std::iter::repeat_n(0u8, 4 << 20));
+    let snap = gzip(&tar_bytes(&valid_entries(state)), Compression::default());
+    assert!(check_of(&gzip(&snap, Compression::best())).is_ok());
 }

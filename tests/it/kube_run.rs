@@ -119,6 +119,7 @@ impl Harness {
              \x20       port: {port}\n\
              \x20       scheme: http\n\
              \x20       trust: {trust}\n\
+             \x20   allowInsecureHttp: true\n\
              \x20   auth: {{tokenFile: {token}}}\n\
              \x20   timeouts: {{connect: 2s, request: {request}, streamIdle: 30s}}\n\
              \x20 local:\n\

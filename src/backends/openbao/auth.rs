@@ -3,12 +3,23 @@
 //! Kubernetes login (`auth/<mount>/login` with the service-account JWT)
 //! whose token is cached until the server answers 403.
 //!
+//! With `audience` set (`cluster.auth.kubernetes.audience`, e.g. `openbao`),
+//! the JWT file must be a projected service-account token for that
+//! audience: its `aud` claim is read (not verified: OpenBao does that)
+//! before the login, and a token for another audience (the API server's,
+//! which a rogue node could replay against the API) is not sent.
+//!
 //! Must never: log, format or persist a token or the JWT, or send either
-//! to anything but a configured node.
+//! to anything but a configured node (over plain http only as
+//! `client.rs` allows).
 
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
+use base64::Engine;
+use zeroize::Zeroizing;
+
+use super::client::wiped_body;
 use super::error::{Attempt, quote, status_error};
 use super::{Auth, HttpOpenBao};
 use crate::backends::BaoError;
@@ -47,12 +58,15 @@ impl HttpOpenBao {
                 role,
                 mount,
                 jwt_file,
+                audience,
             } => {
                 let mut cached = self.login_token.lock().await;
                 if let Some(t) = cached.as_ref() {
                     return Ok(t.clone());
                 }
-                let token = self.kubernetes_login(node, role, mount, jwt_file).await?;
+                let token = self
+                    .kubernetes_login(node, role, mount, jwt_file, audience.as_deref())
+                    .await?;
                 *cached = Some(token.clone());
                 Ok(token)
             }
@@ -66,8 +80,10 @@ impl HttpOpenBao {
         role: &str,
         mount: &str,
         jwt_file: &std::path::Path,
+        audience: Option<&str>,
     ) -> Result<Secret, Attempt> {
         let n = self.node(node)?;
+        self.secret_channel(n, "the service-account token (Kubernetes login)")?;
         let jwt = read_secret_file(jwt_file).map_err(|e| {
             Attempt::fatal(
                 BaoError::refused(
@@ -85,10 +101,26 @@ impl HttpOpenBao {
             role: &'a str,
             jwt: &'a str,
         }
-        let body = serde_json::to_vec(&Body {
-            role,
-            jwt: jwt.expose(),
-        })
+        if let Some(want) = audience {
+            check_audience(jwt.expose(), want).map_err(|why| {
+                Attempt::fatal(BaoError::refused(
+                    &n.name,
+                    format!(
+                        "the service-account token {} {why}, not `{want}` (cluster.auth.kubernetes.audience): it is not sent; mount a projected serviceAccountToken with `audience: {want}` and point jwtFile at it",
+                        jwt_file.display()
+                    ),
+                ))
+            })?;
+        }
+        // Sized for the JWT: no reallocation leaves a copy behind.
+        let mut body = Zeroizing::new(Vec::with_capacity(jwt.expose().len() + role.len() + 64));
+        serde_json::to_writer(
+            &mut *body,
+            &Body {
+                role,
+                jwt: jwt.expose(),
+            },
+        )
         .map_err(|e| {
             Attempt::fatal(
                 BaoError::failed(&n.name, "cannot encode the login request").caused_by(e),
@@ -98,7 +130,7 @@ impl HttpOpenBao {
         let rb = self
             .request(n, Method::POST, &path, None)?
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
+            .body(wiped_body(body));
         let reply = self.exchange(n, rb).await?;
         match reply.status {
             StatusCode::OK => {
@@ -122,5 +154,71 @@ impl HttpOpenBao {
             ))),
             _ => Err(status_error(&n.name, &path, &reply)),
         }
+    }
+}
+
+/// Why a JWT's `aud` claim does not hold `want` ("is for audience […]"),
+/// read without verifying the signature (OpenBao verifies it). The claim
+/// values are audiences, not secrets; nothing else of the token is shown.
+fn check_audience(jwt: &str, want: &str) -> Result<(), String> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Aud {
+        One(String),
+        Many(Vec<String>),
+    }
+    #[derive(Deserialize)]
+    struct Claims {
+        aud: Option<Aud>,
+    }
+    let payload = jwt
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| "is not a JWT (no payload part)".to_string())?;
+    let bytes = Zeroizing::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(|_| "is not a JWT (its payload is not base64url)".to_string())?,
+    );
+    let claims: Claims = serde_json::from_slice(&bytes)
+        .map_err(|_| "is not a JWT (its payload is not a JSON object)".to_string())?;
+    let auds = match claims.aud {
+        None => Vec::new(),
+        Some(Aud::One(a)) => vec![a],
+        Some(Aud::Many(a)) => a,
+    };
+    if auds.iter().any(|a| a == want) {
+        Ok(())
+    } else {
+        Err(format!("is for audience {auds:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(claims: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.sig", b64(r#"{"alg":"RS256"}"#), b64(claims))
+    }
+
+    #[test]
+    fn the_audience_claim_must_hold_the_configured_audience() {
+        assert!(check_audience(&jwt(r#"{"aud":["openbao"]}"#), "openbao").is_ok());
+        assert!(check_audience(&jwt(r#"{"aud":"openbao","sub":"x"}"#), "openbao").is_ok());
+        assert_eq!(
+            check_audience(
+                &jwt(r#"{"aud":["https://kubernetes.default.svc.cluster.local"]}"#),
+                "openbao"
+            ),
+            Err(r#"is for audience ["https://kubernetes.default.svc.cluster.local"]"#.into())
+        );
+        assert_eq!(
+            check_audience(&jwt(r#"{"sub":"x"}"#), "openbao"),
+            Err("is for audience []".into())
+        );
+        assert!(check_audience("not-a-jwt", "openbao").is_err());
+        assert!(check_audience("a.%%%.c", "openbao").is_err());
     }
 }

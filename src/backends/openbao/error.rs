@@ -50,7 +50,10 @@ pub(super) fn transport_error(node: &str, e: reqwest::Error) -> Attempt {
 /// An unexpected status: 403 is a refusal; 503 (sealed) may be retried;
 /// everything else (429 standby, other 5xx, 4xx) fails without retry.
 pub(super) fn status_error(node: &str, path: &str, reply: &Reply) -> Attempt {
-    let detail = format!("{path} answered {}: {}", reply.status, quote(&reply.body));
+    let mut detail = format!("{path} answered {}: {}", reply.status, quote(&reply.body));
+    if reply.cut {
+        detail.push_str(" (the answer is longer than 1 MiB; not read further)");
+    }
     if reply.status == StatusCode::FORBIDDEN {
         return Attempt::fatal(BaoError::refused(node, detail));
     }
@@ -123,7 +126,8 @@ mod tests {
     fn invalid_key_size_is_its_own_variant_with_the_same_message() {
         let reply = |status: u16, body: &[u8]| Reply {
             status: StatusCode::from_u16(status).unwrap(),
-            body: body.to_vec(),
+            body: zeroize::Zeroizing::new(body.to_vec()),
+            cut: false,
         };
         let rejected = reply(400, br#"{"errors":["invalid key size"]}"#);
         let e = invalid_key_size("bao-0", "sys/unseal", &rejected).expect("recognised");

@@ -35,6 +35,10 @@
 //! - **Retries**: the snapshot call retries (exponential backoff with jitter,
 //!   bounded by [`Retry`]) only on connection errors and 503, and only while
 //!   nothing was written to `out`; 403 is never retried.
+//! - **Cleartext**: key shares, `sys/init`, tokens and the login JWT go over
+//!   plain http only to loopback nodes unless `cluster.allowInsecureHttp`
+//!   (listed and discovered nodes alike: the check is per request, in
+//!   `client.rs`); non-snapshot answers are read up to 1 MiB.
 //! - **Auth** is resolved only when a snapshot is requested (`observe` needs
 //!   no token): a token file is re-read each time (mounted Secrets rotate); a
 //!   Kubernetes login happens on the node being snapshotted and its token is
@@ -124,6 +128,8 @@ enum Auth {
         role: String,
         mount: String,
         jwt_file: PathBuf,
+        /// The `aud` the JWT must hold (see `auth.rs`).
+        audience: Option<String>,
     },
 }
 
@@ -146,6 +152,9 @@ pub struct HttpOpenBao {
     login_token: tokio::sync::Mutex<Option<Secret>>,
     timeouts: Timeouts,
     retry: Retry,
+    /// `spec.cluster.allowInsecureHttp`: secrets may go over plain http to
+    /// a non-loopback node (see `client.rs`).
+    allow_insecure_http: bool,
 }
 
 impl fmt::Debug for HttpOpenBao {
@@ -163,6 +172,7 @@ impl fmt::Debug for HttpOpenBao {
                 role,
                 mount,
                 jwt_file,
+                ..
             } => format!(
                 "kubernetes (role {role}, mount {mount}, jwt file {})",
                 jwt_file.display()
@@ -248,6 +258,7 @@ impl HttpOpenBao {
                     role: k.role.clone(),
                     mount: k.mount.trim_matches('/').to_string(),
                     jwt_file: PathBuf::from(&k.jwt_file),
+                    audience: k.audience.clone(),
                 },
                 (None, None) => Auth::None,
             },
@@ -259,6 +270,7 @@ impl HttpOpenBao {
             login_token: tokio::sync::Mutex::new(None),
             timeouts,
             retry: Retry::default(),
+            allow_insecure_http: cfg.allow_insecure_http,
         })
     }
 

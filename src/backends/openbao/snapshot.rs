@@ -16,7 +16,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::client::Reply;
+use super::client::{Reply, read_capped};
 use super::error::{Attempt, quote, status_error, transport_error};
 use super::{Auth, HttpOpenBao, Leader};
 use crate::backends::BaoError;
@@ -139,13 +139,16 @@ impl HttpOpenBao {
         let name = self.node(target)?.name.clone();
         let status = resp.status();
         if status != StatusCode::OK {
-            let body = tokio::time::timeout(self.timeouts.request, resp.bytes())
+            // At most MAX_BODY bytes of an error answer are read.
+            let reply = tokio::time::timeout(self.timeouts.request, read_capped(resp))
                 .await
                 .ok()
                 .and_then(Result::ok)
-                .map(|b| b.to_vec())
-                .unwrap_or_default();
-            let reply = Reply { status, body };
+                .unwrap_or(Reply {
+                    status,
+                    body: Default::default(),
+                    cut: false,
+                });
             if status == StatusCode::FORBIDDEN {
                 if matches!(self.auth, Auth::Kubernetes { .. }) {
                     *self.login_token.lock().await = None;

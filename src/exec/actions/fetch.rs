@@ -96,8 +96,11 @@ pub(super) async fn run(
         let p2 = path.clone();
         let key = key.clone();
         // One pass: verify, and (with usable keys) open the sealed sums.
+        let limits = crate::snapshot::Limits {
+            max_bytes: a.policy.max_snapshot_bytes,
+        };
         let checked = tokio::task::spawn_blocking(move || {
-            crate::snapshot::sealed_sums_file(&p2).map(|s| {
+            crate::snapshot::sealed_sums_file_with(&p2, limits).map(|s| {
                 let verdict = match key.as_deref() {
                     Ok(k) => auth::authenticate_with_key(&s.sealed, &s.sums, k)
                         .map_err(|e| e.to_string()),

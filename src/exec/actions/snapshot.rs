@@ -37,7 +37,13 @@ pub(super) async fn run(
     }
     let path = begun.path;
     // Verified while it streams: the verify action need not read it back.
-    let mut out = crate::snapshot::VerifyingWriter::new(tokio::fs::File::from_std(begun.file));
+    let limits = crate::snapshot::Limits {
+        max_bytes: a.policy.max_snapshot_bytes,
+    };
+    let mut out = crate::snapshot::VerifyingWriter::with_limits(
+        tokio::fs::File::from_std(begun.file),
+        limits,
+    );
     let node_name = state
         .lock()
         .await

@@ -64,14 +64,11 @@ fn nodes(c: &Cluster, out: &mut Vec<Finding>) -> Option<Nodes> {
                     );
                 }
                 if u.scheme() == "http" && !is_loopback_host(u.host_str().unwrap_or("")) {
-                    out.push(
-                        Finding::warning(
-                            Code::InsecureHttp,
-                            p.clone(),
-                            format!("plain http to {}: tokens and snapshots cross the network unencrypted", u.host_str().unwrap_or("")),
-                        )
-                        .help("use https:// with tls.caFile"),
-                    );
+                    out.push(insecure_http(
+                        c,
+                        p.clone(),
+                        format!("plain http to {}", u.host_str().unwrap_or("")),
+                    ));
                 }
                 listed.push(ListedNode {
                     name: n
@@ -94,6 +91,15 @@ fn nodes(c: &Cluster, out: &mut Vec<Finding>) -> Option<Nodes> {
             );
         }
     }
+    if let Some(d) = &c.discovery
+        && d.kubernetes.scheme == model::Scheme::Http
+    {
+        out.push(insecure_http(
+            c,
+            "/spec/cluster/discovery/kubernetes/scheme".into(),
+            "discovered pods are addressed with plain http".into(),
+        ));
+    }
     if !clean_since(out, start) {
         return None;
     }
@@ -104,6 +110,24 @@ fn nodes(c: &Cluster, out: &mut Vec<Finding>) -> Option<Nodes> {
     }
 }
 
+/// Plain http to a node that is not loopback: an error, unless
+/// `allowInsecureHttp` says the network is trusted (then a warning). The
+/// run-time check is in the OpenBao client.
+fn insecure_http(c: &Cluster, path: String, what: String) -> Finding {
+    let message = format!(
+        "{what}: unseal keys, the root token, the login token and snapshots would cross the network unencrypted"
+    );
+    if c.allow_insecure_http {
+        Finding::warning(Code::InsecureHttp, path, message).help(
+            "allowed by spec.cluster.allowInsecureHttp; use https:// with tls.caFile where you can",
+        )
+    } else {
+        Finding::error(Code::InsecureHttp, path, message).help(
+            "use https:// with tls.caFile, or set spec.cluster.allowInsecureHttp: true if the network to the nodes is trusted (snapward refuses to send keys or tokens over it otherwise)",
+        )
+    }
+}
+
 /// `Some(None)`: no auth; `None`: an error was reported.
 fn auth(c: &Cluster, out: &mut Vec<Finding>) -> Option<Option<AuthSettings>> {
     let Some(a) = &c.auth else {
@@ -111,6 +135,22 @@ fn auth(c: &Cluster, out: &mut Vec<Finding>) -> Option<Option<AuthSettings>> {
     };
     match (&a.token_file, &a.kubernetes) {
         (Some(file), None) => Some(Some(AuthSettings::TokenFile(file.into()))),
+        (None, Some(k))
+            if k.audience.is_some() && k.jwt_file == model::KubernetesAuth::DEFAULT_JWT_FILE =>
+        {
+            out.push(
+                Finding::error(
+                    Code::InvalidValue,
+                    "/spec/cluster/auth/kubernetes/jwtFile",
+                    format!(
+                        "audience {:?} is set, but jwtFile is the pod's default token, whose audience is the API server",
+                        k.audience.as_deref().unwrap_or_default()
+                    ),
+                )
+                .help("mount a projected serviceAccountToken with that audience (e.g. at /var/run/secrets/openbao/token) and set jwtFile to it"),
+            );
+            None
+        }
         (None, Some(k)) => Some(Some(AuthSettings::Kubernetes {
             role: k.role.clone(),
             mount: k.mount.clone(),

@@ -13,6 +13,7 @@ mod cluster;
 mod guards;
 mod json_schema;
 mod keys;
+mod limits;
 mod metrics;
 mod parse;
 mod restore;
@@ -26,6 +27,8 @@ use super::model::PolicyDocument;
 use super::valid::{GuardSettings, ValidPolicy};
 use crate::diag::{Code, Finding, Severity};
 use json_schema::schema_findings;
+/// `spec.maxSnapshotBytes` sizes (`64Gi`), also `verify --max-snapshot-bytes`.
+pub use limits::parse_bytes;
 /// Still named by `backends/s3.rs`, which re-parses its target's timeouts;
 /// once it takes `S3Settings` (`TargetKind::S3`) this need not be public.
 pub use parse::{TimeoutError, parse_timeout};
@@ -172,6 +175,7 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
     keys::authenticity(spec.unseal_keys.is_some(), spec.targets.len(), out);
     metrics::check(spec.metrics.as_ref(), out);
     guards::always_on(&spec.guards, out);
+    let max_snapshot_bytes = limits::max_snapshot_bytes(spec.max_snapshot_bytes.as_deref(), out);
 
     let (sources, restore) = restore?;
     let guards = GuardSettings {
@@ -187,6 +191,7 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
         unseal_keys: unseal_keys?,
         guards,
         schedule_interval: interval?,
+        max_snapshot_bytes: max_snapshot_bytes?,
         doc,
     })
 }
