@@ -17,6 +17,7 @@
 #   bao write auth/kubernetes/role/snapward \
 #       bound_service_account_names=snapward \
 #       bound_service_account_namespaces=openbao \
+#       audience=openbao \
 #       token_policies=snapward \
 #       token_ttl=15m \
 #       token_max_ttl=1h

@@ -814,6 +814,29 @@ fn every_path_the_policy_names_is_mounted() {
                 }
                 let (m, rel) = mount_holding(pod, path)
                     .unwrap_or_else(|| panic!("{ctx}: {field} {path} is not on a mounted volume"));
+                // The login token: a projected token for the policy's
+                // audience, never the API server's (issue 18, item 3).
+                if *field == "cluster.auth.kubernetes.jwtFile" {
+                    let audience = spec
+                        .cluster
+                        .auth
+                        .as_ref()
+                        .and_then(|a| a.kubernetes.as_ref())
+                        .and_then(|k| k.audience.clone())
+                        .unwrap_or_else(|| panic!("{ctx}: the OpenBao login names no audience"));
+                    let projected = arr(m.volume, "/projected/sources")
+                        .into_iter()
+                        .find(|src| s(src, "/serviceAccountToken/path") == Some(rel.as_str()))
+                        .unwrap_or_else(|| {
+                            panic!("{ctx}: {field} {path} is not a projected service-account token")
+                        });
+                    assert_eq!(
+                        s(projected, "/serviceAccountToken/audience"),
+                        Some(audience.as_str()),
+                        "{ctx}: {field}"
+                    );
+                    assert_ne!(audience, "", "{ctx}");
+                }
                 if let Some(secret) = s(m.volume, "/secret/secretName") {
                     let items = arr(m.volume, "/secret/items");
                     let key = if items.is_empty() {
