@@ -43,14 +43,6 @@ pub enum Item {
     CannotAuthenticate {
         reason: String,
     },
-    /// A restore candidate taken from another cluster than the newest one
-    /// (as recorded at upload): skipped unless a human names it.
-    OtherCluster {
-        store: String,
-        name: String,
-        cluster_id: String,
-        expected: String,
-    },
     /// An upload without a tag (no usable keys): the object will be foreign.
     UploadedUntagged {
         name: String,
@@ -262,15 +254,6 @@ impl fmt::Display for Item {
             } => write!(
                 f,
                 "{store}: foreign {name}: not counted, never deleted ({reason})"
-            ),
-            Item::OtherCluster {
-                store,
-                name,
-                cluster_id,
-                expected,
-            } => write!(
-                f,
-                "{store}: skipped {name}: taken from cluster {cluster_id}, not {expected} (the newest snapshot's); name it with `snapward restore --snapshot` to restore it anyway"
             ),
             Item::CannotAuthenticate { reason } => write!(
                 f,

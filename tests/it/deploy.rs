@@ -825,7 +825,7 @@ fn every_path_the_policy_names_is_mounted() {
                         .and_then(|k| k.audience.clone())
                         .unwrap_or_else(|| panic!("{ctx}: the OpenBao login names no audience"));
                     let projected = arr(m.volume, "/projected/sources")
-                        .into_iter()
+                        .iter()
                         .find(|src| s(src, "/serviceAccountToken/path") == Some(rel.as_str()))
                         .unwrap_or_else(|| {
                             panic!("{ctx}: {field} {path} is not a projected service-account token")

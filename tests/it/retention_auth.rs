@@ -312,3 +312,72 @@ async fn forged_local_snapshots_fill_no_slot_and_are_never_mirrored() {
     );
     assert!(on_s3.contains(&second), "{on_s3:?}");
 }
+
+/// Snapshots of two clusters under one prefix — a validly tagged object
+/// (made here with the stored keys, as only a key holder can) that
+/// records another cluster id: snapward cannot tell which cluster this
+/// is, so the automatic restore refuses (exit 3) before anything is
+/// written; named by a human, the genuine newest is restored.
+#[tokio::test]
+async fn candidates_of_two_clusters_are_refused_unless_a_human_names_one() {
+    let mut d = Drill::single(true).await;
+    let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
+    let mut o = d.opts();
+    o.s3 = true;
+    o.s3_keep = 5;
+    let policy = d.policy("policy", &o);
+    let (_, token) = d.snapward_init(&policy, &keys_dir).await;
+    d.write_marker("before").await;
+    let (_, genuine) = d.backup(&policy, &snap_dir).await;
+
+    // A key holder's object, recorded from another cluster.
+    let shares: Vec<snapward::secret::Secret> = (0..3)
+        .filter_map(|i| fs::read_to_string(keys_dir.join(format!("unseal-key-{i}"))).ok())
+        .map(|s| snapward::secret::Secret::new(s.trim()))
+        .collect();
+    let key = snapward::snapshot::auth::tag::ObjectKey::derive(
+        &snapward::snapshot::auth::key_from_shares(&shares).expect("the stored shares combine"),
+    );
+    let other = format!("{SNAP_PREFIX}20000101-000000.snap");
+    let id = snapward::snapshot::verify_file(&snap_dir.join(&genuine)).expect("genuine");
+    let tag = key.tag(&snapward::snapshot::auth::tag::Claims {
+        name: &other,
+        size: id.file_size,
+        sha256: &id.sha256,
+        index: id.index,
+        term: id.term,
+        cluster_id: "another-cluster",
+    });
+    plant(&d, &genuine, &other, |m| {
+        m.insert("snapward-cluster-id".into(), "another-cluster".into());
+        m.insert("snapward-tag".into(), tag.clone());
+    })
+    .await;
+
+    d.bao.wipe(0).await;
+    for n in snap_names(&snap_dir) {
+        fs::remove_file(snap_dir.join(n)).expect("remove local snapshot");
+    }
+    let r = d.run(&policy).await;
+    r.expect_exit(3).expect_status("fetch", "failed");
+    assert!(
+        r.reason("fetch").contains("2 clusters") && r.reason("fetch").contains("another-cluster"),
+        "{}",
+        r.context()
+    );
+    assert!(
+        foreign(&r).is_empty(),
+        "both objects authenticate\n{}",
+        r.context()
+    );
+    assert!(!d.initialized(0).await, "nothing was restored");
+
+    let named = d
+        .snapward("restore", &policy, &["--snapshot", &genuine])
+        .await;
+    named.expect_exit(0);
+    for id in RESTORE {
+        named.expect_status(id, "succeeded");
+    }
+    d.expect_data(&token, &["before"], &[]).await;
+}

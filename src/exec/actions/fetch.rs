@@ -48,31 +48,28 @@ pub(super) async fn run(
         auth::key_from_shares(&tri!(a.read_stored_keys().await).keys).map_err(|e| e.to_string()),
     );
     let mut items = Vec::new();
-    // The cluster this restore brings back: the one the newest candidate
-    // was taken from, as recorded at upload (tagged, so not forgeable).
-    let expected_cluster = cands
+    // The cluster this restore brings back, as recorded at upload (tagged,
+    // so not forgeable without the keys). Candidates of several clusters:
+    // snapward cannot tell which one this is — a human names the snapshot.
+    let clusters: std::collections::BTreeSet<&str> = cands
         .iter()
-        .find_map(|rc| rc.claimed.as_ref().and_then(|c| c.cluster_id.clone()));
+        .filter_map(|rc| rc.claimed.as_ref().and_then(|c| c.cluster_id.as_deref()))
+        .collect();
+    if clusters.len() > 1 && a.only_snapshot.is_none() {
+        let why = format!(
+            "the restore sources hold snapshots of {} clusters (ids {}): snapward cannot tell which one this cluster is. Check `snapward list`, then name the snapshot: `snapward restore --snapshot NAME`. Nothing was changed.",
+            clusters.len(),
+            clusters.iter().copied().collect::<Vec<_>>().join(", ")
+        );
+        state.lock().await.refusal = Some(why.clone());
+        return Outcome::failed(why);
+    }
     // The newest valid snapshot the keys do not authenticate, if none does.
     let mut fallback: Option<RestoreSource> = None;
     for rc in cands {
         let (store, c, claimed) = (rc.store, rc.candidate, rc.claimed);
         if cancel.is_cancelled() {
             return Outcome::failed("cancelled").with_items(items);
-        }
-        if let (Some(expected), Some(cid)) = (
-            &expected_cluster,
-            claimed.as_ref().and_then(|c| c.cluster_id.as_ref()),
-        ) && cid != expected
-            && a.only_snapshot.as_deref() != Some(c.id.as_str())
-        {
-            items.push(Item::OtherCluster {
-                store: store.clone(),
-                name: c.id.clone(),
-                cluster_id: cid.clone(),
-                expected: expected.clone(),
-            });
-            continue;
         }
         let (path, temp) = if StoreId::from_name(&store).is_local() {
             (a.local.path_of(&c.id), false)
