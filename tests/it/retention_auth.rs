@@ -69,6 +69,28 @@ fn foreign(r: &crate::support::outcome::Outcome) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// A single-node drill with the S3 target (`keepLast` `s3_keep`),
+/// initialised by snapward: the drill, its policy and the root token.
+async fn initialised(s3_keep: u32) -> (Drill, std::path::PathBuf, String) {
+    let mut d = Drill::single(true).await;
+    let keys_dir = d.keys_dir();
+    let mut o = d.opts();
+    o.s3 = true;
+    o.s3_keep = s3_keep;
+    let policy = d.policy("policy", &o);
+    let (_, token) = d.snapward_init(&policy, &keys_dir).await;
+    (d, policy, token)
+}
+
+/// The cluster and its local snapshots are lost; the bucket remains.
+async fn lose_cluster_and_local(d: &mut Drill) {
+    d.bao.wipe(0).await;
+    let snap_dir = d.snap_dir();
+    for n in snap_names(&snap_dir) {
+        fs::remove_file(snap_dir.join(n)).expect("remove local snapshot");
+    }
+}
+
 fn future(n: u32) -> String {
     format!("{SNAP_PREFIX}2099{:02}01-000000.snap", n.clamp(1, 12))
 }
@@ -196,13 +218,8 @@ async fn retention_counts_only_authenticated_snapshots_forged_objects_cannot_mak
 /// the file does not match its listing.
 #[tokio::test]
 async fn a_rollback_under_a_newer_name_is_never_restored() {
-    let mut d = Drill::single(true).await;
-    let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
-    let mut o = d.opts();
-    o.s3 = true;
-    o.s3_keep = 5;
-    let policy = d.policy("policy", &o);
-    let (_, token) = d.snapward_init(&policy, &keys_dir).await;
+    let (mut d, policy, token) = initialised(5).await;
+    let snap_dir = d.snap_dir();
     d.write_marker("old").await;
     let (_, oldest) = d.backup(&policy, &snap_dir).await;
     d.write_marker("new").await;
@@ -213,11 +230,7 @@ async fn a_rollback_under_a_newer_name_is_never_restored() {
     })
     .await;
 
-    // The cluster and its local snapshots are lost; the bucket remains.
-    d.bao.wipe(0).await;
-    for n in snap_names(&snap_dir) {
-        fs::remove_file(snap_dir.join(n)).expect("remove local snapshot");
-    }
+    lose_cluster_and_local(&mut d).await;
 
     // Named by a human: fetched, and refused for not being what it claims.
     let named = d
@@ -320,13 +333,8 @@ async fn forged_local_snapshots_fill_no_slot_and_are_never_mirrored() {
 /// written; named by a human, the genuine newest is restored.
 #[tokio::test]
 async fn candidates_of_two_clusters_are_refused_unless_a_human_names_one() {
-    let mut d = Drill::single(true).await;
+    let (mut d, policy, token) = initialised(5).await;
     let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
-    let mut o = d.opts();
-    o.s3 = true;
-    o.s3_keep = 5;
-    let policy = d.policy("policy", &o);
-    let (_, token) = d.snapward_init(&policy, &keys_dir).await;
     d.write_marker("before").await;
     let (_, genuine) = d.backup(&policy, &snap_dir).await;
 
@@ -354,10 +362,7 @@ async fn candidates_of_two_clusters_are_refused_unless_a_human_names_one() {
     })
     .await;
 
-    d.bao.wipe(0).await;
-    for n in snap_names(&snap_dir) {
-        fs::remove_file(snap_dir.join(n)).expect("remove local snapshot");
-    }
+    lose_cluster_and_local(&mut d).await;
     let r = d.run(&policy).await;
     r.expect_exit(3).expect_status("fetch", "failed");
     assert!(
