@@ -19,7 +19,7 @@ use snapward::snapshot::Identity;
 use tokio::sync::{Barrier, Mutex};
 use tokio_util::sync::CancellationToken;
 
-const POLICY: &str = "apiVersion: snapward.dev/v1alpha1\nkind: SnapshotPolicy\nmetadata: {name: t}\nspec:\n  cluster: {nodes: [{address: \"http://127.0.0.1:8200\"}]}\n  local: {path: /snap, retention: {keepLast: 3}}\n  targets:\n    - {name: a, filesystem: {path: /a}, retention: {keepLast: 3}}\n    - {name: b, filesystem: {path: /b}, retention: {keepLast: 3}}\n";
+const POLICY: &str = "apiVersion: snapward.dev/v1alpha1\nkind: SnapshotPolicy\nmetadata: {name: t}\nspec:\n  cluster: {nodes: [{address: \"http://127.0.0.1:8200\"}]}\n  local: {path: /snap, retention: {keepLast: 3}}\n  targets:\n    - {name: a, filesystem: {path: /a}, retention: {keepLast: 3}}\n    - {name: b, filesystem: {path: /b}, retention: {keepLast: 3}}\n  unsealKeys: {files: {directory: /keys}}\n";
 
 fn dag() -> plan::Dag {
     let mut r = policy::lint_text("t.yaml", POLICY, true);

@@ -156,6 +156,11 @@ invalid_fixture!(
     ["policy::unknown-source"]
 );
 invalid_fixture!(target_kind, "target-kind.yaml", ["policy::target-kind"]);
+invalid_fixture!(
+    unauthenticated_retention,
+    "unauthenticated-retention.yaml",
+    ["policy::unauthenticated-retention"]
+);
 
 #[test]
 fn warnings_only_policy_is_still_valid() {

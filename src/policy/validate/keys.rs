@@ -54,7 +54,7 @@ pub(super) fn authenticity(has_key_store: bool, targets: usize, out: &mut Vec<Fi
         out.push(
             Finding::warning(
                 Code::UnauthenticatedRetention,
-                "/spec/unsealKeys",
+                "/spec/targets",
                 "no key store: snapward cannot authenticate what the targets list, so whoever can write to a target can steer what prune deletes and what a restore picks",
             )
             .help("name the key store (spec.unsealKeys): uploads are then tagged and only authenticated snapshots count"),
