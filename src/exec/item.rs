@@ -43,6 +43,15 @@ pub enum Item {
     CannotAuthenticate {
         reason: String,
     },
+    /// The policy's `spec.init` shape differs from the one recorded with the
+    /// stored keys; the recorded one is used.
+    #[serde(rename_all = "camelCase")]
+    KeyShapeMismatch {
+        stored_shares: u32,
+        stored_threshold: u32,
+        policy_shares: u32,
+        policy_threshold: u32,
+    },
     /// An upload without a tag (no usable keys): the object will be foreign.
     UploadedUntagged {
         name: String,
@@ -254,6 +263,15 @@ impl fmt::Display for Item {
             } => write!(
                 f,
                 "{store}: foreign {name}: not counted, never deleted ({reason})"
+            ),
+            Item::KeyShapeMismatch {
+                stored_shares,
+                stored_threshold,
+                policy_shares,
+                policy_threshold,
+            } => write!(
+                f,
+                "warning: spec.init says {policy_shares} shares, threshold {policy_threshold}, but the stored keys were made with {stored_shares} shares, threshold {stored_threshold}: using the stored shape; correct spec.init"
             ),
             Item::CannotAuthenticate { reason } => write!(
                 f,

@@ -1544,6 +1544,7 @@ async fn debug_never_shows_a_secret() {
             Secret::new(secret("unseal-key-b")),
         ],
         root_token: Some(Secret::new(secret("root-token"))),
+        shape: None,
     };
     show("StoredKeys", format!("{keys:?}"));
     show("StoredKeys {:#?}", format!("{keys:#?}"));

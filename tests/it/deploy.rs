@@ -2199,6 +2199,7 @@ async fn admission_policy_admits_what_snapward_sends() {
         ks.create(&StoredKeys {
             keys: vec![Secret::new("share-0".to_string())],
             root_token: None,
+            shape: None,
         })
         .await
         .unwrap();

@@ -48,6 +48,10 @@ fn keys(n: usize, root: bool) -> StoredKeys {
             .map(|i| Secret::new(format!("share-{i}-SECRET")))
             .collect(),
         root_token: root.then(|| Secret::new("s.ROOT-SECRET")),
+        shape: Some(snapward::backends::keys::KeyShape {
+            shares: n as u32,
+            threshold: 1,
+        }),
     }
 }
 

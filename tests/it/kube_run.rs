@@ -360,7 +360,8 @@ async fn kube_init_creates_the_key_secret_once_then_backup_only_reads_it() {
     }
     assert_eq!(seal(&bao.seal_status(0).await), (true, false), "unsealed");
 
-    // The Secret: created once, immutable, every share + the root token.
+    // The Secret: created once, immutable, every share + the root token,
+    // and the key shape (not a secret).
     let secret = h.kube.get("secrets", NS, SECRET).expect("the key Secret");
     assert_eq!(secret["immutable"], json!(true));
     let mut names: Vec<String> = h
@@ -372,7 +373,13 @@ async fn kube_init_creates_the_key_secret_once_then_backup_only_reads_it() {
     names.sort();
     assert_eq!(
         names,
-        ["root-token", "unseal-key-0", "unseal-key-1", "unseal-key-2"]
+        [
+            "key-shape",
+            "root-token",
+            "unseal-key-0",
+            "unseal-key-1",
+            "unseal-key-2"
+        ]
     );
     let secret_writes = writes_to(&h.kube.requests_to("secrets"));
     assert_eq!(

@@ -28,6 +28,7 @@ mod fuzz_smoke;
 mod hardening_dos;
 mod hardening_local;
 mod hardening_transport;
+mod key_shape;
 mod kube;
 mod kube_run;
 mod list;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{KeyStore, KeyStoreError, StoredKeys};
+use super::{KeyShape, KeyStore, KeyStoreError, SHAPE_ENTRY, StoredKeys};
 use crate::backends::error::Cause;
 use crate::secret::Secret;
 
@@ -71,7 +71,16 @@ impl FileKeyStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(self.unavailable(e)),
         };
-        Ok(StoredKeys { keys, root_token })
+        let shape = match fs::read_to_string(self.dir.join(SHAPE_ENTRY)) {
+            Ok(t) => KeyShape::from_record(&t),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(self.unavailable(e)),
+        };
+        Ok(StoredKeys {
+            keys,
+            root_token,
+            shape,
+        })
     }
 
     fn write_new(path: &Path, value: &Secret) -> io::Result<()> {
@@ -102,6 +111,10 @@ impl FileKeyStore {
         }
         if let Some(t) = &keys.root_token {
             Self::write_new(&self.dir.join(&self.root_token_key), t)
+                .map_err(|e| self.unavailable(e))?;
+        }
+        if let Some(shape) = keys.shape {
+            Self::write_new(&self.dir.join(SHAPE_ENTRY), &Secret::new(shape.to_record()))
                 .map_err(|e| self.unavailable(e))?;
         }
         fs::File::open(&self.dir)

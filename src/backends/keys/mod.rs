@@ -22,11 +22,45 @@ use async_trait::async_trait;
 use crate::backends::error::{Cause, with_cause};
 use crate::secret::Secret;
 
-/// Keys as stored: every share present, and the root token if it was kept.
+/// Keys as stored: every share present, the root token if it was kept,
+/// and the shape the barrier was made with, if recorded.
 #[derive(Debug, Clone)]
 pub struct StoredKeys {
     pub keys: Vec<Secret>,
     pub root_token: Option<Secret>,
+    /// Recorded by snapward's init (entry [`SHAPE_ENTRY`]); `None` for keys
+    /// stored by hand.
+    pub shape: Option<KeyShape>,
+}
+
+/// The entry that records the key shape, beside the shares: not a secret.
+pub const SHAPE_ENTRY: &str = "key-shape";
+
+/// Shares and threshold of the barrier the stored keys belong to. A restore
+/// temp-initialises node 0 with exactly this shape (another shape leaves
+/// the restored node refusing the stored keys with "invalid key size").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyShape {
+    pub shares: u32,
+    pub threshold: u32,
+}
+
+impl KeyShape {
+    /// The record as stored (`{"shares":3,"threshold":2}`).
+    pub fn to_record(self) -> String {
+        format!(
+            "{{\"shares\":{},\"threshold\":{}}}",
+            self.shares, self.threshold
+        )
+    }
+
+    /// Parses a stored record; `None` for anything that is not a possible
+    /// shape (then the policy's shape is used, and the report says so).
+    pub fn from_record(text: &str) -> Option<Self> {
+        let s: Self = serde_json::from_str(text.trim()).ok()?;
+        (s.threshold >= 1 && s.threshold <= s.shares).then_some(s)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,5 +146,32 @@ impl KeyStore for UnavailableKeyStore {
     }
     async fn create(&self, _keys: &StoredKeys) -> Result<(), KeyStoreError> {
         Err(KeyStoreError::unavailable(self.location(), &self.reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyShape;
+
+    #[test]
+    fn a_key_shape_record_round_trips_and_impossible_ones_are_ignored() {
+        let s = KeyShape {
+            shares: 5,
+            threshold: 3,
+        };
+        assert_eq!(KeyShape::from_record(&s.to_record()), Some(s));
+        assert_eq!(
+            KeyShape::from_record(" {\"shares\":1,\"threshold\":1}\n").map(|s| s.shares),
+            Some(1)
+        );
+        for bad in [
+            "",
+            "3/2",
+            "{\"shares\":2,\"threshold\":3}",
+            "{\"shares\":2,\"threshold\":0}",
+            "{\"shares\":3,\"threshold\":2,\"extra\":1}",
+        ] {
+            assert_eq!(KeyShape::from_record(bad), None, "{bad}");
+        }
     }
 }

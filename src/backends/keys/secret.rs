@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use zeroize::Zeroizing;
 
-use super::{KeyStore, KeyStoreError, StoredKeys};
+use super::{KeyShape, KeyStore, KeyStoreError, SHAPE_ENTRY, StoredKeys};
 use crate::backends::kube::CONTROLLER;
 use crate::backends::kube::error::{Op, is_object_not_found, status_code};
 use crate::secret::Secret;
@@ -151,6 +151,12 @@ impl SecretKeyStore {
                 ByteString(t.expose().as_bytes().to_vec()),
             );
         }
+        if let Some(shape) = keys.shape {
+            data.insert(
+                SHAPE_ENTRY.to_string(),
+                ByteString(shape.to_record().into_bytes()),
+            );
+        }
         let mut secret = KubeSecret {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
@@ -233,11 +239,16 @@ impl KeyStore for SecretKeyStore {
             .collect();
         let mut shares: Vec<(u32, Secret)> = Vec::new();
         let mut root_token = None;
+        let mut shape = None;
         for (entry, value) in &entries {
             if let Some(i) = self.share_index(entry) {
                 shares.push((i, self.decode(entry, value)?));
             } else if *entry == self.root_token_key {
                 root_token = Some(self.decode(entry, value)?);
+            } else if entry == SHAPE_ENTRY {
+                shape = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(KeyShape::from_record);
             }
         }
         if shares.is_empty() {
@@ -257,6 +268,7 @@ impl KeyStore for SecretKeyStore {
         Ok(StoredKeys {
             keys: shares.into_iter().map(|(_, k)| k).collect(),
             root_token,
+            shape,
         })
     }
 
@@ -273,6 +285,7 @@ impl KeyStore for SecretKeyStore {
         let probe = StoredKeys {
             keys: vec![Secret::new("dry-run")],
             root_token: None,
+            shape: None,
         };
         self.post(&probe, true).await
     }

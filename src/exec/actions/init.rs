@@ -4,7 +4,7 @@
 use tokio::sync::Mutex;
 
 use super::{Actions, tri};
-use crate::backends::keys::{KeyStoreError, StoredKeys};
+use crate::backends::keys::{KeyShape, KeyStoreError, StoredKeys};
 use crate::exec::Outcome;
 use crate::exec::state::RunState;
 
@@ -31,6 +31,10 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
             let stored = StoredKeys {
                 keys: r.keys,
                 root_token: Some(r.root_token),
+                shape: Some(KeyShape {
+                    shares: init.shares,
+                    threshold: init.threshold,
+                }),
             };
             state.lock().await.new_keys = Some(stored);
             Outcome::ok(format!(

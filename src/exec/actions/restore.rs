@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::unsealing::{POLL, poll, unseal_with};
 use super::{Actions, tri};
+use crate::backends::keys::KeyShape;
 use crate::exec::state::RunState;
 use crate::exec::{Item, Outcome};
 
@@ -23,27 +24,54 @@ pub(super) async fn run(
         return Outcome::failed("no snapshot chosen");
     };
     let init = &a.policy.doc.spec.init;
+    let policy_shape = KeyShape {
+        shares: init.shares,
+        threshold: init.threshold,
+    };
     // The stored keys must be readable before anything is changed.
     let stored = tri!(a.read_stored_keys().await);
-    if (stored.keys.len() as u32) < init.threshold {
+    let mut items = Vec::new();
+    // Same shape as the stored keys — otherwise the restored node refuses
+    // them ("invalid key size"): the shape recorded at init wins over the
+    // policy's (a typo in spec.init must not break a recovery).
+    let (shape, from) = match stored.shape {
+        Some(s) => {
+            if s != policy_shape {
+                items.push(Item::KeyShapeMismatch {
+                    stored_shares: s.shares,
+                    stored_threshold: s.threshold,
+                    policy_shares: policy_shape.shares,
+                    policy_threshold: policy_shape.threshold,
+                });
+            }
+            (s, "recorded with the keys")
+        }
+        None => (
+            policy_shape,
+            "spec.init: no shape is recorded with the keys",
+        ),
+    };
+    if (stored.keys.len() as u32) < shape.threshold {
         return Outcome::failed(format!(
-            "the key store holds {} key(s), fewer than the threshold {}",
+            "the key store holds {} key(s), fewer than the threshold {} ({from})",
             stored.keys.len(),
-            init.threshold
-        ));
+            shape.threshold
+        ))
+        .with_items(items);
     }
     drop(stored);
     let c = a.ceremony.as_ref();
-    let mut items = Vec::new();
     tri!(a.mark_restore_started(&src));
-    // Same shape as the stored keys: otherwise they fail with "invalid key size".
-    let temp = match c.init(0, init.shares, init.threshold).await {
+    let temp = match c.init(0, shape.shares, shape.threshold).await {
         Ok(t) => t,
-        Err(e) => return Outcome::failed(format!("temporary init of node 0 failed: {e}")),
+        Err(e) => {
+            return Outcome::failed(format!("temporary init of node 0 failed: {e}"))
+                .with_items(items);
+        }
     };
     items.push(Item::step(format!(
-        "node 0 temp-initialised ({} shares, threshold {})",
-        init.shares, init.threshold
+        "node 0 temp-initialised ({} shares, threshold {}: {from})",
+        shape.shares, shape.threshold
     )));
     crate::crash::crash_point!("restore.after-temp-init");
     match unseal_with(c, 0, &temp.keys, a.policy.restore.apply_timeout, cancel).await {
