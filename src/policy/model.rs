@@ -212,7 +212,7 @@ pub struct Tls {
     pub server_name: Option<String>,
 }
 
-/// Exactly one of `tokenFile` or `kubernetes`.
+/// Exactly one auth method: `tokenFile`, `kubernetes`, `appRole` or `jwt`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Auth {
@@ -221,6 +221,48 @@ pub struct Auth {
     pub token_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_role: Option<AppRoleAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtAuth>,
+}
+
+/// OpenBao's AppRole auth method: `POST auth/<mount>/login` with the
+/// role_id and secret_id read from files at run time (trimmed).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppRoleAuth {
+    #[serde(default = "default_approle_mount")]
+    pub mount: String,
+    /// A file holding the role_id.
+    pub role_id_file: String,
+    /// A file holding the secret_id (a mounted Secret).
+    pub secret_id_file: String,
+}
+
+fn default_approle_mount() -> String {
+    "approle".into()
+}
+
+/// OpenBao's JWT auth method: `POST auth/<mount>/login` with `role` and
+/// the JWT read from `jwtFile` at run time (e.g. a projected
+/// service-account token).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtAuth {
+    #[serde(default = "default_jwt_mount")]
+    pub mount: String,
+    pub role: String,
+    /// A file holding the JWT.
+    pub jwt_file: String,
+    /// The audience the JWT must hold in its `aud` claim (the role's
+    /// `bound_audiences`): a JWT for another audience is not sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+fn default_jwt_mount() -> String {
+    "jwt".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -69,7 +69,7 @@ pub struct ListedNode {
     pub address: url::Url,
 }
 
-/// Exactly one of `tokenFile` or `kubernetes`.
+/// Exactly one auth method (see `model::Auth`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthSettings {
     TokenFile(PathBuf),
@@ -77,6 +77,18 @@ pub enum AuthSettings {
         role: String,
         /// As written (default `kubernetes`).
         mount: String,
+        jwt_file: PathBuf,
+    },
+    AppRole {
+        /// As written (default `approle`).
+        mount: String,
+        role_id_file: PathBuf,
+        secret_id_file: PathBuf,
+    },
+    Jwt {
+        /// As written (default `jwt`).
+        mount: String,
+        role: String,
         jwt_file: PathBuf,
     },
 }

@@ -14,6 +14,7 @@
 mod support;
 
 mod auth;
+mod auth_methods;
 mod backup;
 mod bad_input;
 mod bao_faults;

@@ -34,15 +34,17 @@
 //!   least every `streamIdle`, or the call fails with [`BaoError::Stalled`].
 //! - **Retries**: the snapshot call retries (exponential backoff with jitter,
 //!   bounded by [`Retry`]) only on connection errors and 503, and only while
-//!   nothing was written to `out`; 403 is never retried.
+//!   nothing was written to `out`; 403 is retried only when the refused
+//!   token was a login token an earlier request used (with a new login).
 //! - **Cleartext**: key shares, `sys/init`, tokens and the login JWT go over
 //!   plain http only to loopback nodes unless `cluster.allowInsecureHttp`
 //!   (listed and discovered nodes alike: the check is per request, in
 //!   `client.rs`); non-snapshot answers are read up to 1 MiB.
 //! - **Auth** is resolved only when a snapshot is requested (`observe` needs
 //!   no token): a token file is re-read each time (mounted Secrets rotate); a
-//!   Kubernetes login happens on the node being snapshotted and its token is
-//!   cached until the server answers 403.
+//!   login (Kubernetes, AppRole, JWT) happens on the node being snapshotted
+//!   and its token is cached until a third of its lease is left or the
+//!   server answers 403; then snapward logs in again.
 //!
 //! Adding an endpoint (init, unseal, restore-force for the restore path):
 //! build the call with `request` (per node, optional token), send it with
@@ -54,7 +56,8 @@
 //!
 //! - `client.rs`: the per-node HTTP client (TLS, `tls.serverName`, no
 //!   proxies, no pooling) and the request/answer plumbing;
-//! - `auth.rs`: the token for a snapshot (token file, Kubernetes login);
+//! - `auth.rs`: the token for a snapshot (token file; Kubernetes, AppRole
+//!   or JWT login, and when a login token is re-acquired);
 //! - `observe.rs`: `sys/seal-status`, `sys/init`, `sys/leader` and the
 //!   three-valued node state;
 //! - `snapshot.rs`: the active-node check, redirects, streaming, retries;
@@ -131,6 +134,19 @@ enum Auth {
         /// The `aud` the JWT must hold (see `auth.rs`).
         audience: Option<String>,
     },
+    /// `cluster.auth.appRole` (see `auth.rs`).
+    AppRole {
+        mount: String,
+        role_id_file: PathBuf,
+        secret_id_file: PathBuf,
+    },
+    /// `cluster.auth.jwt` (see `auth.rs`).
+    Jwt {
+        mount: String,
+        role: String,
+        jwt_file: PathBuf,
+        audience: Option<String>,
+    },
 }
 
 struct Node {
@@ -148,8 +164,9 @@ struct Node {
 pub struct HttpOpenBao {
     nodes: Vec<Node>,
     auth: Auth,
-    /// The Kubernetes-login token, cached until a 403.
-    login_token: tokio::sync::Mutex<Option<Secret>>,
+    /// The token of the last login (Kubernetes, AppRole, JWT), cached
+    /// while its lease has time left and until a 403 (see `auth.rs`).
+    login_token: tokio::sync::Mutex<Option<auth::LoginToken>>,
     timeouts: Timeouts,
     retry: Retry,
     /// `spec.cluster.allowInsecureHttp`: secrets may go over plain http to
@@ -175,6 +192,24 @@ impl fmt::Debug for HttpOpenBao {
                 ..
             } => format!(
                 "kubernetes (role {role}, mount {mount}, jwt file {})",
+                jwt_file.display()
+            ),
+            Auth::AppRole {
+                mount,
+                role_id_file,
+                secret_id_file,
+            } => format!(
+                "approle (mount {mount}, role_id file {}, secret_id file {})",
+                role_id_file.display(),
+                secret_id_file.display()
+            ),
+            Auth::Jwt {
+                mount,
+                role,
+                jwt_file,
+                ..
+            } => format!(
+                "jwt (role {role}, mount {mount}, jwt file {})",
                 jwt_file.display()
             ),
         };
@@ -247,6 +282,7 @@ impl HttpOpenBao {
 
         let auth = match cfg.auth.as_ref() {
             None => Auth::None,
+            Some(a) if a.app_role.is_some() || a.jwt.is_some() => Auth::login_method(a)?,
             Some(a) => match (&a.token_file, &a.kubernetes) {
                 (Some(_), Some(_)) => {
                     return Err(config_err(

@@ -18,7 +18,7 @@ use url::Url;
 
 use super::client::{Reply, read_capped};
 use super::error::{Attempt, quote, status_error, transport_error};
-use super::{Auth, HttpOpenBao, Leader};
+use super::{HttpOpenBao, Leader};
 use crate::backends::BaoError;
 use crate::secret::Secret;
 
@@ -150,16 +150,19 @@ impl HttpOpenBao {
                     cut: false,
                 });
             if status == StatusCode::FORBIDDEN {
-                if matches!(self.auth, Auth::Kubernetes { .. }) {
-                    *self.login_token.lock().await = None;
-                }
-                return Err(Attempt::fatal(BaoError::refused(
-                    &name,
-                    format!(
-                        "{SNAPSHOT_PATH} answered 403 ({}); the token needs `read` on {SNAPSHOT_PATH}",
-                        quote(&reply.body)
+                // A cached login token may have been revoked or have
+                // expired: one retry logs in again (auth.rs).
+                let relogin = self.forget_login().await;
+                return Err(Attempt {
+                    err: BaoError::refused(
+                        &name,
+                        format!(
+                            "{SNAPSHOT_PATH} answered 403 ({}); the token needs `read` on {SNAPSHOT_PATH}",
+                            quote(&reply.body)
+                        ),
                     ),
-                )));
+                    retry: relogin,
+                });
             }
             return Err(status_error(&name, SNAPSHOT_PATH, &reply));
         }

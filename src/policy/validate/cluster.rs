@@ -133,6 +133,36 @@ fn auth(c: &Cluster, out: &mut Vec<Finding>) -> Option<Option<AuthSettings>> {
     let Some(a) = &c.auth else {
         return Some(None);
     };
+    let set = auth_methods(a);
+    if set.len() != 1 {
+        let which = match set.as_slice() {
+            [] => "none is set".to_string(),
+            _ => format!("{} are set", set.join(" and ")),
+        };
+        out.push(
+            Finding::error(
+                Code::AuthKind,
+                "/spec/cluster/auth",
+                format!("give exactly one auth method: `tokenFile`, `kubernetes`, `appRole` or `jwt` ({which})"),
+            )
+            .help("tokenFile for a mounted token; kubernetes, appRole or jwt for that OpenBao auth method"),
+        );
+        return None;
+    }
+    if let Some(r) = &a.app_role {
+        return Some(Some(AuthSettings::AppRole {
+            mount: r.mount.clone(),
+            role_id_file: (&r.role_id_file).into(),
+            secret_id_file: (&r.secret_id_file).into(),
+        }));
+    }
+    if let Some(j) = &a.jwt {
+        return Some(Some(AuthSettings::Jwt {
+            mount: j.mount.clone(),
+            role: j.role.clone(),
+            jwt_file: (&j.jwt_file).into(),
+        }));
+    }
     match (&a.token_file, &a.kubernetes) {
         (Some(file), None) => Some(Some(AuthSettings::TokenFile(file.into()))),
         (None, Some(k))
@@ -168,6 +198,19 @@ fn auth(c: &Cluster, out: &mut Vec<Finding>) -> Option<Option<AuthSettings>> {
             None
         }
     }
+}
+
+/// The auth methods `a` sets, by their policy names.
+fn auth_methods(a: &model::Auth) -> Vec<&'static str> {
+    [
+        ("tokenFile", a.token_file.is_some()),
+        ("kubernetes", a.kubernetes.is_some()),
+        ("appRole", a.app_role.is_some()),
+        ("jwt", a.jwt.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
 }
 
 fn timeouts(t: &model::Timeouts, out: &mut Vec<Finding>) -> Option<ClusterTimeouts> {

@@ -297,6 +297,48 @@ fn token_file_auth() {
     );
 }
 
+#[test]
+fn approle_and_jwt_auth_keep_their_defaults() {
+    let p = valid(json!({"spec": {"cluster": {"auth": {"appRole": {
+        "roleIdFile": "/run/approle/role-id", "secretIdFile": "/run/approle/secret-id"
+    }}}}}));
+    assert_eq!(
+        p.cluster.auth,
+        Some(AuthSettings::AppRole {
+            mount: "approle".into(),
+            role_id_file: "/run/approle/role-id".into(),
+            secret_id_file: "/run/approle/secret-id".into(),
+        })
+    );
+    let p = valid(json!({"spec": {"cluster": {"auth": {"jwt": {
+        "role": "snapward", "jwtFile": "/var/run/secrets/openbao/token", "audience": "openbao"
+    }}}}}));
+    assert_eq!(
+        p.cluster.auth,
+        Some(AuthSettings::Jwt {
+            mount: "jwt".into(),
+            role: "snapward".into(),
+            jwt_file: "/var/run/secrets/openbao/token".into(),
+        })
+    );
+}
+
+/// Exactly one auth method; the error names the ones that are set.
+#[rstest]
+#[case::two(json!({"tokenFile": "/t", "appRole": {"roleIdFile": "/r", "secretIdFile": "/s"}}), "tokenFile and appRole are set")]
+#[case::jwt_and_kubernetes(json!({"kubernetes": {"role": "a"}, "jwt": {"role": "a", "jwtFile": "/j"}}), "kubernetes and jwt are set")]
+#[case::none(json!({}), "none is set")]
+fn exactly_one_auth_method(#[case] auth: Value, #[case] names: &str) {
+    let (v, findings) = validate(&doc(json!({"spec": {"cluster": {"auth": auth}}})));
+    assert!(v.is_none());
+    assert!(
+        findings.iter().any(|f| f.code == Code::AuthKind
+            && f.path == "/spec/cluster/auth"
+            && f.message.contains(names)),
+        "{findings:#?}"
+    );
+}
+
 #[rstest]
 #[case::secret_names_it(Some("vault"), Some("policy-ns"), Some("vault"))]
 #[case::policy_namespace(None, Some("policy-ns"), Some("policy-ns"))]
