@@ -210,9 +210,18 @@ pub struct Tls {
     /// Name to verify in the certificates when nodes are addressed by IP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
+    /// PEM client certificate (chain) presented to the nodes (mTLS: a
+    /// listener with `tls_require_and_verify_client_cert`, or
+    /// `auth.cert`). Needs `keyFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// PEM private key of `certFile` (unencrypted PKCS#8, RSA or EC).
+    /// Read at start; never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
-/// Exactly one of `tokenFile` or `kubernetes`.
+/// Exactly one of `tokenFile`, `kubernetes` or `cert`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Auth {
@@ -221,6 +230,25 @@ pub struct Auth {
     pub token_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<CertAuth>,
+}
+
+/// OpenBao's TLS certificate auth method: a login with the client
+/// certificate of `cluster.tls` (`certFile`/`keyFile`, required).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertAuth {
+    #[serde(default = "default_cert_mount")]
+    pub mount: String,
+    /// The certificate role to log in with; without it OpenBao tries every
+    /// role of the mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+fn default_cert_mount() -> String {
+    "cert".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

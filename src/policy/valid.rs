@@ -69,7 +69,7 @@ pub struct ListedNode {
     pub address: url::Url,
 }
 
-/// Exactly one of `tokenFile` or `kubernetes`.
+/// Exactly one of `tokenFile`, `kubernetes` or `cert`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthSettings {
     TokenFile(PathBuf),
@@ -78,6 +78,12 @@ pub enum AuthSettings {
         /// As written (default `kubernetes`).
         mount: String,
         jwt_file: PathBuf,
+    },
+    /// TLS certificate login with `cluster.tls` certFile/keyFile.
+    Cert {
+        /// As written (default `cert`).
+        mount: String,
+        role: Option<String>,
     },
 }
 

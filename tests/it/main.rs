@@ -31,6 +31,7 @@ mod hardening_transport;
 mod kube;
 mod kube_run;
 mod list;
+mod mtls;
 mod openbao;
 mod plan_dag;
 mod policy_lint;

@@ -1,7 +1,9 @@
 //! The token a snapshot request carries: none, one given in memory, a token
 //! file re-read on every snapshot (mounted Secrets rotate), or a
 //! Kubernetes login (`auth/<mount>/login` with the service-account JWT)
-//! whose token is cached until the server answers 403.
+//! or a TLS certificate login (`auth/<mount>/login` over the connection
+//! that presents `cluster.tls`'s client certificate), whose token is
+//! cached until the server answers 403.
 //!
 //! With `audience` set (`cluster.auth.kubernetes.audience`, e.g. `openbao`),
 //! the JWT file must be a projected service-account token for that
@@ -70,6 +72,69 @@ impl HttpOpenBao {
                 *cached = Some(token.clone());
                 Ok(token)
             }
+            Auth::Cert { mount, role } => {
+                let mut cached = self.login_token.lock().await;
+                if let Some(t) = cached.as_ref() {
+                    return Ok(t.clone());
+                }
+                let token = self.cert_login(node, mount, role.as_deref()).await?;
+                *cached = Some(token.clone());
+                Ok(token)
+            }
+        }
+    }
+
+    /// `POST /v1/auth/<mount>/login` (`{"name": role}`): OpenBao's TLS
+    /// certificate method reads the client certificate of the TLS
+    /// connection (`cluster.tls` certFile/keyFile), so only https works.
+    async fn cert_login(
+        &self,
+        node: usize,
+        mount: &str,
+        role: Option<&str>,
+    ) -> Result<Secret, Attempt> {
+        let n = self.node(node)?;
+        if n.base.scheme() != "https" {
+            return Err(Attempt::fatal(BaoError::refused(
+                &n.name,
+                format!(
+                    "TLS certificate login (cluster.auth.cert) needs https, but the node is addressed as {}: no client certificate is presented over plain http",
+                    n.address
+                ),
+            )));
+        }
+        let body = match role {
+            Some(r) => serde_json::json!({ "name": r }),
+            None => serde_json::json!({}),
+        };
+        let path = format!("auth/{mount}/login");
+        let rb = self
+            .request(n, Method::POST, &path, None)?
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        let reply = self.exchange(n, rb).await?;
+        let role = role.map_or_else(|| "any role".to_string(), |r| format!("role {r}"));
+        match reply.status {
+            StatusCode::OK => {
+                let parsed: LoginResponse = serde_json::from_slice(&reply.body).map_err(|_| {
+                    // serde's message is not kept: the body holds the token.
+                    Attempt::fatal(BaoError::failed(
+                        &n.name,
+                        format!(
+                            "cert login (mount {mount}) answered 200 without auth.client_token"
+                        ),
+                    ))
+                })?;
+                Ok(Secret::new(parsed.auth.client_token))
+            }
+            s if s.is_client_error() => Err(Attempt::fatal(BaoError::refused(
+                &n.name,
+                format!(
+                    "TLS certificate login ({role}, mount {mount}) refused with {s}: {}; register the CA of tls.certFile (or the certificate itself) with `bao write auth/{mount}/certs/<role> certificate=@ca.pem token_policies=...`",
+                    quote(&reply.body)
+                ),
+            ))),
+            _ => Err(status_error(&n.name, &path, &reply)),
         }
     }
 
@@ -155,6 +220,32 @@ impl HttpOpenBao {
             _ => Err(status_error(&n.name, &path, &reply)),
         }
     }
+}
+
+/// `cluster.auth.cert` as the backend's [`Auth`]: no other method next to
+/// it, and a client certificate to log in with (`cluster.tls`).
+pub(super) fn cert_auth(
+    a: &crate::policy::model::Auth,
+    has_identity: bool,
+) -> Result<Auth, BaoError> {
+    let config_err = |detail: &str| BaoError::refused("cluster", detail);
+    let Some(cert) = &a.cert else {
+        return Err(config_err("cluster.auth.cert is not set"));
+    };
+    if a.token_file.is_some() || a.kubernetes.is_some() {
+        return Err(config_err(
+            "cluster.auth sets cert together with another method; use one",
+        ));
+    }
+    if !has_identity {
+        return Err(config_err(
+            "cluster.auth.cert logs in with the client certificate of cluster.tls: set tls.certFile and tls.keyFile",
+        ));
+    }
+    Ok(Auth::Cert {
+        mount: cert.mount.trim_matches('/').to_string(),
+        role: cert.role.clone(),
+    })
 }
 
 /// Why a JWT's `aud` claim does not hold `want` ("is for audience […]"),

@@ -150,7 +150,7 @@ impl HttpOpenBao {
                     cut: false,
                 });
             if status == StatusCode::FORBIDDEN {
-                if matches!(self.auth, Auth::Kubernetes { .. }) {
+                if matches!(self.auth, Auth::Kubernetes { .. } | Auth::Cert { .. }) {
                     *self.login_token.lock().await = None;
                 }
                 return Err(Attempt::fatal(BaoError::refused(
