@@ -241,8 +241,9 @@ async fn cert_auth_logs_in_and_snapshots() {
     run.expect_exit(4);
     let all = run.everything();
     assert!(
-        all.contains("TLS certificate login (role snapward, mount cert) refused with 4")
-            && all.contains("auth/cert/certs/"),
+        all.contains(
+            "TLS certificate login (role snapward, mount cert) refused with 400 Bad Request"
+        ) && all.contains("auth/cert/certs/"),
         "{}",
         run.context()
     );
