@@ -210,9 +210,18 @@ pub struct Tls {
     /// Name to verify in the certificates when nodes are addressed by IP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
+    /// PEM client certificate (chain) presented to the nodes (mTLS: a
+    /// listener with `tls_require_and_verify_client_cert`, or
+    /// `auth.cert`). Needs `keyFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// PEM private key of `certFile` (unencrypted PKCS#8, RSA or EC).
+    /// Read at start; never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
-/// Exactly one auth method: `tokenFile`, `kubernetes`, `appRole` or `jwt`.
+/// Exactly one auth method: `tokenFile`, `kubernetes`, `appRole`, `jwt` or `cert`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Auth {
@@ -225,6 +234,8 @@ pub struct Auth {
     pub app_role: Option<AppRoleAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<CertAuth>,
 }
 
 /// OpenBao's AppRole auth method: `POST auth/<mount>/login` with the
@@ -263,6 +274,23 @@ pub struct JwtAuth {
 
 fn default_jwt_mount() -> String {
     "jwt".into()
+}
+
+/// OpenBao's TLS certificate auth method: a login with the client
+/// certificate of `cluster.tls` (`certFile`/`keyFile`, required).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertAuth {
+    #[serde(default = "default_cert_mount")]
+    pub mount: String,
+    /// The certificate role to log in with; without it OpenBao tries every
+    /// role of the mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+fn default_cert_mount() -> String {
+    "cert".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -91,6 +91,12 @@ pub enum AuthSettings {
         role: String,
         jwt_file: PathBuf,
     },
+    /// TLS certificate login with `cluster.tls` certFile/keyFile.
+    Cert {
+        /// As written (default `cert`).
+        mount: String,
+        role: Option<String>,
+    },
 }
 
 /// `spec.cluster.timeouts`, each positive.

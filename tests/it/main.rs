@@ -33,6 +33,7 @@ mod key_shape;
 mod kube;
 mod kube_run;
 mod list;
+mod mtls;
 mod openbao;
 mod plan_dag;
 mod policy_lint;

@@ -2,6 +2,9 @@
 //! file re-read on every snapshot (mounted Secrets rotate), or a login
 //! (`POST auth/<mount>/login`) whose token is cached:
 //!
+//! - **TLS certificate** (`cert`): over the connection that presents
+//!   `cluster.tls`'s client certificate, `{name: role}`;
+//!
 //! - **Kubernetes**: `{role, jwt}` with the service-account JWT;
 //! - **JWT** (OpenBao's `jwt` method): `{role, jwt}` with the JWT in
 //!   `jwtFile` (e.g. a projected service-account token);
@@ -110,11 +113,12 @@ impl Auth {
             a.kubernetes.is_some(),
             a.app_role.is_some(),
             a.jwt.is_some(),
+            a.cert.is_some(),
         ];
         if set.iter().filter(|s| **s).count() != 1 {
             return Err(BaoError::refused(
                 "cluster",
-                "cluster.auth sets more than one of tokenFile, kubernetes, appRole and jwt; use one",
+                "cluster.auth sets more than one of tokenFile, kubernetes, appRole, jwt and cert; use one",
             ));
         }
         if let Some(r) = &a.app_role {
@@ -141,7 +145,7 @@ impl Auth {
     fn is_login(&self) -> bool {
         matches!(
             self,
-            Auth::Kubernetes { .. } | Auth::AppRole { .. } | Auth::Jwt { .. }
+            Auth::Kubernetes { .. } | Auth::AppRole { .. } | Auth::Jwt { .. } | Auth::Cert { .. }
         )
     }
 }
@@ -165,9 +169,10 @@ impl HttpOpenBao {
                     .caused_by(e),
                 )
             }),
-            Auth::Kubernetes { .. } | Auth::AppRole { .. } | Auth::Jwt { .. } => {
-                self.login_token_for(node).await
-            }
+            Auth::Kubernetes { .. }
+            | Auth::AppRole { .. }
+            | Auth::Jwt { .. }
+            | Auth::Cert { .. } => self.login_token_for(node).await,
         }
     }
 
@@ -257,6 +262,63 @@ impl HttpOpenBao {
             Auth::None | Auth::Token(_) | Auth::TokenFile(_) => Err(Attempt::fatal(
                 BaoError::refused(&self.node(node)?.name, "no login method configured"),
             )),
+            Auth::Cert { mount, role } => self.cert_login(node, mount, role.as_deref()).await,
+        }
+    }
+
+    /// `POST /v1/auth/<mount>/login` (`{"name": role}`): OpenBao's TLS
+    /// certificate method reads the client certificate of the TLS
+    /// connection (`cluster.tls` certFile/keyFile), so only https works.
+    async fn cert_login(
+        &self,
+        node: usize,
+        mount: &str,
+        role: Option<&str>,
+    ) -> Result<(Secret, Option<Duration>), Attempt> {
+        let n = self.node(node)?;
+        if n.base.scheme() != "https" {
+            return Err(Attempt::fatal(BaoError::refused(
+                &n.name,
+                format!(
+                    "TLS certificate login (cluster.auth.cert) needs https, but the node is addressed as {}: no client certificate is presented over plain http",
+                    n.address
+                ),
+            )));
+        }
+        let body = match role {
+            Some(r) => serde_json::json!({ "name": r }),
+            None => serde_json::json!({}),
+        };
+        let path = format!("auth/{mount}/login");
+        let rb = self
+            .request(n, Method::POST, &path, None)?
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        let reply = self.exchange(n, rb).await?;
+        let role = role.map_or_else(|| "any role".to_string(), |r| format!("role {r}"));
+        match reply.status {
+            StatusCode::OK => {
+                let parsed: LoginResponse = serde_json::from_slice(&reply.body).map_err(|_| {
+                    // serde's message is not kept: the body holds the token.
+                    Attempt::fatal(BaoError::failed(
+                        &n.name,
+                        format!(
+                            "cert login (mount {mount}) answered 200 without auth.client_token"
+                        ),
+                    ))
+                })?;
+                let lease = (parsed.auth.lease_duration > 0)
+                    .then(|| Duration::from_secs(parsed.auth.lease_duration));
+                Ok((Secret::new(parsed.auth.client_token), lease))
+            }
+            s if s.is_client_error() => Err(Attempt::fatal(BaoError::refused(
+                &n.name,
+                format!(
+                    "TLS certificate login ({role}, mount {mount}) refused with {s}: {}; register the CA of tls.certFile (or the certificate itself) with `bao write auth/{mount}/certs/<role> certificate=@ca.pem token_policies=...`",
+                    quote(&reply.body)
+                ),
+            ))),
+            _ => Err(status_error(&n.name, &path, &reply)),
         }
     }
 
@@ -423,6 +485,32 @@ impl HttpOpenBao {
             _ => Err(status_error(&n.name, &path, &reply)),
         }
     }
+}
+
+/// `cluster.auth.cert` as the backend's [`Auth`]: no other method next to
+/// it, and a client certificate to log in with (`cluster.tls`).
+pub(super) fn cert_auth(
+    a: &crate::policy::model::Auth,
+    has_identity: bool,
+) -> Result<Auth, BaoError> {
+    let config_err = |detail: &str| BaoError::refused("cluster", detail);
+    let Some(cert) = &a.cert else {
+        return Err(config_err("cluster.auth.cert is not set"));
+    };
+    if a.token_file.is_some() || a.kubernetes.is_some() || a.app_role.is_some() || a.jwt.is_some() {
+        return Err(config_err(
+            "cluster.auth sets cert together with another method; use one",
+        ));
+    }
+    if !has_identity {
+        return Err(config_err(
+            "cluster.auth.cert logs in with the client certificate of cluster.tls: set tls.certFile and tls.keyFile",
+        ));
+    }
+    Ok(Auth::Cert {
+        mount: cert.mount.trim_matches('/').to_string(),
+        role: cert.role.clone(),
+    })
 }
 
 /// Why a JWT's `aud` claim does not hold `want` ("is for audience […]"),

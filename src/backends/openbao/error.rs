@@ -34,7 +34,10 @@ impl From<BaoError> for Attempt {
 
 /// A transport failure: connection errors may be retried, the rest not.
 pub(super) fn transport_error(node: &str, e: reqwest::Error) -> Attempt {
-    let (what, retry) = if e.is_connect() {
+    let (what, retry) = if let Some(hint) = super::client::tls_refusal(&e) {
+        // A refused client certificate: the same on every retry.
+        (hint, false)
+    } else if e.is_connect() {
         ("cannot connect", true)
     } else if e.is_timeout() {
         ("timed out", false)

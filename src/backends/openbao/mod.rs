@@ -147,6 +147,12 @@ enum Auth {
         jwt_file: PathBuf,
         audience: Option<String>,
     },
+    /// TLS certificate login with the nodes' client certificate
+    /// (`cluster.tls` certFile/keyFile).
+    Cert {
+        mount: String,
+        role: Option<String>,
+    },
 }
 
 struct Node {
@@ -212,6 +218,7 @@ impl fmt::Debug for HttpOpenBao {
                 "jwt (role {role}, mount {mount}, jwt file {})",
                 jwt_file.display()
             ),
+            Auth::Cert { mount, role } => format!("cert (role {role:?}, mount {mount})"),
         };
         let cached = self
             .login_token
@@ -268,10 +275,18 @@ impl HttpOpenBao {
             .map(|s| s.trim().to_ascii_lowercase())
             .filter(|s| !s.is_empty());
 
+        let identity = client::client_identity(tls)?;
+
         let mut built = Vec::with_capacity(nodes.len());
         for (name, address) in nodes {
-            let (base, client) = node_client(&address, server_name.as_deref(), &roots, timeouts)
-                .map_err(|e| BaoError::refused(&name, "").caused_by(e))?;
+            let (base, client) = node_client(
+                &address,
+                server_name.as_deref(),
+                &roots,
+                identity.as_ref(),
+                timeouts,
+            )
+            .map_err(|e| BaoError::refused(&name, "").caused_by(e))?;
             built.push(Node {
                 name,
                 address,
@@ -282,6 +297,7 @@ impl HttpOpenBao {
 
         let auth = match cfg.auth.as_ref() {
             None => Auth::None,
+            Some(a) if a.cert.is_some() => auth::cert_auth(a, identity.is_some())?,
             Some(a) if a.app_role.is_some() || a.jwt.is_some() => Auth::login_method(a)?,
             Some(a) => match (&a.token_file, &a.kubernetes) {
                 (Some(_), Some(_)) => {

@@ -14,10 +14,77 @@ pub(super) fn check(c: &Cluster, out: &mut Vec<Finding>) -> Option<ClusterSettin
     let nodes = nodes(c, out);
     let auth = auth(c, out);
     let timeouts = timeouts(&c.timeouts, out);
+    let identity = client_identity(c, out);
+    identity?;
     Some(ClusterSettings {
         nodes: nodes?,
         auth: auth?,
         timeouts: timeouts?,
+    })
+}
+
+/// `tls.certFile` and `tls.keyFile`: both or neither. The files are read
+/// at run time (lint does no I/O beyond the policy).
+fn client_identity(c: &Cluster, out: &mut Vec<Finding>) -> Option<()> {
+    let Some(tls) = &c.tls else {
+        return Some(());
+    };
+    let missing = match (&tls.cert_file, &tls.key_file) {
+        (Some(_), None) => ("keyFile", "certFile"),
+        (None, Some(_)) => ("certFile", "keyFile"),
+        _ => return Some(()),
+    };
+    out.push(
+        Finding::error(
+            Code::InvalidValue,
+            format!("/spec/cluster/tls/{}", missing.1),
+            format!(
+                "tls.{} is set without tls.{}: a client certificate needs its private key and the key its certificate",
+                missing.1, missing.0
+            ),
+        )
+        .help("set both tls.certFile (PEM certificate) and tls.keyFile (PEM private key), or neither"),
+    );
+    None
+}
+
+/// `auth.cert`: a login with the client certificate of `cluster.tls`,
+/// which only exists over https.
+fn cert_auth(c: &Cluster, cert: &model::CertAuth, out: &mut Vec<Finding>) -> Option<AuthSettings> {
+    let start = out.len();
+    let tls = c.tls.as_ref();
+    if tls.is_none_or(|t| t.cert_file.is_none() || t.key_file.is_none()) {
+        out.push(
+            Finding::error(
+                Code::InvalidValue,
+                "/spec/cluster/auth/cert",
+                "auth.cert logs in with the client certificate of cluster.tls, but tls.certFile and tls.keyFile are not both set",
+            )
+            .help("set spec.cluster.tls.certFile and keyFile to the certificate registered with the cert auth method and its key"),
+        );
+    }
+    let http = c.nodes.iter().flatten().any(|n| {
+        n.address
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("http://")
+    }) || c
+        .discovery
+        .as_ref()
+        .is_some_and(|d| d.kubernetes.scheme == model::Scheme::Http);
+    if http {
+        out.push(
+            Finding::error(
+                Code::InvalidValue,
+                "/spec/cluster/auth/cert",
+                "auth.cert needs https: over plain http no client certificate is presented",
+            )
+            .help("address the nodes with https:// (discovery: scheme https)"),
+        );
+    }
+    clean_since(out, start).then(|| AuthSettings::Cert {
+        mount: cert.mount.clone(),
+        role: cert.role.clone(),
     })
 }
 
@@ -143,11 +210,14 @@ fn auth(c: &Cluster, out: &mut Vec<Finding>) -> Option<Option<AuthSettings>> {
             Finding::error(
                 Code::AuthKind,
                 "/spec/cluster/auth",
-                format!("give exactly one auth method: `tokenFile`, `kubernetes`, `appRole` or `jwt` ({which})"),
+                format!("give exactly one auth method: `tokenFile`, `kubernetes`, `appRole`, `jwt` or `cert` ({which})"),
             )
-            .help("tokenFile for a mounted token; kubernetes, appRole or jwt for that OpenBao auth method"),
+            .help("tokenFile for a mounted token; kubernetes, appRole, jwt or cert for that OpenBao auth method"),
         );
         return None;
+    }
+    if let Some(cert) = &a.cert {
+        return cert_auth(c, cert, out).map(Some);
     }
     if let Some(r) = &a.app_role {
         return Some(Some(AuthSettings::AppRole {
@@ -207,6 +277,7 @@ fn auth_methods(a: &model::Auth) -> Vec<&'static str> {
         ("kubernetes", a.kubernetes.is_some()),
         ("appRole", a.app_role.is_some()),
         ("jwt", a.jwt.is_some()),
+        ("cert", a.cert.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, set)| set.then_some(name))

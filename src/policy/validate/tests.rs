@@ -471,3 +471,67 @@ fn debug_hides_the_pushgateway_password() {
     let shown = format!("{p:?} {p:#?}");
     assert!(!shown.contains("s3cr3t"), "{shown}");
 }
+
+/// Issue 12 item 7: a client certificate needs its key and the key its
+/// certificate (the files themselves are read at run time).
+#[rstest]
+#[case::cert_without_key(json!({"certFile": "/tls/client.pem"}), "/spec/cluster/tls/certFile")]
+#[case::key_without_cert(json!({"keyFile": "/tls/client.key"}), "/spec/cluster/tls/keyFile")]
+fn tls_client_identity_needs_cert_and_key(#[case] tls: Value, #[case] path: &str) {
+    assert_eq!(
+        errors(json!({"spec": {"cluster": {"tls": tls}}})),
+        vec![(Code::InvalidValue, path.to_string())]
+    );
+}
+
+#[test]
+fn tls_client_identity_and_cert_auth() {
+    let tls = json!({"caFile": "/tls/ca.pem", "certFile": "/tls/c.pem", "keyFile": "/tls/c.key"});
+    let p = valid(json!({"spec": {"cluster": {"tls": tls.clone()}}}));
+    assert_eq!(p.cluster.auth, None);
+    let p = valid(json!({"spec": {"cluster": {"tls": tls.clone(), "auth": {"cert": {}}}}}));
+    assert_eq!(
+        p.cluster.auth,
+        Some(AuthSettings::Cert {
+            mount: "cert".into(),
+            role: None
+        })
+    );
+    let auth = json!({"cert": {"mount": "tls-certs", "role": "snapward"}});
+    let p = valid(json!({"spec": {"cluster": {"tls": tls.clone(), "auth": auth}}}));
+    assert_eq!(
+        p.cluster.auth,
+        Some(AuthSettings::Cert {
+            mount: "tls-certs".into(),
+            role: Some("snapward".into())
+        })
+    );
+}
+
+/// `auth.cert` logs in with the client certificate: without one, over
+/// plain http, or next to another method it is an error.
+#[rstest]
+#[case::no_tls(json!({"auth": {"cert": {}}}), Code::InvalidValue, "/spec/cluster/auth/cert")]
+#[case::no_key(
+    json!({"tls": {"certFile": "/c.pem"}, "auth": {"cert": {}}}),
+    Code::InvalidValue,
+    "/spec/cluster/tls/certFile"
+)]
+#[case::plain_http(
+    json!({"nodes": [{"address": "http://127.0.0.1:8200"}], "tls": {"certFile": "/c.pem", "keyFile": "/c.key"}, "auth": {"cert": {}}}),
+    Code::InvalidValue,
+    "/spec/cluster/auth/cert"
+)]
+#[case::two_methods(
+    json!({"tls": {"certFile": "/c.pem", "keyFile": "/c.key"}, "auth": {"cert": {}, "tokenFile": "/t"}}),
+    Code::AuthKind,
+    "/spec/cluster/auth"
+)]
+fn cert_auth_needs_a_client_certificate_over_https(
+    #[case] cluster: Value,
+    #[case] code: Code,
+    #[case] path: &str,
+) {
+    let errs = errors(json!({"spec": {"cluster": cluster}}));
+    assert!(errs.contains(&(code, path.to_string())), "{errs:?}");
+}

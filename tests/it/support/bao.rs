@@ -1,5 +1,6 @@
 //! Real OpenBao servers for integration tests: single node, 3-node raft with
-//! `retry_join`, and a single TLS node (a throwaway CA made with `openssl`).
+//! `retry_join`, and a single TLS node (a throwaway CA made with `openssl`;
+//! also client certificates, and a node that requires one: mTLS).
 //!
 //! The binary is `$SNAPWARD_TEST_BAO` (`eval "$(scripts/test-env.sh)"`).
 //! Every node listens on 127.0.0.1 with ephemeral ports, keeps its raft data
@@ -67,6 +68,16 @@ pub struct TlsFiles {
     pub ca_file: PathBuf,
     /// The only name in the server certificate.
     pub server_name: String,
+    /// PEM of the CA that signs client certificates (the listener's
+    /// `tls_client_ca_file` in [`BaoCluster::single_mtls`]; what a cert
+    /// auth role registers).
+    pub client_ca_file: PathBuf,
+    /// A client certificate signed by `client_ca_file`, and its key.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// A client certificate (and key) signed by another, unrelated CA.
+    pub rogue_cert: PathBuf,
+    pub rogue_key: PathBuf,
 }
 
 /// A set of running OpenBao servers (see the module docs).
@@ -98,7 +109,19 @@ impl BaoCluster {
         Self::launch(1, true).await
     }
 
+    /// [`BaoCluster::single_tls`] whose listener also requires a client
+    /// certificate signed by [`TlsFiles::client_ca_file`]
+    /// (`tls_require_and_verify_client_cert`); the harness presents
+    /// [`TlsFiles::client_cert`].
+    pub async fn single_mtls() -> Self {
+        Self::launch_with(1, true, true).await
+    }
+
     async fn launch(count: usize, tls: bool) -> Self {
+        Self::launch_with(count, tls, false).await
+    }
+
+    async fn launch_with(count: usize, tls: bool, mtls: bool) -> Self {
         let bin = bao_binary();
         let root = tempfile::Builder::new()
             .prefix("snapward-bao-")
@@ -140,6 +163,13 @@ impl BaoCluster {
                     root.path().join("tls/server.key").display()
                 ),
             };
+            let listener_tls = match &tls_files {
+                Some(t) if mtls => format!(
+                    "{listener_tls}  tls_require_and_verify_client_cert = true\n  tls_client_ca_file = \"{}\"\n",
+                    t.client_ca_file.display()
+                ),
+                _ => listener_tls,
+            };
             let config = format!(
                 "storage \"raft\" {{\n  path = \"{raft}\"\n  node_id = \"n{i}\"\n  performance_multiplier = 1\n{retry_join}}}\n\
                  listener \"tcp\" {{\n  address = \"127.0.0.1:{api_port}\"\n  cluster_address = \"127.0.0.1:{cluster_port}\"\n{listener_tls}}}\n\
@@ -174,6 +204,11 @@ impl BaoCluster {
                 .tls_certs_only([ca])
                 // Port 0: the URL's port is used.
                 .resolve(TLS_SERVER_NAME, "127.0.0.1:0".parse().expect("addr"));
+            if mtls {
+                let mut pem = fs::read(&t.client_key).expect("read client key");
+                pem.extend(fs::read(&t.client_cert).expect("read client cert"));
+                http = http.identity(reqwest::Identity::from_pem(&pem).expect("client identity"));
+            }
         }
         let mut cluster = Self {
             bin,
@@ -756,9 +791,72 @@ fn make_tls(root: &Path) -> TlsFiles {
         "-extfile",
         "ext.cnf",
     ]);
+    fs::write(
+        dir.join("client-ext.cnf"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("write client ext");
+    // The client CA, a client certificate it signs, and one signed by
+    // another CA.
+    for (ca_name, leaf) in [("client-ca", "client"), ("rogue-ca", "rogue")] {
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        let (key, pem, subj) = (
+            format!("{ca_name}.key"),
+            format!("{ca_name}.pem"),
+            format!("/CN=snapward test {ca_name}"),
+        );
+        ca.extend([
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-subj",
+            &subj,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        run(&ca);
+        let (leaf_key, leaf_csr, leaf_pem, leaf_subj) = (
+            format!("{leaf}.key"),
+            format!("{leaf}.csr"),
+            format!("{leaf}.pem"),
+            format!("/CN=snapward-{leaf}"),
+        );
+        let mut csr = vec!["req"];
+        csr.extend(ec);
+        csr.extend(["-keyout", &leaf_key, "-out", &leaf_csr, "-subj", &leaf_subj]);
+        run(&csr);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &leaf_csr,
+            "-CA",
+            &pem,
+            "-CAkey",
+            &key,
+            "-CAcreateserial",
+            "-out",
+            &leaf_pem,
+            "-days",
+            "2",
+            "-extfile",
+            "client-ext.cnf",
+        ]);
+    }
     TlsFiles {
         ca_file: dir.join("ca.pem"),
         server_name: TLS_SERVER_NAME.to_string(),
+        client_ca_file: dir.join("client-ca.pem"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
+        rogue_cert: dir.join("rogue.pem"),
+        rogue_key: dir.join("rogue.key"),
     }
 }
 
