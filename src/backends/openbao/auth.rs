@@ -373,20 +373,14 @@ impl HttpOpenBao {
                 ))
             })?;
         }
-        // Sized for the JWT: no reallocation leaves a copy behind.
-        let mut body = Zeroizing::new(Vec::with_capacity(jwt.expose().len() + role.len() + 64));
-        serde_json::to_writer(
-            &mut *body,
+        let body = wiped_json(
+            &n.name,
             &Body {
                 role,
                 jwt: jwt.expose(),
             },
-        )
-        .map_err(|e| {
-            Attempt::fatal(
-                BaoError::failed(&n.name, "cannot encode the login request").caused_by(e),
-            )
-        })?;
+            jwt.expose().len() + role.len(),
+        )?;
         let label = format!("{method} login (role {role}, mount {mount})");
         self.post_login(node, mount, body, &label, "").await
     }
@@ -423,21 +417,14 @@ impl HttpOpenBao {
             role_id: &'a str,
             secret_id: &'a str,
         }
-        let mut body = Zeroizing::new(Vec::with_capacity(
-            role_id.expose().len() + secret_id.expose().len() + 64,
-        ));
-        serde_json::to_writer(
-            &mut *body,
+        let body = wiped_json(
+            &n.name,
             &Body {
                 role_id: role_id.expose(),
                 secret_id: secret_id.expose(),
             },
-        )
-        .map_err(|e| {
-            Attempt::fatal(
-                BaoError::failed(&n.name, "cannot encode the login request").caused_by(e),
-            )
-        })?;
+            role_id.expose().len() + secret_id.expose().len(),
+        )?;
         let label = format!("approle login (mount {mount})");
         let hint = format!(
             "; check {} and {} (a secret_id expires with its secret_id_ttl and is used up after secret_id_num_uses logins)",
@@ -511,6 +498,21 @@ pub(super) fn cert_auth(
         mount: cert.mount.trim_matches('/').to_string(),
         role: cert.role.clone(),
     })
+}
+
+/// A login request body as JSON in a wiped buffer, sized up front for the
+/// `secret_len` bytes of secrets it carries (plus the JSON around them), so
+/// no reallocation leaves a copy behind.
+fn wiped_json(
+    node: &str,
+    value: &impl serde::Serialize,
+    secret_len: usize,
+) -> Result<Zeroizing<Vec<u8>>, Attempt> {
+    let mut body = Zeroizing::new(Vec::with_capacity(secret_len + 64));
+    serde_json::to_writer(&mut *body, value).map_err(|e| {
+        Attempt::fatal(BaoError::failed(node, "cannot encode the login request").caused_by(e))
+    })?;
+    Ok(body)
 }
 
 /// Why a JWT's `aud` claim does not hold `want` ("is for audience […]"),
