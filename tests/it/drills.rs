@@ -279,6 +279,7 @@ async fn d_fresh_cluster_is_initialised_keys_stored_create_only_and_never_overwr
     let stored = files_in(&keys_dir);
     let mut want: Vec<String> = (0..SHARES).map(|i| format!("unseal-key-{i}")).collect();
     want.push("root-token".into());
+    want.push("key-shape".into()); // shares and threshold, not a secret
     want.sort();
     assert_eq!(stored.keys().cloned().collect::<Vec<_>>(), want);
     for name in stored.keys() {
@@ -434,7 +435,8 @@ async fn d_three_node_fresh_cluster_is_initialised_and_every_follower_unsealed()
             "bao-{node}: one cluster"
         );
     }
-    assert_eq!(files_in(&keys_dir).len(), SHARES as usize + 1);
+    // The shares, the root token and the key shape.
+    assert_eq!(files_in(&keys_dir).len(), SHARES as usize + 2);
     let stored = files_in(&keys_dir);
     d.write_marker("before").await;
     let (r, _) = d.backup(&policy, &snap_dir).await;
@@ -497,7 +499,8 @@ async fn e_keys_present_without_any_snapshot_is_refused_and_changes_nothing() {
     }
     assert!(d.initialized(0).await);
     assert_eq!(files_in(&kept), keys, "the old keys were not touched");
-    assert_eq!(files_in(&keys_dir).len(), SHARES as usize + 1);
+    // The shares, the root token and the key shape.
+    assert_eq!(files_in(&keys_dir).len(), SHARES as usize + 2);
 }
 
 // ---- (f) ---------------------------------------------------------------
