@@ -28,7 +28,14 @@ impl S3Target {
         let get = self.client.get_object().bucket(&self.ctx.bucket).key(&key);
         let res = unless_cancelled(cancel, get.send()).await?;
         let out = res.map_err(|e| self.ctx.error("GetObject", &key, &failure(&e)))?;
-        let expected_size = out.content_length().map(|l| l.max(0) as u64);
+        // The size the store announces bounds the download (below); an
+        // answer without one (chunked) could stream without end.
+        let Some(expected_size) = out.content_length().map(|l| l.max(0) as u64) else {
+            return Err(self.ctx.failed(format!(
+                "GetObject `{key}` answered without a Content-Length: not downloaded (the size bounds the download)"
+            )));
+        };
+        let expected_size = Some(expected_size);
         let expected_sha = out
             .metadata()
             .and_then(|m| m.get(META_SHA256))
