@@ -285,41 +285,20 @@ impl HttpOpenBao {
                 ),
             )));
         }
-        let body = match role {
-            Some(r) => serde_json::json!({ "name": r }),
-            None => serde_json::json!({}),
-        };
-        let path = format!("auth/{mount}/login");
-        let rb = self
-            .request(n, Method::POST, &path, None)?
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
-        let reply = self.exchange(n, rb).await?;
-        let role = role.map_or_else(|| "any role".to_string(), |r| format!("role {r}"));
-        match reply.status {
-            StatusCode::OK => {
-                let parsed: LoginResponse = serde_json::from_slice(&reply.body).map_err(|_| {
-                    // serde's message is not kept: the body holds the token.
-                    Attempt::fatal(BaoError::failed(
-                        &n.name,
-                        format!(
-                            "cert login (mount {mount}) answered 200 without auth.client_token"
-                        ),
-                    ))
-                })?;
-                let lease = (parsed.auth.lease_duration > 0)
-                    .then(|| Duration::from_secs(parsed.auth.lease_duration));
-                Ok((Secret::new(parsed.auth.client_token), lease))
-            }
-            s if s.is_client_error() => Err(Attempt::fatal(BaoError::refused(
-                &n.name,
-                format!(
-                    "TLS certificate login ({role}, mount {mount}) refused with {s}: {}; register the CA of tls.certFile (or the certificate itself) with `bao write auth/{mount}/certs/<role> certificate=@ca.pem token_policies=...`",
-                    quote(&reply.body)
-                ),
-            ))),
-            _ => Err(status_error(&n.name, &path, &reply)),
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            name: Option<&'a str>,
         }
+        let body = wiped_json(&n.name, &Body { name: role }, 0)?;
+        let label = format!(
+            "TLS certificate login ({}, mount {mount})",
+            role.map_or_else(|| "any role".to_string(), |r| format!("role {r}"))
+        );
+        let hint = format!(
+            "; register the CA of tls.certFile (or the certificate itself) with `bao write auth/{mount}/certs/<role> certificate=@ca.pem token_policies=...`"
+        );
+        self.post_login(node, mount, body, &label, &hint).await
     }
 
     /// `POST /v1/auth/<mount>/login` with `{role, jwt}` (Kubernetes or JWT).
