@@ -67,6 +67,7 @@
 mod auth;
 mod ceremony;
 mod client;
+mod connect;
 mod error;
 mod observe;
 mod snapshot;
