@@ -208,7 +208,7 @@ pub(crate) async fn store_key(
         Err(KeyStoreError::Empty { .. }) => {
             // Nothing at all (a wrong place or prefix?), or other entries
             // only: what an auto-unseal cluster's store holds.
-            return Err(if matches!(store.probe().await, Ok(false)) {
+            return Err(if matches!(store.probe().await, Ok(p) if !p.any) {
                 KeysUnusable::Missing {
                     location,
                     key_prefix,
