@@ -236,7 +236,7 @@ pub async fn run(o: TestRestoreOptions) -> Exit {
     match (exit, proved) {
         (Exit::Success, Some(_)) => {
             crate::ewriteln!(
-                "restore test passed in {:.1}s: the copy in `{}` restored on a throwaway OpenBao, unsealed with the stored keys and answered",
+                "restore test passed in {:.1}s: the copy in `{}` restored on a throwaway OpenBao, was unsealed (stored keys, or its seal) and answered",
                 started.elapsed().as_secs_f64(),
                 r.from
             );
