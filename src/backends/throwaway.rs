@@ -42,6 +42,10 @@ pub enum ThrowawayError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "restore test: the throwaway server exited ({status}) before it listened; its log ends:\n{log}"
+    )]
+    Exited { status: String, log: String },
     #[error("restore test: the throwaway server did not listen within {}s; its log ends:\n{log}", waited.as_secs())]
     NotListening { waited: Duration, log: String },
 }
@@ -109,11 +113,20 @@ impl Throwaway {
             log,
         };
         fs::write(&pid, me.pid().to_string()).map_err(io(&pid))?;
+        let mut me = me;
         let end = tokio::time::Instant::now() + wait;
         while tokio::net::TcpStream::connect(("127.0.0.1", api))
             .await
             .is_err()
         {
+            // A server that exited (a bad seal stanza, a wrong binary)
+            // will not listen: say so now, with its log.
+            if let Some(Ok(Some(status))) = me.child.as_mut().map(std::process::Child::try_wait) {
+                return Err(ThrowawayError::Exited {
+                    status: status.to_string(),
+                    log: me.log_tail(20),
+                });
+            }
             if tokio::time::Instant::now() >= end {
                 return Err(ThrowawayError::NotListening {
                     waited: wait,

@@ -158,6 +158,10 @@ pub struct RestoreTest {
     /// farthest copy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// At most one passed rehearsal per this duration (e.g. `7d`,
+    /// remembered in the local store). Default: every run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
     /// Time budget of one rehearsal, e.g. `10m` (default).
     #[serde(default = "default_restore_test_timeout")]
     pub timeout: String,
