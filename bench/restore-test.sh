@@ -67,7 +67,8 @@ say "filling kv-v2 with ~$SIZE_MIB MiB, then a canary"
 bao_fill prod "$SIZE_MIB" 4 >/dev/null
 bao_api prod -X POST -d '{"data":{"canary":"yes"}}' "$A/v1/secret/data/bench-canary" >/dev/null
 say "backup to S3 (the run rehearses it too: restore-test:s3)"
-sw run -f "$WORK/policy.yaml" --report "$WORK/backup.json" || true
+rc=0; sw run -f "$WORK/policy.yaml" --report "$WORK/backup.json" || rc=$?
+[ "$rc" = 0 ] || [ "$rc" = 6 ] || die "backup run exited $rc: $(jq -r .summary "$WORK/backup.json" 2>/dev/null) $(tail -3 "$WORK/snapward.log")"
 SNAP=$(ls "$WORK"/snapshots/openbao-*.snap | tail -1)
 note "snapshot: $(awk -v b="$(stat -c %s "$SNAP")" 'BEGIN { printf "%.1f", b / 1048576 }') MiB; the backup run's restore test: $(jq -r '.actions[] | select(.kind == "restore-test") | .status + " in " + (.durationMs|tostring) + " ms"' "$WORK/backup.json")"
 
