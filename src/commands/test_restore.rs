@@ -114,6 +114,32 @@ fn resolve(p: &ValidPolicy, o: &TestRestoreOptions) -> Result<Settings, String> 
     })
 }
 
+/// What the rehearsal reads on the restored copy (see
+/// `model::RestoreTest::canary`).
+fn rehearsal_canary(p: &ValidPolicy) -> Option<model::Canary> {
+    if let Some(c) = p
+        .doc
+        .spec
+        .restore_test
+        .as_ref()
+        .and_then(|t| t.canary.clone())
+    {
+        return Some(c);
+    }
+    if let Some(c) = &p.restore.canary {
+        return Some(c.clone());
+    }
+    let keys = p.unseal_keys.as_ref()?;
+    let crate::policy::KeyLocation::Files { directory } = &keys.location else {
+        return None;
+    };
+    let token = directory.join(&keys.root_token_key);
+    token.is_file().then(|| model::Canary {
+        path: "sys/mounts".into(),
+        token_file: token.display().to_string(),
+    })
+}
+
 /// The policy the rehearsal runs: the real one, pointed at the throwaway
 /// server and at the store under test only.
 fn rehearsal_policy(
@@ -148,6 +174,8 @@ fn rehearsal_policy(
     q.restore.restart_pod = false;
     q.doc.spec.restore.restart_pod = false;
     q.guards.max_restore_age = None;
+    q.restore.canary = rehearsal_canary(p);
+    q.doc.spec.restore.canary = q.restore.canary.clone();
     q.sources = vec![r.from.clone()];
     q.targets.retain(|t| t.id() == r.from);
     q.doc
@@ -232,10 +260,24 @@ async fn rehearse(
     timer.abort();
     let seconds = started.elapsed().as_secs_f64();
     let proved = report.as_ref().and_then(|rep| {
-        rep.actions
-            .iter()
-            .find(|a| a.id == "verify-cluster" && a.status == crate::exec::Status::Succeeded)
-            .map(|a| a.reason.clone())
+        let ok = |id: &str| {
+            rep.actions
+                .iter()
+                .find(|a| a.id == id && a.status == crate::exec::Status::Succeeded)
+        };
+        let verified = ok("verify-cluster")?;
+        // What it proved: the snapshot chosen, the cluster and index it
+        // came back as, the canary read.
+        let texts: Vec<String> = [ok("fetch"), Some(verified)]
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a.items.iter().map(|i| i.text.clone()))
+            .collect();
+        Some(if texts.is_empty() {
+            verified.reason.clone()
+        } else {
+            texts.join("; ")
+        })
     });
     let (exit, detail) = match (exit, proved) {
         (Exit::Success, Some(p)) => (Exit::Success, p),

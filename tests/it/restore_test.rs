@@ -101,6 +101,14 @@ async fn a_copy_in_s3_restores_on_a_throwaway_server_without_the_cluster() {
     );
     assert_eq!(r.items_of("verify-cluster", "canary-read").len(), 1);
     assert!(r.stderr.contains("restore test passed"), "{}", r.context());
+    // It says what it proved: the snapshot, the cluster, the canary.
+    for proof in [
+        format!("chose s3/{name}"),
+        format!("cluster_id {cluster_id}"),
+        "canary secret/data/drill/m1 readable".to_string(),
+    ] {
+        assert!(r.stderr.contains(&proof), "{proof}: {}", r.context());
+    }
     assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
     assert_eq!(files_in(&d.keys_dir()), keys, "the key store is untouched");
     assert_eq!(
@@ -113,6 +121,28 @@ async fn a_copy_in_s3_restores_on_a_throwaway_server_without_the_cluster() {
     d.bao.start(0).await;
     d.run(&policy).await.expect_exit(0).expect_branch("backup");
     assert_eq!(d.cluster_id(0).await, cluster_id);
+}
+
+/// Without `restore.canary` the rehearsal reads `sys/mounts` with the
+/// stored root token: data served by the restored copy, not only its id.
+#[tokio::test]
+async fn without_a_canary_the_rehearsal_reads_sys_mounts_with_the_stored_root_token() {
+    let (d, policy, _) = backed_up().await;
+    let text = fs::read_to_string(&policy).expect("read policy");
+    let path = d.path("no-canary.yaml");
+    fs::write(
+        &path,
+        format!(
+            "{text}  restoreTest: {{baoBinary: {}, from: local}}\n",
+            bao_binary().display()
+        ),
+    )
+    .expect("write");
+    let r = d.snapward("test-restore", &path, &[]).await;
+    r.expect_exit(0);
+    let read = r.items_of("verify-cluster", "canary-read");
+    assert_eq!(read.len(), 1, "{}", r.context());
+    assert_eq!(read[0]["path"], "sys/mounts");
 }
 
 /// A copy corrupted after its upload (it still lists) fails the rehearsal:
