@@ -4,7 +4,8 @@
 #
 #   source "$(dirname "$0")/lib/common.sh"
 #   bench_setup [--example make_big_snapshot]   # build, env, $WORK, trap
-#   start_bao NAME                 # raft, 1 node; BAO_API[NAME]=http://127.0.0.1:P
+#   start_bao NAME [static]        # raft, 1 node; BAO_API[NAME]=http://127.0.0.1:P
+#                                  # static: auto-unseal, seal "static" (key in $WORK/NAME)
 #   bao_init NAME SHARES THRESHOLD # $WORK/NAME/init.json, root-token, keys/unseal-key-i
 #   bao_unseal NAME KEYFILE...     # PUT sys/unseal with each key
 #   bao_wait_active NAME           # sys/leader is_self
@@ -69,13 +70,24 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_bao NAME: a new single-node raft OpenBao in $WORK/NAME (uninitialised).
+# start_bao NAME [static]: a new single-node raft OpenBao in $WORK/NAME
+# (uninitialised). With "static" it auto-unseals through a static seal
+# whose 32-byte key is $WORK/NAME/seal-key (DESIGN.md §8): init with
+# recovery shares, no unseal key ever.
 start_bao() {
-  local name=$1 dir="$WORK/$1"
+  local name=$1 dir="$WORK/$1" seal=${2:-shamir}
   local api cluster
   api=$(free_port); cluster=$(free_port)
   mkdir -p "$dir/raft"
-  cat > "$dir/bao.hcl" <<EOF
+  case $seal in
+    shamir) : > "$dir/seal.hcl" ;;
+    static)
+      head -c 32 /dev/urandom > "$dir/seal-key"; chmod 600 "$dir/seal-key"
+      printf 'seal "static" {\n  current_key_id = "bench-1"\n  current_key = "file://%s"\n}\n' "$dir/seal-key" > "$dir/seal.hcl"
+      ;;
+    *) die "start_bao: unknown seal $seal" ;;
+  esac
+  { cat "$dir/seal.hcl"; cat <<EOF
 storage "raft" {
   path = "$dir/raft"
   node_id = "$name-0"
@@ -92,6 +104,7 @@ disable_mlock = true
 ui = false
 log_level = "warn"
 EOF
+  } > "$dir/bao.hcl"
   BAO_API[$name]="http://127.0.0.1:$api"
   BAO_DIR[$name]=$dir
   bao_launch "$name"
