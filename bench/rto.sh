@@ -167,21 +167,21 @@ manual_shamir() {
     show_cmd "curl -X PUT -d '{\"key\":\"<original key 1|2>\"}' $A/v1/sys/unseal   # ×2"
     show_cmd "until curl -H 'X-Vault-Token: <original root>' $A/v1/secret/data/bench-canary; do sleep $POLL; done"
   fi
-  init=$(curl -sf -X PUT -d '{"secret_shares":3,"secret_threshold":2}' "$A/v1/sys/init")
+  init=$(curl -sSf -X PUT -d '{"secret_shares":3,"secret_threshold":2}' "$A/v1/sys/init") || die "manual: sys/init failed"
   tmp=$(jq -r .root_token <<<"$init")
   for k in $(jq -r '.keys_base64[0,1]' <<<"$init"); do
-    curl -sf -X PUT -d "{\"key\":\"$k\"}" "$A/v1/sys/unseal" >/dev/null
+    curl -sSf -X PUT -d "{\"key\":\"$k\"}" "$A/v1/sys/unseal" >/dev/null || die "manual: sys/unseal (temp key) failed"
   done
   lap init+unseal
   poll_until is_self
   lap leader
-  curl -sf -X POST -H "X-Vault-Token: $tmp" --data-binary @"$SNAP" \
-    "$A/v1/sys/storage/raft/snapshot-force" >/dev/null
+  curl -sSf -X POST -H "X-Vault-Token: $tmp" --data-binary @"$SNAP" \
+    "$A/v1/sys/storage/raft/snapshot-force" >/dev/null || die "manual: snapshot-force failed"
   lap snapshot-force
   poll_until is_sealed
   lap sealed
   for k in "$KEYS/unseal-key-0" "$KEYS/unseal-key-1"; do
-    curl -sf -X PUT -d "{\"key\":\"$(cat "$k")\"}" "$A/v1/sys/unseal" >/dev/null
+    curl -sSf -X PUT -d "{\"key\":\"$(cat "$k")\"}" "$A/v1/sys/unseal" >/dev/null || die "manual: sys/unseal (original key) failed"
   done
   lap unseal
 }
@@ -196,15 +196,15 @@ manual_auto() {
     show_cmd "until curl $A/v1/sys/seal-status | jq -e '.cluster_id != \"<temporary>\"'; do sleep $POLL; done"
     show_cmd "until curl -H 'X-Vault-Token: <original root>' $A/v1/secret/data/bench-canary; do sleep $POLL; done"
   fi
-  init=$(curl -sf -X PUT -d '{"recovery_shares":3,"recovery_threshold":2}' "$A/v1/sys/init")
+  init=$(curl -sSf -X PUT -d '{"recovery_shares":3,"recovery_threshold":2}' "$A/v1/sys/init") || die "manual: sys/init (recovery shares) failed"
   tmp=$(jq -r .root_token <<<"$init")
   lap init
   poll_until is_self
-  temp_id=$(curl -sf "$A/v1/sys/seal-status" | jq -r .cluster_id)
+  temp_id=$(curl -sSf "$A/v1/sys/seal-status" | jq -r .cluster_id) || die "manual: sys/seal-status failed"
   lap leader
   # -f: a seal mismatch (400 "... different autoseal key") stops the bench
-  curl -sf -X POST -H "X-Vault-Token: $tmp" --data-binary @"$SNAP" \
-    "$A/v1/sys/storage/raft/snapshot" >/dev/null || die "the verified restore was refused"
+  curl -sSf -X POST -H "X-Vault-Token: $tmp" --data-binary @"$SNAP" \
+    "$A/v1/sys/storage/raft/snapshot" >/dev/null || die "manual: the verified restore failed"
   lap snapshot
   poll_until cluster_id_is_not "$temp_id"
   lap cluster_id
