@@ -52,7 +52,10 @@ make_bucket bench
 poll_until() { # CMD...: every $POLL s, at most 300 s
   local t0=$SECONDS
   until "$@"; do
-    [ $((SECONDS - t0)) -lt 300 ] || die "timed out waiting for: $*"
+    [ $((SECONDS - t0)) -lt 300 ] || die "timed out waiting for: $*
+  sys/seal-status: $(curl -s "$A/v1/sys/seal-status")
+  sys/leader: $(curl -s "$A/v1/sys/leader")
+  server log: ${BAO_DIR[$NAME]}/bao.log"
     sleep "$POLL"
   done
 }
