@@ -89,6 +89,7 @@ fn main() -> ExitCode {
         cli.command,
         Command::Run { .. }
             | Command::Restore { .. }
+            | Command::TestRestore { .. }
             | Command::Verify { .. }
             | Command::List { .. }
     ) {
@@ -143,6 +144,8 @@ fn main() -> ExitCode {
             explicit_restore: false,
             only_snapshot: None,
             allow_unauthenticated: false,
+            rehearsal: false,
+            quiet: false,
         }))),
         Command::Restore {
             source,
@@ -159,7 +162,26 @@ fn main() -> ExitCode {
             explicit_restore: true,
             only_snapshot: snapshot,
             allow_unauthenticated,
+            rehearsal: false,
+            quiet: false,
         }))),
+        Command::TestRestore {
+            source,
+            snapshot,
+            from,
+            bao,
+            report,
+            format,
+        } => Ok(block_on(commands::test_restore::run(
+            commands::test_restore::TestRestoreOptions {
+                source,
+                snapshot,
+                from,
+                bao,
+                report,
+                format,
+            },
+        ))),
         Command::List {
             policy,
             format,
