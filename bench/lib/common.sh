@@ -110,18 +110,27 @@ EOF
   bao_launch "$name"
 }
 
-# bao_launch NAME: (re)start the server process of NAME and wait until it answers.
+# bao_launch NAME: (re)start the server process of NAME and wait until it
+# answers. The answer must come from THAT process: a restart reuses the
+# ports, and on a shared machine another test's server may have taken one
+# in between (ours then exits, and a bare "something answers" check would
+# go on against the stranger's server).
 bao_launch() {
-  local name=$1 dir=${BAO_DIR[$1]}
+  local name=$1 dir=${BAO_DIR[$1]} pid port=${BAO_API[$1]##*:}
   "$BAO_BIN" server -config="$dir/bao.hcl" >>"$dir/bao.log" 2>&1 &
-  BAO_PID[$name]=$!
-  BENCH_PIDS+=("$!")
+  pid=$!
+  BAO_PID[$name]=$pid
+  BENCH_PIDS+=("$pid")
   local _
   for _ in $(seq 300); do
-    curl -s -o /dev/null "${BAO_API[$name]}/v1/sys/seal-status" && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    if ss -ltnpH "sport = :$port" 2>/dev/null | grep -q "pid=$pid,"; then
+      curl -s -o /dev/null "${BAO_API[$name]}/v1/sys/seal-status" && return 0
+    fi
     sleep 0.1
   done
   tail -20 "$dir/bao.log" >&2
+  kill -0 "$pid" 2>/dev/null || die "OpenBao $name exited (port $port taken by another process? $(ss -ltnpH "sport = :$port" 2>/dev/null))"
   die "OpenBao $name did not start"
 }
 
