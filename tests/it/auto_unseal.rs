@@ -724,3 +724,208 @@ async fn static_seal_recovery_keys_present_without_a_snapshot_is_refused_and_cha
         assert!(snap_names(&snap_dir).is_empty(), "{case}: no snapshot");
     }
 }
+
+/// One follower of a 3-node static-seal cluster restarted under a seal key
+/// it cannot use (its seal is "unreachable") stays sealed: the run says
+/// retry ("auto-unseal node sealed", exit 4) — but the active node is
+/// unsealed, so the backup still runs (a new, valid snapshot); snapward
+/// never tries to unseal the sealed node, and neither init nor restore
+/// runs.
+#[tokio::test]
+async fn three_static_one_follower_sealed_by_its_seal_backs_up_and_exits_4() {
+    let mut d = Drill::three_static(false).await;
+    let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
+    let policy = d.policy("policy", &d.opts());
+    let (_, token) = d.snapward_init(&policy, &keys_dir).await;
+    d.bao.wait_auto_unsealed().await;
+    d.write_marker("before").await;
+    let active = d.bao.active_node().await;
+    let follower = (0..3).rev().find(|&n| n != active).expect("a follower");
+    let keys = files_in(&keys_dir);
+
+    d.bao.stop(follower);
+    d.bao.replace_seal_key();
+    d.bao.start(follower).await;
+    let s = d.bao.seal_status(follower).await;
+    assert_eq!(
+        (&s["initialized"], &s["sealed"]),
+        (&json!(true), &json!(true)),
+        "the follower cannot unseal under the new key: {s}"
+    );
+    let before = snap_names(&snap_dir);
+
+    let r = d.run(&policy).await;
+    r.expect_exit(4).expect_branch("retry");
+    assert_eq!(r.rule(), RULE_SEALED, "{}", r.context());
+    expect_observed_seal(&r, 3, "static");
+    r.expect_status("snapshot", "succeeded")
+        .expect_status("verify", "succeeded");
+    r.expect_skipped(&INIT).expect_skipped(&RESTORE);
+    let new: Vec<String> = snap_names(&snap_dir)
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    assert_eq!(new.len(), 1, "one new snapshot: {new:?}\n{}", r.context());
+    snapward::snapshot::verify_file(&snap_dir.join(&new[0])).expect("a valid snapshot");
+    assert!(
+        r.summary().starts_with("not done"),
+        "exit 4 says not done\n{}",
+        r.context()
+    );
+    let s = d.bao.seal_status(follower).await;
+    assert_eq!(s["sealed"], json!(true), "still sealed: {s}");
+    assert_eq!(files_in(&keys_dir), keys, "the key store is untouched");
+    d.expect_data(&token, &["before"], &[]).await;
+}
+
+// ---- seal kinds ----------------------------------------------------------
+
+/// The policy lists a static-seal node and a Shamir node (both fresh): the
+/// nodes disagree on the seal type, the run says retry (exit 4) and
+/// initialises nothing.
+#[tokio::test]
+async fn nodes_that_disagree_on_the_seal_type_are_retried_and_nothing_is_initialised() {
+    let d = Drill::single_static(false).await;
+    let shamir = BaoCluster::single().await;
+    let policy = d.policy("policy", &d.opts());
+    let yaml = fs::read_to_string(&policy).expect("read policy");
+    let line = format!(
+        "      - {{name: {}, address: \"{}\"}}\n",
+        d.bao.name(0),
+        d.bao.address(0).as_str().trim_end_matches('/')
+    );
+    assert!(yaml.contains(&line), "{yaml}");
+    let yaml = yaml.replacen(
+        &line,
+        &format!(
+            "{line}      - {{name: shamir-0, address: \"{}\"}}\n",
+            shamir.address(0).as_str().trim_end_matches('/')
+        ),
+        1,
+    );
+    fs::write(&policy, yaml).expect("write policy");
+
+    let r = d.run(&policy).await;
+    r.expect_exit(4).expect_branch("retry");
+    assert_eq!(
+        r.rule(),
+        "nodes disagree on the seal type",
+        "{}",
+        r.context()
+    );
+    r.expect_only_observed("nodes of two seal kinds");
+    let seals: Vec<Value> = r
+        .items_of("observe", "node")
+        .iter()
+        .map(|i| i["seal"].clone())
+        .collect();
+    assert_eq!(seals, [json!("static"), json!("shamir")], "{}", r.context());
+    assert!(!d.initialized(0).await);
+    assert_eq!(shamir.seal_status(0).await["initialized"], json!(false));
+    assert!(!d.keys_dir().exists(), "no key store written");
+}
+
+/// `spec.cluster.seal` says what the cluster must be: a static-seal node
+/// under `seal: shamir`, and a Shamir node under `seal: auto`, are refused
+/// ("seal contradicts the policy", exit 3) before anything is done.
+#[tokio::test]
+async fn a_seal_that_contradicts_the_policy_is_refused() {
+    for (case, d, declared) in [
+        (
+            "static node, policy shamir",
+            Drill::single_static(false).await,
+            "shamir",
+        ),
+        (
+            "shamir node, policy auto",
+            Drill::single(false).await,
+            "auto",
+        ),
+    ] {
+        let policy = d.policy("policy", &d.opts());
+        let yaml = fs::read_to_string(&policy).expect("read policy");
+        let anchor = "  cluster:\n";
+        assert!(yaml.contains(anchor), "{yaml}");
+        let yaml = yaml.replacen(anchor, &format!("{anchor}    seal: {declared}\n"), 1);
+        fs::write(&policy, yaml).expect("write policy");
+        let r = d.run(&policy).await;
+        r.expect_exit(3).expect_branch("refuse");
+        assert_eq!(
+            r.rule(),
+            "seal contradicts the policy",
+            "{case}\n{}",
+            r.context()
+        );
+        r.expect_only_observed(case);
+        assert!(!d.initialized(0).await, "{case}: nothing initialised");
+        assert!(!d.keys_dir().exists(), "{case}: no key store written");
+    }
+}
+
+/// Shamir clusters are unchanged but for the record and one guard row: a
+/// fresh init records `"seal":"shamir"` in `key-shape`; a wiped cluster
+/// whose store holds only a `root-token` and no snapshot is refused with
+/// "key store not empty, no unseal keys".
+#[tokio::test]
+async fn shamir_key_shape_records_the_seal_and_a_lone_root_token_without_snapshot_is_refused() {
+    let mut d = Drill::single(false).await;
+    let keys_dir = d.keys_dir();
+    let policy = d.policy("policy", &d.opts());
+    let (r, token) = d.snapward_init(&policy, &keys_dir).await;
+    expect_observed_seal(&r, 1, "shamir");
+    let shape: Value =
+        serde_json::from_slice(&fs::read(keys_dir.join("key-shape")).expect("key-shape"))
+            .expect("key-shape is JSON");
+    assert_eq!(
+        shape,
+        json!({"shares": SHARES, "threshold": THRESHOLD, "seal": "shamir"})
+    );
+
+    d.bao.wipe(0).await;
+    let mut o = d.opts();
+    o.keys_dir = d.path("keys-root-token-only");
+    o.snap_dir = d.path("snapshots-empty");
+    write_keys(&o.keys_dir, &[], Some(&token));
+    let before = files_in(&o.keys_dir);
+    let policy = d.policy("policy-root-token-only", &o);
+    let r = d.run(&policy).await;
+    r.expect_exit(3).expect_branch("refuse");
+    assert_eq!(
+        r.rule(),
+        "key store not empty, no unseal keys",
+        "{}",
+        r.context()
+    );
+    r.expect_only_observed("a lone root-token");
+    assert!(!d.initialized(0).await, "init must not have run");
+    assert_eq!(files_in(&o.keys_dir), before, "the key store is untouched");
+}
+
+/// A transit-seal cluster whose raft data is lost is restored from the
+/// local store (the KMS unchanged): original cluster_id, original root
+/// token reads the data, and a restart unseals through the KMS.
+#[tokio::test]
+async fn transit_seal_raft_data_lost_is_restored_from_the_local_store() {
+    let mut d = Drill::single_transit(false).await;
+    let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
+    let policy = d.policy("policy", &d.opts());
+    let (_, token) = d.snapward_init(&policy, &keys_dir).await;
+    d.write_marker("before").await;
+    let (_, name) = d.backup(&policy, &snap_dir).await;
+    d.write_marker("after").await;
+    let cluster_id = d.cluster_id(0).await;
+    let keys = files_in(&keys_dir);
+
+    d.bao.wipe(0).await;
+    let r = d.run(&policy).await;
+    expect_restored(&r, true, "local", &name);
+    expect_observed_seal(&r, 1, "transit");
+    assert_eq!(d.cluster_id(0).await, cluster_id, "the original cluster_id");
+    d.expect_data(&token, &["before"], &["after"]).await;
+    assert_eq!(files_in(&keys_dir), keys);
+
+    d.bao.stop(0);
+    d.bao.start(0).await;
+    d.bao.wait_unsealed(0).await;
+    d.expect_data(&token, &["before"], &["after"]).await;
+}
