@@ -232,6 +232,56 @@ async fn harness_static_seal_node_inits_with_recovery_keys_and_unseals_itself_af
     );
 }
 
+/// The server facts the static-seal drills rely on (DESIGN §8), shown
+/// without snapward: a snapshot restores onto a wiped node that was
+/// temp-initialised with recovery shares, through the VERIFIED endpoint,
+/// and the node then reports the original cluster_id and the original root
+/// token reads the data; under another seal key the same restore answers
+/// 400 "… different autoseal key" and the node keeps its temporary barrier.
+#[tokio::test]
+async fn harness_static_seal_snapshot_restores_under_its_key_and_is_rejected_under_another() {
+    let mut c = BaoCluster::single_static().await;
+    let (_, token) = c.init_recovery(SHARES, THRESHOLD).await;
+    c.enable_kv().await;
+    c.write_secret("marker", json!({"v": 1})).await;
+    let cluster_id = c.seal_status(0).await["cluster_id"].clone();
+    let snapshot = c.raft_snapshot(0).await;
+
+    c.wipe(0).await;
+    let (_, temp) = c.init_recovery(SHARES, THRESHOLD).await;
+    let (status, body) = c.raft_restore(0, &temp, snapshot.clone()).await;
+    assert!(status.is_success(), "the verified restore: {status} {body}");
+    let deadline = std::time::Instant::now() + crate::support::bao::WAIT;
+    while c.seal_status(0).await["cluster_id"] != cluster_id {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node never reported the snapshot's cluster_id"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    c.set_root_token(&token);
+    c.wait_active(0).await;
+    assert_eq!(
+        c.read_secret_with(0, &token, "marker").await,
+        Some(json!({"v": 1}))
+    );
+
+    c.stop(0);
+    c.replace_seal_key();
+    c.wipe(0).await;
+    let (_, temp) = c.init_recovery(SHARES, THRESHOLD).await;
+    let temp_id = c.seal_status(0).await["cluster_id"].clone();
+    let (status, body) = c.raft_restore(0, &temp, snapshot).await;
+    assert_eq!(status.as_u16(), 400, "{body}");
+    assert!(body.contains("different autoseal key"), "{body}");
+    let s = c.seal_status(0).await;
+    assert_eq!(
+        (&s["sealed"], &s["cluster_id"]),
+        (&json!(false), &temp_id),
+        "the rejected snapshot changed nothing: {s}"
+    );
+}
+
 /// The 3-node static harness: one seal key for every node; node 0 inits
 /// with recovery shares, the followers join and unseal themselves, one
 /// cluster_id; every node restarted comes back unsealed by itself.

@@ -877,6 +877,59 @@ impl BaoCluster {
         }
     }
 
+    /// `GET sys/storage/raft/snapshot` on `node` with the harness's root
+    /// token: the snapshot's bytes.
+    pub async fn raft_snapshot(&self, node: usize) -> Vec<u8> {
+        let url = format!("{}/v1/sys/storage/raft/snapshot", self.api_url(node));
+        let resp = match self
+            .http
+            .get(&url)
+            .header("X-Vault-Token", self.root_token())
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => self.fail(node, &format!("GET {url} failed: {e:?}")),
+        };
+        let status = resp.status();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        if !status.is_success() {
+            self.fail(
+                node,
+                &format!(
+                    "GET {url} answered {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                ),
+            );
+        }
+        bytes.to_vec()
+    }
+
+    /// The VERIFIED restore, `POST sys/storage/raft/snapshot` (never
+    /// `-force`), of `snapshot` on `node` with `token`: status and body.
+    pub async fn raft_restore(
+        &self,
+        node: usize,
+        token: &str,
+        snapshot: Vec<u8>,
+    ) -> (StatusCode, String) {
+        let url = format!("{}/v1/sys/storage/raft/snapshot", self.api_url(node));
+        let resp = match self
+            .http
+            .post(&url)
+            .header("X-Vault-Token", token)
+            .body(snapshot)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => self.fail(node, &format!("POST {url} failed: {e:?}")),
+        };
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        (status, body)
+    }
+
     /// init(shares, threshold) + unseal_all + wait for node 0 to be active.
     pub async fn init_unsealed(&mut self, shares: u32, threshold: u32) -> (Vec<String>, String) {
         let (keys, token) = self.init(shares, threshold).await;
