@@ -130,6 +130,21 @@ pub struct Cluster {
     /// token, the login JWT or any token over it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_insecure_http: bool,
+    /// How the cluster unseals: `shamir` (unseal keys) or `auto` (a seal —
+    /// transit, static, a KMS — unseals it; snapward stores recovery keys).
+    /// Optional: a run reads it from `sys/seal-status`; set it so that lint
+    /// and `plan` know it offline, and a run refuses when the cluster says
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<SealMode>,
+}
+
+/// `spec.cluster.seal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SealMode {
+    Shamir,
+    Auto,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

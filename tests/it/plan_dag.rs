@@ -170,6 +170,7 @@ fn nodes(states: &[(InitState, bool)]) -> Vec<NodeObservation> {
             init: *init,
             sealed: *sealed,
             active: i == 0 && *init == InitState::Initialized && !*sealed,
+            seal: None,
         })
         .collect()
 }
@@ -203,6 +204,7 @@ fn guard_table(
     let obs = Observation {
         nodes: nodes(states),
         keys_present: keys,
+        key_entries: keys == Some(true),
         newest_snapshot_in: snapshot.map(String::from),
     };
     let d = guard::decide(
@@ -211,6 +213,7 @@ fn guard_table(
             restore_mode: mode,
             init_allowed,
             explicit_restore: false,
+            expected_seal: None,
         },
     );
     assert_eq!(d.branch, branch, "{d:?}");
@@ -224,6 +227,7 @@ fn invariant_6_never_initialise_over_surviving_keys() {
     let obs = Observation {
         nodes: nodes(&[(U, false), (U, false)]),
         keys_present: Some(true),
+        key_entries: true,
         newest_snapshot_in: None,
     };
     let d = guard::decide(
@@ -232,6 +236,7 @@ fn invariant_6_never_initialise_over_surviving_keys() {
             restore_mode: RestoreMode::Auto,
             init_allowed: true,
             explicit_restore: true,
+            expected_seal: None,
         },
     );
     assert_eq!(d.branch, Branch::Refuse);
@@ -248,6 +253,7 @@ fn invariant_5_an_unknown_node_is_never_treated_as_uninitialised() {
     let obs = Observation {
         nodes: nodes(&[(X, false), (U, false), (U, false)]),
         keys_present: Some(false),
+        key_entries: false,
         newest_snapshot_in: None,
     };
     let d = guard::decide(
@@ -256,6 +262,7 @@ fn invariant_5_an_unknown_node_is_never_treated_as_uninitialised() {
             restore_mode: RestoreMode::Auto,
             init_allowed: true,
             explicit_restore: false,
+            expected_seal: None,
         },
     );
     assert_eq!(d.branch, Branch::Retry);
@@ -266,12 +273,14 @@ fn manual_restore_proceeds_only_when_a_human_asks() {
     let obs = Observation {
         nodes: nodes(&[(U, false)]),
         keys_present: Some(true),
+        key_entries: true,
         newest_snapshot_in: Some("local".into()),
     };
     let gp = |explicit_restore| GuardPolicy {
         restore_mode: RestoreMode::Manual,
         init_allowed: false,
         explicit_restore,
+        expected_seal: None,
     };
     assert_eq!(guard::decide(&obs, gp(false)).branch, Branch::Refuse);
     assert_eq!(guard::decide(&obs, gp(true)).branch, Branch::Restore);
@@ -295,12 +304,14 @@ fn interrupted_restore_marker(
     let obs = Observation {
         nodes: nodes(states),
         keys_present: Some(true),
+        key_entries: true,
         newest_snapshot_in: Some("s3".into()),
     };
     let gp = GuardPolicy {
         restore_mode: RestoreMode::Auto,
         init_allowed: false,
         explicit_restore: false,
+        expected_seal: None,
     };
     let d = guard::interrupted_restore(guard::decide(&obs, gp), &obs, "snapshot s3/x.snap");
     assert_eq!(d.branch, branch, "{d:?}");
