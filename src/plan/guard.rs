@@ -283,7 +283,11 @@ fn decide_table(obs: &Observation, policy: GuardPolicy) -> Decision {
             return d(
                 Branch::Backup,
                 "initialised (auto-unseal)",
-                "the cluster is up (it unseals itself): back up".into(),
+                if keys_present {
+                    "the cluster is up (it unseals itself): back up".into()
+                } else {
+                    "the cluster is up (it unseals itself): back up. The key store holds no recovery keys: a restore does not need them, but `bao operator generate-root` and rekeys do — keep them somewhere safe".into()
+                },
                 true,
             );
         }

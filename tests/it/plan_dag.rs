@@ -325,3 +325,54 @@ fn interrupted_restore_marker(
         );
     }
 }
+
+/// `spec.cluster.seal: auto` tells `plan` the cluster's seal offline: its
+/// scenarios follow the auto-unseal rows (DESIGN.md §8), not the Shamir ones.
+#[test]
+fn plan_scenarios_of_an_auto_unseal_policy_follow_the_auto_unseal_rows() {
+    let text = policy_text(&Shape {
+        targets: vec![(true, false)],
+        init_allowed: true,
+        mode: "auto",
+        keep_unmirrored: false,
+        max_age: false,
+    })
+    .replace("  cluster:\n", "  cluster:\n    seal: auto\n");
+    let mut r = policy::lint_text("auto.yaml", &text, true);
+    assert!(r.diagnostics.is_empty(), "{text}\n{:?}", r.diagnostics);
+    let p = r.policies.remove(0);
+    let gp = plan::guard_policy(&p, false);
+    let decide = |s: plan::Scenario| {
+        let d = guard::decide(&s.observation(&p), gp);
+        (d.branch, d.rule)
+    };
+    use plan::Scenario as S;
+    // Recovery keys lost: an auto-unseal restore needs none.
+    assert_eq!(
+        decide(S::KeysLost),
+        (Branch::Restore, "wiped, snapshot present (auto-unseal)")
+    );
+    assert_eq!(
+        decide(S::DataLoss),
+        (Branch::Restore, "wiped, snapshot present (auto-unseal)")
+    );
+    assert_eq!(
+        decide(S::NoSnapshot),
+        (Branch::Refuse, "recovery keys present, no snapshot")
+    );
+    assert_eq!(
+        decide(S::Sealed),
+        (Branch::Retry, "auto-unseal node sealed")
+    );
+    assert_eq!(
+        decide(S::Healthy),
+        (Branch::Backup, "initialised (auto-unseal)")
+    );
+    assert_eq!(decide(S::Fresh), (Branch::Init, "fresh cluster"));
+    // The same policy without the field is read as Shamir offline.
+    let shamir = text.replace("    seal: auto\n", "");
+    let mut r = policy::lint_text("shamir.yaml", &shamir, true);
+    let p = r.policies.remove(0);
+    let d = guard::decide(&S::KeysLost.observation(&p), plan::guard_policy(&p, false));
+    assert_eq!(d.rule, "keys absent, snapshot present");
+}
