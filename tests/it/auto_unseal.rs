@@ -1026,3 +1026,41 @@ async fn transit_seal_raft_data_lost_is_restored_from_the_local_store() {
     d.bao.wait_unsealed(0).await;
     d.expect_data(&token, &["before"], &["after"]).await;
 }
+
+/// Restore mode `manual` holds for auto-unseal clusters as for Shamir: a
+/// wiped static-seal cluster is refused (exit 3, "wiped, restore mode
+/// manual") and nothing changes; `snapward restore -f POLICY` then
+/// restores it through the verified endpoint.
+#[tokio::test]
+async fn static_seal_manual_mode_refuses_a_wiped_cluster_until_snapward_restore_is_run() {
+    let mut d = Drill::single_static(false).await;
+    let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
+    let mut o = d.opts();
+    o.mode = "manual";
+    let policy = d.policy("policy", &o);
+    let (_, token) = d.snapward_init(&policy, &keys_dir).await;
+    d.write_marker("before").await;
+    let (_, name) = d.backup(&policy, &snap_dir).await;
+    d.write_marker("after").await;
+    let cluster_id = d.cluster_id(0).await;
+    d.bao.wipe(0).await;
+    let (keys, snaps) = (files_in(&keys_dir), snap_files(&snap_dir));
+
+    let r = d.run(&policy).await;
+    r.expect_exit(3).expect_branch("refuse");
+    assert_eq!(r.rule(), "wiped, restore mode manual", "{}", r.context());
+    r.expect_only_observed("manual mode");
+    assert!(!d.initialized(0).await);
+    assert_eq!(files_in(&keys_dir), keys);
+    assert_eq!(snap_files(&snap_dir), snaps);
+
+    let r = d.snapward("restore", &policy, &[]).await;
+    expect_restored(&r, true, "local", &name);
+    assert_eq!(d.cluster_id(0).await, cluster_id, "the original cluster_id");
+    d.expect_data(&token, &["before"], &["after"]).await;
+    assert_eq!(
+        files_in(&keys_dir),
+        keys,
+        "a restore never writes the key store"
+    );
+}
