@@ -186,6 +186,28 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         kubeconfig: Option<PathBuf>,
     },
+    /// Rehearse a restore on a throwaway OpenBao: fetch the stored copy
+    /// (by default from the last restore source, the farthest one),
+    /// restore it onto a `bao server` started on 127.0.0.1 for this, unseal
+    /// it with the stored keys, read the canary, then stop and remove the
+    /// server. The cluster is never contacted. Exit 0 when it restored.
+    TestRestore {
+        #[command(flatten)]
+        source: PolicySource,
+        /// Test this snapshot (file name) instead of the newest valid one.
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// The store to test from (overrides spec.restoreTest.from).
+        #[arg(long, value_name = "STORE")]
+        from: Option<String>,
+        /// The `bao` binary (overrides spec.restoreTest.baoBinary).
+        #[arg(long, value_name = "PATH")]
+        bao: Option<PathBuf>,
+        #[arg(long, env = "SNAPWARD_REPORT")]
+        report: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: OutputFormat,
+    },
     /// Print the policy JSON Schema.
     Schema,
 }

@@ -62,6 +62,7 @@ codes! {
     GuardAlways => "guard-always",
     NodeAddress => "node-address",
     RestartPodNeedsDiscovery => "restart-pod-needs-discovery",
+    RestoreTestStore => "restore-test-store",
     CredentialsInUrl => "credentials-in-url",
 }
 

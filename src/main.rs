@@ -89,6 +89,7 @@ fn main() -> ExitCode {
         cli.command,
         Command::Run { .. }
             | Command::Restore { .. }
+            | Command::TestRestore { .. }
             | Command::Verify { .. }
             | Command::List { .. }
     ) {
@@ -160,6 +161,23 @@ fn main() -> ExitCode {
             only_snapshot: snapshot,
             allow_unauthenticated,
         }))),
+        Command::TestRestore {
+            source,
+            snapshot,
+            from,
+            bao,
+            report,
+            format,
+        } => Ok(block_on(commands::test_restore::run(
+            commands::test_restore::TestRestoreOptions {
+                source,
+                snapshot,
+                from,
+                bao,
+                report,
+                format,
+            },
+        ))),
         Command::List {
             policy,
             format,

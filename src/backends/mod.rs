@@ -23,6 +23,7 @@ pub mod local;
 pub mod metrics;
 pub mod openbao;
 pub mod s3;
+pub mod throwaway;
 
 use std::path::Path;
 

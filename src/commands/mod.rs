@@ -5,6 +5,7 @@ pub mod list;
 pub mod plan;
 pub mod run;
 pub mod schema;
+pub mod test_restore;
 pub mod verify;
 
 use crate::exit::Exit;

@@ -74,6 +74,11 @@ pub struct Spec {
     /// Prometheus metrics of each run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Metrics>,
+    /// Rehearse the restore on a throwaway OpenBao (`snapward
+    /// test-restore`): the stored copy is fetched, restored, unsealed with
+    /// the stored keys and read, never touching the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_test: Option<RestoreTest>,
     /// The most a snapshot may hold once decompressed (its tar archive):
     /// bytes, or with a `Ki`, `Mi`, `Gi` or `Ti` suffix. Default `64Gi`.
     /// Verification stops at this size, and also at 1032 times the bytes
@@ -140,6 +145,34 @@ pub struct Cluster {
     /// otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<SealMode>,
+}
+
+/// `spec.restoreTest`: where and how a restore is rehearsed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestoreTest {
+    /// Path of the `bao` binary the throwaway server runs (the same
+    /// version as the cluster).
+    pub bao_binary: String,
+    /// The store to test from. Default: the last restore source (the
+    /// farthest copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Time budget of one rehearsal, e.g. `10m` (default).
+    #[serde(default = "default_restore_test_timeout")]
+    pub timeout: String,
+    /// Auto-unseal clusters: a file holding the `seal "…" { … }` stanza
+    /// the throwaway server needs (the same seal as the cluster's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_config_file: Option<String>,
+    /// Where the throwaway server's data lives. Default: a
+    /// `.snapward-restore-test` directory in the local snapshot directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_dir: Option<String>,
+}
+
+fn default_restore_test_timeout() -> String {
+    "10m".into()
 }
 
 /// `spec.cluster.seal`.

@@ -39,6 +39,7 @@ mod openbao;
 mod plan_dag;
 mod policy_lint;
 mod restore_auth;
+mod restore_test;
 mod retention;
 mod retention_auth;
 mod s3_faults;

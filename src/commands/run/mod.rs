@@ -42,7 +42,9 @@ fn kube_exit(e: &KubeError) -> Exit {
     }
 }
 
-async fn load(source: &PolicySource) -> Result<(ValidPolicy, Option<::kube::Client>), Exit> {
+pub(crate) async fn load(
+    source: &PolicySource,
+) -> Result<(ValidPolicy, Option<::kube::Client>), Exit> {
     if let Some(reference) = &source.policy_configmap {
         let client = k8s::client(source.kubeconfig.as_deref())
             .await
@@ -83,7 +85,7 @@ async fn load(source: &PolicySource) -> Result<(ValidPolicy, Option<::kube::Clie
     })
 }
 
-fn cancel_on_signals(cancel: CancellationToken) {
+pub(crate) fn cancel_on_signals(cancel: CancellationToken) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -108,6 +110,34 @@ pub async fn run(opts: RunOptions) -> Exit {
         Ok(x) => x,
         Err(exit) => return exit,
     };
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    run_loaded(&p, client, &opts, cancel).await.0
+}
+
+/// The policy, loaded: `run`'s work, also what `test-restore` runs on its
+/// rehearsal policy. The report is returned too (`None` when the run did
+/// not start).
+pub(crate) async fn run_loaded(
+    p: &ValidPolicy,
+    client: Option<::kube::Client>,
+    opts: &RunOptions,
+    cancel: CancellationToken,
+) -> (Exit, Option<RunReport>) {
+    let p = p.clone();
+    let r = run_policy(p, client, opts, cancel).await;
+    match r {
+        Ok((exit, report)) => (exit, Some(report)),
+        Err(exit) => (exit, None),
+    }
+}
+
+async fn run_policy(
+    p: ValidPolicy,
+    client: Option<::kube::Client>,
+    opts: &RunOptions,
+    cancel: CancellationToken,
+) -> Result<(Exit, RunReport), Exit> {
     if let Some(name) = &opts.only_snapshot
         && crate::backends::snapshot_time(&p.local.prefix, name).is_none()
     {
@@ -119,24 +149,24 @@ pub async fn run(opts: RunOptions) -> Exit {
                 .as_deref()
                 .map_or_else(|| "POLICY".into(), |f| f.display().to_string())
         );
-        return Exit::Usage;
+        return Err(Exit::Usage);
     }
     let started_at = jiff::Timestamp::now();
     let dag = match plan::compile(&p) {
         Ok(d) => d,
         Err(e) => {
             crate::ewriteln!("{:?}", miette::Report::new(e));
-            return Exit::Invalid;
+            return Err(Exit::Invalid);
         }
     };
     let kube = match kube(&p, &opts.source, client).await {
         Ok(k) => k,
-        Err(exit) => return exit,
+        Err(exit) => return Err(exit),
     };
     // One run at a time. Dry runs write nothing, so they take no lock.
     let held = match single_flight::take(&p, kube.as_ref(), opts.dry_run).await {
         Ok(h) => h,
-        Err(exit) => return exit,
+        Err(exit) => return Err(exit),
     };
     // Discovery (read-only) only once this run holds the lock and Lease.
     let (bao, ceremony) = match cluster(&p, kube.as_ref()).await {
@@ -144,7 +174,7 @@ pub async fn run(opts: RunOptions) -> Exit {
         Err((exit, e)) => {
             crate::ewriteln!("error: {e}");
             single_flight::release(held.lease).await;
-            return exit;
+            return Err(exit);
         }
     };
     let scratch = match tempfile::Builder::new()
@@ -155,13 +185,11 @@ pub async fn run(opts: RunOptions) -> Exit {
         Err(e) => {
             crate::ewriteln!("error: cannot create a temp dir: {e}");
             single_flight::release(held.lease).await;
-            return Exit::Retry;
+            return Err(Exit::Retry);
         }
     };
-    let runner = runner::build(&p, &opts, kube.as_ref(), bao, ceremony, scratch.path()).await;
+    let runner = runner::build(&p, opts, kube.as_ref(), bao, ceremony, scratch.path()).await;
     let state = Arc::new(Mutex::new(RunState::default()));
-    let cancel = CancellationToken::new();
-    cancel_on_signals(cancel.clone());
     let lease_lost = held.lease.as_ref().map(|l| l.lost_token());
     if let Some(lost) = lease_lost.clone() {
         let cancel = cancel.clone();
@@ -196,8 +224,8 @@ pub async fn run(opts: RunOptions) -> Exit {
     };
     finish::metrics(&p, &report, &st).await;
     drop(st);
-    finish::output(&opts, &report);
-    exit
+    finish::output(opts, &report);
+    Ok((exit, report))
 }
 
 /// The Kubernetes API, when the policy needs it (discovery, a Secret key

@@ -30,7 +30,10 @@ pub(super) fn check(
     let start = out.len();
     let r = &spec.restore;
     let sources = sources(spec, out);
-    if r.mode == RestoreMode::Auto && spec.unseal_keys.is_none() {
+    restore_test(spec, out);
+    // An auto-unseal restore needs no keys (DESIGN.md §8).
+    let auto_unseal = spec.cluster.seal == Some(crate::policy::model::SealMode::Auto);
+    if r.mode == RestoreMode::Auto && spec.unseal_keys.is_none() && !auto_unseal {
         out.push(
             Finding::error(Code::RestoreAutoWithoutKeys, "/spec/restore/mode", "restore mode `auto` needs `spec.unsealKeys`")
                 .help("a restored cluster is sealed with its original keys: say where they live (unsealKeys.kubernetesSecret or unsealKeys.files)"),
@@ -59,6 +62,34 @@ pub(super) fn check(
             },
         )
     })
+}
+
+/// `spec.restoreTest`: `from` names a store of this policy, `timeout` is
+/// a positive duration.
+fn restore_test(spec: &Spec, out: &mut Vec<Finding>) {
+    let Some(t) = &spec.restore_test else {
+        return;
+    };
+    let _ = timeout(&t.timeout, "/spec/restoreTest/timeout", "10m", out);
+    if let Some(from) = &t.from {
+        let names: Vec<&str> = std::iter::once(StoreId::LOCAL)
+            .chain(spec.targets.iter().map(|t| t.name.as_str()))
+            .collect();
+        if !names.contains(&from.as_str()) {
+            let mut help = format!("known stores: {}", names.join(", "));
+            if let Some(c) = closest(from, names.iter().copied()) {
+                help = format!("did you mean `{c}`? {help}");
+            }
+            out.push(
+                Finding::error(
+                    Code::RestoreTestStore,
+                    "/spec/restoreTest/from",
+                    format!("restore test store `{from}` is not a store of this policy"),
+                )
+                .help(help),
+            );
+        }
+    }
 }
 
 /// `restore.sources`, each a store of this policy, once; default: the
