@@ -1064,3 +1064,117 @@ async fn static_seal_manual_mode_refuses_a_wiped_cluster_until_snapward_restore_
         "a restore never writes the key store"
     );
 }
+
+/// `spec.cluster.seal` contradicted by a cluster that is up: the run is
+/// refused ("seal contradicts the policy", exit 3) — but the active node
+/// is unsealed, so the backup still runs (a new, valid snapshot).
+#[tokio::test]
+async fn a_seal_that_contradicts_the_policy_on_a_running_cluster_is_refused_but_still_backed_up() {
+    let mut d = Drill::single_static(false).await;
+    let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
+    let policy = d.policy("policy", &d.opts());
+    d.snapward_init(&policy, &keys_dir).await;
+    let yaml = fs::read_to_string(&policy).expect("read policy");
+    let anchor = "  cluster:\n";
+    assert!(yaml.contains(anchor), "{yaml}");
+    let contradicting = d.path("policy-shamir.yaml");
+    fs::write(
+        &contradicting,
+        yaml.replacen(anchor, &format!("{anchor}    seal: shamir\n"), 1),
+    )
+    .expect("write policy");
+    let keys = files_in(&keys_dir);
+    let before = snap_names(&snap_dir);
+
+    let r = d.run(&contradicting).await;
+    r.expect_exit(3);
+    assert_eq!(r.rule(), "seal contradicts the policy", "{}", r.context());
+    r.expect_status("snapshot", "succeeded")
+        .expect_status("verify", "succeeded");
+    r.expect_skipped(&INIT).expect_skipped(&RESTORE);
+    let new: Vec<String> = snap_names(&snap_dir)
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    assert_eq!(new.len(), 1, "one new snapshot: {new:?}\n{}", r.context());
+    assert_eq!(files_in(&keys_dir), keys, "the key store is untouched");
+}
+
+/// S3 object tags of an auto-unseal cluster are derived from its combined
+/// recovery key: another static-seal cluster (another seal key, other
+/// recovery keys) that backs up LATER into the same bucket and prefix
+/// leaves a newer, valid archive there — but it is foreign to this
+/// cluster. After losing its raft data and its local store, this cluster
+/// restores its OWN newest snapshot from S3, not the other one.
+#[tokio::test]
+async fn static_seal_another_clusters_newer_s3_snapshot_is_not_restored() {
+    let mut d = Drill::single_static(true).await;
+    let (keys_dir, snap_dir) = (d.keys_dir(), d.snap_dir());
+    let policy = d.policy("policy", &d.opts());
+    let (_, token) = d.snapward_init(&policy, &keys_dir).await;
+    d.write_marker("before").await;
+    let (r, name) = d.backup(&policy, &snap_dir).await;
+    r.expect_status("upload:s3", "succeeded");
+    let cluster_id = d.cluster_id(0).await;
+
+    // The other cluster: this policy with its own node, key store and
+    // local store. It is initialised by snapward without the S3 target (a
+    // fresh auto-unseal cluster that sees a snapshot restores it instead:
+    // here, a seal mismatch), then backs up to S3 a second later.
+    let other = BaoCluster::single_static().await;
+    let (other_keys, other_snaps) = (d.path("other-keys"), d.path("other-snapshots"));
+    let text = |p: &Path| p.display().to_string();
+    let for_other = |policy: &Path, name: &str| {
+        let yaml = fs::read_to_string(policy)
+            .expect("read policy")
+            .replace(
+                d.bao.address(0).as_str().trim_end_matches('/'),
+                other.address(0).as_str().trim_end_matches('/'),
+            )
+            .replace(&text(&keys_dir), &text(&other_keys))
+            .replace(&text(&snap_dir), &text(&other_snaps));
+        let p = d.path(name);
+        fs::write(&p, yaml).expect("write policy");
+        p
+    };
+    let mut o = d.opts();
+    o.s3 = false;
+    let other_init = for_other(&d.policy("policy-no-s3", &o), "other-init.yaml");
+    let other_policy = for_other(&policy, "other.yaml");
+    let r = d.run(&other_init).await;
+    r.expect_exit(0).expect_branch("init");
+    d.remember_secret(&fs::read_to_string(other_keys.join("root-token")).expect("root-token"));
+    d.wait_for_a_fresh_second(&snap_dir).await;
+    let r = d.run(&other_policy).await;
+    r.expect_exit(0).expect_branch("backup");
+    r.expect_status("upload:s3", "succeeded");
+    let other_names = snap_names(&other_snaps);
+    assert_eq!(other_names.len(), 1, "{other_names:?}");
+    assert!(
+        other_names[0] > name,
+        "{} is newer than {name}",
+        other_names[0]
+    );
+    let objects = d.s3_objects().await;
+    for n in [&name, &other_names[0]] {
+        assert!(
+            objects.contains_key(&format!("{S3_PREFIX}{n}")),
+            "{n} in S3: {objects:?}"
+        );
+    }
+
+    d.bao.wipe(0).await;
+    fs::remove_dir_all(&snap_dir).expect("lose the local snapshot store");
+    let r = d.run(&policy).await;
+    expect_restored(&r, true, "s3", &name);
+    assert!(
+        r.items_of("observe", "foreign")
+            .iter()
+            .any(|i| i["store"] == "s3" && i["name"] == json!(other_names[0])),
+        "observe must report the other cluster's object as foreign\n{}",
+        r.context()
+    );
+    assert_eq!(d.cluster_id(0).await, cluster_id, "the original cluster_id");
+    d.expect_data(&token, &["before"], &[]).await;
+    assert_eq!(d.s3_objects().await, objects, "S3 is not written");
+}
