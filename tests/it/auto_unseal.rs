@@ -282,53 +282,6 @@ async fn harness_static_seal_snapshot_restores_under_its_key_and_is_rejected_und
     );
 }
 
-/// What a 3-node auto-unseal restore needs from the server: once every
-/// wiped follower has joined the TEMPORARY cluster (they join by
-/// themselves, through the seal, as soon as node 0 is temp-initialised),
-/// the verified restore on node 0 reaches them through raft — every node
-/// ends unsealed with the original cluster_id.
-///
-/// (A follower whose join is still under way when the snapshot is applied
-/// answers the temporary cluster's challenge and then rejects the restored
-/// leader forever — the leader logs `failed to heartbeat to: peer=…
-/// error="remote error: tls: unrecognized name"`, the follower stays
-/// `initialized, sealed`. That is a race, so no test shows it; a restore
-/// must wait for every follower to join before it sends the snapshot.)
-#[tokio::test]
-async fn harness_three_static_followers_joined_before_the_restore_follow_the_restored_cluster() {
-    let mut c = BaoCluster::three_static().await;
-    let (_, token) = c.init_recovery(SHARES, THRESHOLD).await;
-    c.enable_kv().await;
-    c.write_secret("marker", json!({"v": 1})).await;
-    let cluster_id = c.seal_status(0).await["cluster_id"].clone();
-    let snapshot = c.raft_snapshot(0).await;
-
-    for node in 0..3 {
-        c.wipe(node).await;
-    }
-    // Temp init; returns once every follower has joined and unsealed.
-    let (_, temp) = c.init_recovery(SHARES, THRESHOLD).await;
-    let (status, body) = c.raft_restore(0, &temp, snapshot).await;
-    assert!(status.is_success(), "the verified restore: {status} {body}");
-    let deadline = std::time::Instant::now() + crate::support::bao::WAIT;
-    for node in 0..3 {
-        loop {
-            let s = c.seal_status(node).await;
-            if s["sealed"] == json!(false) && s["cluster_id"] == cluster_id {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "bao-{node} never served the restored cluster: {s}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    }
-    c.set_root_token(&token);
-    c.wait_auto_unsealed().await;
-    assert_eq!(c.read_secret("marker").await, Some(json!({"v": 1})));
-}
-
 /// The 3-node static harness: one seal key for every node; node 0 inits
 /// with recovery shares, the followers join and unseal themselves, one
 /// cluster_id; every node restarted comes back unsealed by itself.
@@ -652,6 +605,16 @@ async fn static_seal_key_store_with_only_a_root_token_is_backed_up_and_restored(
 /// cluster_id (the original one), exactly one active node — and
 /// verify-cluster reads the canary (`restore.canary`) with the original
 /// root token.
+///
+/// Server behaviour this drill runs into (OpenBao 2.7.2): the wiped
+/// followers join the temporary cluster by themselves as soon as node 0 is
+/// temp-initialised. A follower whose join is under way when the snapshot
+/// is applied is stranded (`initialized, sealed`; the leader logs `failed
+/// to heartbeat to: peer=… error="remote error: tls: unrecognized name"`),
+/// so a restore must wait until every follower has joined before it sends
+/// the snapshot. Even then, under load, a joined standby was once seen
+/// keeping the temporary keyring (unsealed, temporary cluster_id, `raft tls
+/// periodic upgrade check failed: … message authentication failed`).
 #[tokio::test]
 async fn three_static_seal_nodes_restore_lands_on_every_node_and_the_canary_is_read() {
     let mut d = Drill::three_static(false).await;
