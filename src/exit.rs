@@ -17,6 +17,9 @@ pub enum Exit {
     Retry = 4,
     /// Another run of the same policy holds the lock.
     Busy = 5,
+    /// The backup is done, but its restore test (`spec.restoreTest`)
+    /// failed: the stored copy did not restore on a throwaway server.
+    RestoreTestFailed = 6,
 }
 
 impl Exit {

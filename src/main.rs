@@ -144,6 +144,8 @@ fn main() -> ExitCode {
             explicit_restore: false,
             only_snapshot: None,
             allow_unauthenticated: false,
+            rehearsal: false,
+            quiet: false,
         }))),
         Command::Restore {
             source,
@@ -160,6 +162,8 @@ fn main() -> ExitCode {
             explicit_restore: true,
             only_snapshot: snapshot,
             allow_unauthenticated,
+            rehearsal: false,
+            quiet: false,
         }))),
         Command::TestRestore {
             source,

@@ -42,6 +42,10 @@ pub enum ThrowawayError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "restore test: the throwaway server exited ({status}) before it listened; its log ends:\n{log}"
+    )]
+    Exited { status: String, log: String },
     #[error("restore test: the throwaway server did not listen within {}s; its log ends:\n{log}", waited.as_secs())]
     NotListening { waited: Duration, log: String },
 }
@@ -109,11 +113,20 @@ impl Throwaway {
             log,
         };
         fs::write(&pid, me.pid().to_string()).map_err(io(&pid))?;
+        let mut me = me;
         let end = tokio::time::Instant::now() + wait;
         while tokio::net::TcpStream::connect(("127.0.0.1", api))
             .await
             .is_err()
         {
+            // A server that exited (a bad seal stanza, a wrong binary)
+            // will not listen: say so now, with its log.
+            if let Some(Ok(Some(status))) = me.child.as_mut().map(std::process::Child::try_wait) {
+                return Err(ThrowawayError::Exited {
+                    status: status.to_string(),
+                    log: me.log_tail(20),
+                });
+            }
             if tokio::time::Instant::now() >= end {
                 return Err(ThrowawayError::NotListening {
                     waited: wait,
@@ -133,13 +146,17 @@ impl Throwaway {
         &self.dir
     }
 
-    /// The last `lines` lines of the server's log (it holds no secret: the
-    /// server never logs keys or tokens).
+    /// The last `lines` lines of the server's log, for a report. The
+    /// server does not log keys or tokens; anything shaped like a token
+    /// (`s.…`, `hvs.…`, `hvb.…`, `hvr.…`) is redacted all the same.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all.get(all.len().saturating_sub(lines)..)
             .unwrap_or_default()
+            .iter()
+            .map(|l| redact_tokens(l))
+            .collect::<Vec<_>>()
             .join("\n")
     }
 }
@@ -152,6 +169,22 @@ impl Drop for Throwaway {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `line` with every token-shaped word replaced by `[redacted]`.
+fn redact_tokens(line: &str) -> String {
+    let token_like = |w: &str| {
+        let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '.');
+        ["s.", "hvs.", "hvb.", "hvr."].iter().any(|p| {
+            w.strip_prefix(p).is_some_and(|rest| {
+                rest.len() >= 20 && rest.chars().all(|c| c.is_ascii_alphanumeric())
+            })
+        })
+    };
+    line.split(' ')
+        .map(|w| if token_like(w) { "[redacted]" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Two free loopback ports (API, cluster), held until both are chosen.
@@ -212,4 +245,19 @@ fn kill(pid: u32) -> bool {
         return false;
     };
     rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_tokens;
+
+    #[test]
+    fn token_shaped_words_never_reach_a_report() {
+        let line = "core: root token s.AbCdEfGhIjKlMnOpQrStUvWx issued; hvs.CAESIJ0123456789abcdefghijkl; ok";
+        let r = redact_tokens(line);
+        assert!(!r.contains("AbCdEf") && !r.contains("CAESIJ"), "{r}");
+        assert!(r.starts_with("core: root token [redacted] issued;"), "{r}");
+        let plain = "storage.raft: snapshot restored: index=42 s.short";
+        assert_eq!(redact_tokens(plain), plain);
+    }
 }

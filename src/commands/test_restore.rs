@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::run::{RunOptions, cancel_on_signals, load, run_loaded};
 use crate::backends::throwaway::{Throwaway, clean_leftovers};
 use crate::cli::{OutputFormat, PolicySource};
+use crate::exec::actions::restore_test::{Rehearsal as Outcome, Rehearse};
 use crate::exit::Exit;
 use crate::policy::model::{self, RestoreMode};
 use crate::policy::{ListedNode, Nodes, StoreId, ValidPolicy};
@@ -41,7 +42,7 @@ pub struct TestRestoreOptions {
 
 /// What the rehearsal needs, resolved from the policy and the flags.
 #[derive(Debug)]
-struct Rehearsal {
+struct Settings {
     bin: PathBuf,
     from: StoreId,
     timeout: Duration,
@@ -49,7 +50,7 @@ struct Rehearsal {
     work: PathBuf,
 }
 
-fn resolve(p: &ValidPolicy, o: &TestRestoreOptions) -> Result<Rehearsal, String> {
+fn resolve(p: &ValidPolicy, o: &TestRestoreOptions) -> Result<Settings, String> {
     let t = p.doc.spec.restore_test.as_ref();
     let bin = match (&o.bao, t) {
         (Some(b), _) => b.clone(),
@@ -104,7 +105,7 @@ fn resolve(p: &ValidPolicy, o: &TestRestoreOptions) -> Result<Rehearsal, String>
         .and_then(|t| t.work_dir.as_deref())
         .map(PathBuf::from)
         .unwrap_or_else(|| p.local.dir.join(".snapward-restore-test"));
-    Ok(Rehearsal {
+    Ok(Settings {
         bin,
         from,
         timeout,
@@ -113,11 +114,37 @@ fn resolve(p: &ValidPolicy, o: &TestRestoreOptions) -> Result<Rehearsal, String>
     })
 }
 
+/// What the rehearsal reads on the restored copy (see
+/// `model::RestoreTest::canary`).
+fn rehearsal_canary(p: &ValidPolicy) -> Option<model::Canary> {
+    if let Some(c) = p
+        .doc
+        .spec
+        .restore_test
+        .as_ref()
+        .and_then(|t| t.canary.clone())
+    {
+        return Some(c);
+    }
+    if let Some(c) = &p.restore.canary {
+        return Some(c.clone());
+    }
+    let keys = p.unseal_keys.as_ref()?;
+    let crate::policy::KeyLocation::Files { directory } = &keys.location else {
+        return None;
+    };
+    let token = directory.join(&keys.root_token_key);
+    token.is_file().then(|| model::Canary {
+        path: "sys/mounts".into(),
+        token_file: token.display().to_string(),
+    })
+}
+
 /// The policy the rehearsal runs: the real one, pointed at the throwaway
 /// server and at the store under test only.
 fn rehearsal_policy(
     p: &ValidPolicy,
-    r: &Rehearsal,
+    r: &Settings,
     server: &Throwaway,
     scratch: &Path,
 ) -> ValidPolicy {
@@ -147,6 +174,8 @@ fn rehearsal_policy(
     q.restore.restart_pod = false;
     q.doc.spec.restore.restart_pod = false;
     q.guards.max_restore_age = None;
+    q.restore.canary = rehearsal_canary(p);
+    q.doc.spec.restore.canary = q.restore.canary.clone();
     q.sources = vec![r.from.clone()];
     q.targets.retain(|t| t.id() == r.from);
     q.doc
@@ -162,6 +191,195 @@ fn rehearsal_policy(
     q
 }
 
+/// One rehearsal's outcome: the run's exit, how long it took, and what it
+/// proved or (on failure) why, with the end of the throwaway server's log.
+struct Rehearsed {
+    exit: Exit,
+    seconds: f64,
+    /// The verify-cluster detail when it passed; why not otherwise.
+    detail: String,
+}
+
+/// Start a throwaway server, run the restore branch on the derived policy
+/// against it, stop and remove it. `cancel` stops it early (SIGTERM, the
+/// time budget, a cancelled run).
+async fn rehearse(
+    p: &ValidPolicy,
+    client: Option<::kube::Client>,
+    r: &Settings,
+    opts: RunOptions,
+    cancel: CancellationToken,
+) -> Rehearsed {
+    for line in clean_leftovers(&r.work) {
+        tracing::warn!("restore test: {line}");
+    }
+    let started = std::time::Instant::now();
+    let failed = |exit, detail: String| Rehearsed {
+        exit,
+        seconds: started.elapsed().as_secs_f64(),
+        detail,
+    };
+    let budget = {
+        let cancel = cancel.child_token();
+        let timeout = r.timeout;
+        let stop = cancel.clone();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            tracing::error!(
+                "restore test: the time budget ({}s, spec.restoreTest.timeout) ran out: stopping",
+                timeout.as_secs()
+            );
+            stop.cancel();
+        });
+        (cancel, task)
+    };
+    let (cancel, timer) = budget;
+    let server = tokio::select! {
+        s = Throwaway::start(&r.bin, &r.work, r.seal.as_deref(), Duration::from_secs(60)) => s,
+        _ = cancel.cancelled() => {
+            return failed(Exit::Retry, "stopped before the throwaway server answered".into());
+        }
+    };
+    let server = match server {
+        Ok(s) => s,
+        Err(e) => {
+            timer.abort();
+            return failed(Exit::Retry, e.to_string());
+        }
+    };
+    let scratch = server.dir().join("local");
+    if let Err(e) = std::fs::create_dir_all(&scratch) {
+        timer.abort();
+        return failed(
+            Exit::Retry,
+            format!("cannot create {}: {e}", scratch.display()),
+        );
+    }
+    let q = rehearsal_policy(p, r, &server, &scratch);
+    let (exit, report) = run_loaded(&q, client, &opts, cancel.clone()).await;
+    timer.abort();
+    let seconds = started.elapsed().as_secs_f64();
+    let proved = report.as_ref().and_then(|rep| {
+        let ok = |id: &str| {
+            rep.actions
+                .iter()
+                .find(|a| a.id == id && a.status == crate::exec::Status::Succeeded)
+        };
+        let verified = ok("verify-cluster")?;
+        // What it proved: the snapshot chosen, the cluster and index it
+        // came back as, the canary read.
+        let texts: Vec<String> = [ok("fetch"), Some(verified)]
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a.items.iter().map(|i| i.text.clone()))
+            .collect();
+        Some(if texts.is_empty() {
+            verified.reason.clone()
+        } else {
+            texts.join("; ")
+        })
+    });
+    let (exit, detail) = match (exit, proved) {
+        (Exit::Success, Some(p)) => (Exit::Success, p),
+        (Exit::Success, None) => (
+            Exit::Retry,
+            "the rehearsal ended without a verified cluster".to_string(),
+        ),
+        (exit, _) => {
+            let why = report
+                .as_ref()
+                .map(|rep| {
+                    rep.actions
+                        .iter()
+                        .filter(|a| a.status == crate::exec::Status::Failed)
+                        .map(|a| format!("{}: {}", a.id, a.reason))
+                        .chain(std::iter::once(rep.summary.clone()))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_else(|| "the rehearsal did not start".into());
+            (
+                exit,
+                format!(
+                    "{why}. The throwaway server's log ends:\n{}",
+                    server.log_tail(15)
+                ),
+            )
+        }
+    };
+    Rehearsed {
+        exit,
+        seconds,
+        detail,
+    }
+}
+
+/// The source a nested run is given: the policy is already loaded.
+fn no_source() -> PolicySource {
+    PolicySource {
+        policy: None,
+        policy_configmap: None,
+        kubeconfig: None,
+    }
+}
+
+/// `restore-test` inside a scheduled run: a rehearsal of this run's
+/// snapshot, quiet (its outcome is the action's).
+pub struct ThrowawayRehearsal {
+    policy: ValidPolicy,
+    client: Option<::kube::Client>,
+}
+
+impl ThrowawayRehearsal {
+    /// `None` when the policy asks for no restore test.
+    pub fn for_policy(p: &ValidPolicy, kube: Option<&crate::wiring::Kube>) -> Option<Self> {
+        p.doc.spec.restore_test.as_ref()?;
+        Some(Self {
+            policy: p.clone(),
+            client: kube.map(|k| k.client.clone()),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Rehearse for ThrowawayRehearsal {
+    async fn rehearse(&self, store: &str, snapshot: &str, cancel: &CancellationToken) -> Outcome {
+        let o = TestRestoreOptions {
+            source: no_source(),
+            snapshot: Some(snapshot.to_string()),
+            from: Some(store.to_string()),
+            bao: None,
+            report: None,
+            format: OutputFormat::Human,
+        };
+        let r = match resolve(&self.policy, &o) {
+            Ok(r) => r,
+            Err(why) => {
+                return Outcome {
+                    passed: false,
+                    detail: why,
+                };
+            }
+        };
+        let opts = RunOptions {
+            source: no_source(),
+            dry_run: false,
+            report: None,
+            format: OutputFormat::Human,
+            explicit_restore: true,
+            only_snapshot: Some(snapshot.to_string()),
+            allow_unauthenticated: false,
+            rehearsal: true,
+            quiet: true,
+        };
+        let done = rehearse(&self.policy, self.client.clone(), &r, opts, cancel.clone()).await;
+        Outcome {
+            passed: done.exit == Exit::Success,
+            detail: done.detail,
+        }
+    }
+}
+
 pub async fn run(o: TestRestoreOptions) -> Exit {
     let (p, client) = match load(&o.source).await {
         Ok(x) => x,
@@ -174,48 +392,8 @@ pub async fn run(o: TestRestoreOptions) -> Exit {
             return Exit::Usage;
         }
     };
-    for line in clean_leftovers(&r.work) {
-        tracing::warn!("restore test: {line}");
-    }
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
-    let budget = {
-        let cancel = cancel.clone();
-        let timeout = r.timeout;
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            tracing::error!(
-                "restore test: the time budget ({}s) ran out: stopping",
-                timeout.as_secs()
-            );
-            cancel.cancel();
-        })
-    };
-    let started = std::time::Instant::now();
-    let server = tokio::select! {
-        s = Throwaway::start(&r.bin, &r.work, r.seal.as_deref(), Duration::from_secs(60)) => s,
-        _ = cancel.cancelled() => {
-            crate::ewriteln!("error: restore test: stopped before the throwaway server answered");
-            return Exit::Retry;
-        }
-    };
-    let server = match server {
-        Ok(s) => s,
-        Err(e) => {
-            crate::ewriteln!("error: {e}");
-            budget.abort();
-            return Exit::Retry;
-        }
-    };
-    let scratch = server.dir().join("local");
-    if let Err(e) = std::fs::create_dir_all(&scratch) {
-        crate::ewriteln!(
-            "error: restore test: cannot create {}: {e}",
-            scratch.display()
-        );
-        return Exit::Retry;
-    }
-    let q = rehearsal_policy(&p, &r, &server, &scratch);
     let opts = RunOptions {
         source: o.source,
         dry_run: false,
@@ -224,36 +402,24 @@ pub async fn run(o: TestRestoreOptions) -> Exit {
         explicit_restore: true,
         only_snapshot: o.snapshot,
         allow_unauthenticated: false,
+        rehearsal: true,
+        quiet: false,
     };
-    let (exit, report) = run_loaded(&q, client, &opts, cancel.clone()).await;
-    budget.abort();
-    let proved = report.as_ref().and_then(|rep| {
-        rep.actions
-            .iter()
-            .find(|a| a.id == "verify-cluster" && a.status == crate::exec::Status::Succeeded)
-            .map(|a| a.reason.clone())
-    });
-    match (exit, proved) {
-        (Exit::Success, Some(_)) => {
-            crate::ewriteln!(
-                "restore test passed in {:.1}s: the copy in `{}` restored on a throwaway OpenBao, was unsealed (stored keys, or its seal) and answered",
-                started.elapsed().as_secs_f64(),
-                r.from
-            );
-            Exit::Success
-        }
-        (Exit::Success, None) => {
-            crate::ewriteln!("restore test FAILED: the rehearsal ended without a verified cluster");
-            Exit::Retry
-        }
-        (exit, _) => {
-            crate::ewriteln!(
-                "restore test FAILED (exit {}): the copy in `{}` did not restore; the throwaway server's log ends:\n{}",
-                exit.code(),
-                r.from,
-                server.log_tail(15)
-            );
-            exit
-        }
+    let done = rehearse(&p, client, &r, opts, cancel).await;
+    if done.exit == Exit::Success {
+        crate::ewriteln!(
+            "restore test passed in {:.1}s: the copy in `{}` restored on a throwaway OpenBao, was unsealed (stored keys, or its seal) and answered: {}",
+            done.seconds,
+            r.from,
+            done.detail
+        );
+    } else {
+        crate::ewriteln!(
+            "restore test FAILED (exit {}): the copy in `{}` did not restore: {}",
+            done.exit.code(),
+            r.from,
+            done.detail
+        );
     }
+    done.exit
 }

@@ -101,7 +101,23 @@ pub fn check_at(pre: &Precondition, s: &RunState, now: jiff::Timestamp) -> Optio
         P::SnapshotFreshEnough => fresh_enough(s, now),
         P::SnapshotAuthenticated => authenticated(s),
         P::RestoreApplied => fail(s.restore_applied, "the restore was not applied".into()),
+        P::RestoreTestDue => restore_test_due(s, now),
     }
+}
+
+/// `spec.restoreTest.every`: skipped while the last pass is recent enough.
+fn restore_test_due(s: &RunState, now: jiff::Timestamp) -> Option<String> {
+    let (Some(every), Some(at)) = (s.restore_test_every, s.restore_test_passed_at) else {
+        return None;
+    };
+    let age = now.duration_since(at);
+    let every_s = jiff::SignedDuration::try_from(every).unwrap_or(jiff::SignedDuration::MAX);
+    (age >= jiff::SignedDuration::ZERO && age < every_s).then(|| {
+        format!(
+            "a restore test passed at {at}, less than spec.restoreTest.every ({}) ago",
+            humantime::format_duration(every)
+        )
+    })
 }
 
 /// No destructive step on a snapshot the stored keys cannot open (the

@@ -56,6 +56,9 @@ impl DryRun {
             },
             Action::RestoreUnseal => Outcome::ok("would unseal every node with the stored keys"),
             Action::VerifyCluster => Outcome::ok("would verify every node"),
+            Action::RestoreTest { store } => Outcome::ok(format!(
+                "would rehearse the restore of this run's snapshot from `{store}` on a throwaway OpenBao"
+            )),
             Action::Observe
             | Action::GuardCheck
             | Action::Snapshot

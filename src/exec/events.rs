@@ -86,6 +86,16 @@ fn event_for(action: &Action, o: &Outcome, state: &RunState) -> Option<(Severity
         {
             (Warning, "RestoreFailed", "restore".into())
         }
+        (Action::RestoreTest { store }, Status::Succeeded) => (
+            Normal,
+            "RestoreTestPassed",
+            format!("restore test from {store}"),
+        ),
+        (Action::RestoreTest { store }, _) if failed => (
+            Warning,
+            "RestoreTestFailed",
+            format!("restore test from {store}"),
+        ),
         _ => return None,
     };
     Some((sev, reason.into(), note(&what)))

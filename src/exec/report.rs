@@ -138,6 +138,7 @@ impl RunReport {
             authentic,
             targets,
             kept,
+            restore_test: None,
         }
     }
 }

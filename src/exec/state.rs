@@ -89,6 +89,12 @@ pub struct RunState {
     /// The marker of a restore that stopped after node 0 was
     /// temp-initialised (what it restored), if one is left.
     pub interrupted_restore: Option<String>,
+    /// When a restore test last passed (its stamp in the local store).
+    pub restore_test_passed_at: Option<jiff::Timestamp>,
+    /// `spec.restoreTest.every`: a passed test holds the next one back.
+    pub restore_test_every: Option<std::time::Duration>,
+    /// This run's restore test: passed, how long it took.
+    pub restore_test: Option<(bool, std::time::Duration)>,
     /// Keys from init, in memory until stored and used (zeroised on drop).
     pub new_keys: Option<crate::backends::keys::StoredKeys>,
 }

@@ -39,6 +39,9 @@ pub enum Action {
     RestoreUnseal,
     /// Check every node reports the restored cluster (+ optional canary read).
     VerifyCluster,
+    /// Rehearse a restore of this run's snapshot, as stored in `store`, on
+    /// a throwaway OpenBao (`spec.restoreTest`); never touches the cluster.
+    RestoreTest { store: String },
 }
 
 impl Action {
@@ -47,6 +50,7 @@ impl Action {
         match self {
             Action::Upload { target } => format!("upload:{target}"),
             Action::Prune { store } => format!("prune:{store}"),
+            Action::RestoreTest { store } => format!("restore-test:{store}"),
             other => other.label().to_string(),
         }
     }
@@ -68,6 +72,7 @@ impl Action {
             Action::Restore => "restore",
             Action::RestoreUnseal => "restore-unseal",
             Action::VerifyCluster => "verify-cluster",
+            Action::RestoreTest { .. } => "restore-test",
         }
     }
 
@@ -79,7 +84,8 @@ impl Action {
             | Action::Snapshot
             | Action::Verify
             | Action::Upload { .. }
-            | Action::Prune { .. } => Some(Branch::Backup),
+            | Action::Prune { .. }
+            | Action::RestoreTest { .. } => Some(Branch::Backup),
             Action::Init | Action::StoreKeys | Action::InitUnseal => Some(Branch::Init),
             Action::Fetch | Action::Restore | Action::RestoreUnseal | Action::VerifyCluster => {
                 Some(Branch::Restore)
@@ -140,6 +146,8 @@ pub enum Precondition {
     RestoreApplied,
     /// Init is allowed by the policy.
     InitAllowed,
+    /// No restore test passed within `spec.restoreTest.every`.
+    RestoreTestDue,
 }
 
 impl Precondition {
@@ -175,6 +183,9 @@ impl Precondition {
             }
             Precondition::RestoreApplied => "restore applied and node 0 sealed".into(),
             Precondition::InitAllowed => "spec.init.allowed is true".into(),
+            Precondition::RestoreTestDue => {
+                "no restore test passed within spec.restoreTest.every".into()
+            }
         }
     }
 }

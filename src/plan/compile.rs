@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::action::{Action, Precondition};
 use crate::plan::guard::Branch;
-use crate::policy::ValidPolicy;
 use crate::policy::model::RestoreMode;
+use crate::policy::{StoreId, ValidPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -147,6 +147,16 @@ impl Dag {
 
 /// Compile the policy's DAG. Branches the policy never allows (init when
 /// `init.allowed` is false, restore when disabled) are left out.
+/// The store `spec.restoreTest` rehearses from: `from`, else the last
+/// restore source (the farthest copy). `None` without `spec.restoreTest`.
+pub fn restore_test_store(p: &ValidPolicy) -> Option<StoreId> {
+    let t = p.doc.spec.restore_test.as_ref()?;
+    Some(match &t.from {
+        Some(name) => StoreId::from_name(name),
+        None => p.sources.last().cloned().unwrap_or(StoreId::Local),
+    })
+}
+
 pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
     use Precondition as P;
     let spec = &p.doc.spec;
@@ -196,7 +206,7 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
             }],
         );
         g.graph.add_edge(up, prune, req);
-        uploads.push(up);
+        uploads.push((t.name.clone(), up));
     }
     let mut local_pre = vec![P::SnapshotVerified];
     if p.guards.keep_unmirrored_local && !p.targets.is_empty() {
@@ -209,8 +219,38 @@ pub fn compile(p: &ValidPolicy) -> Result<Dag, CompileError> {
         local_pre,
     );
     g.graph.add_edge(verify, prune_local, req);
-    for up in uploads {
-        g.graph.add_edge(up, prune_local, EdgeKind::After);
+    for (_, up) in &uploads {
+        g.graph.add_edge(*up, prune_local, EdgeKind::After);
+    }
+    // The rehearsal of this run's snapshot as stored in the tested store:
+    // after its confirmed upload (a target), or its verification (local).
+    if let Some(from) = restore_test_store(p) {
+        let mut pre = vec![P::RestoreTestDue];
+        let after = match uploads
+            .iter()
+            .find(|(name, _)| StoreId::from_name(name) == from)
+        {
+            Some((name, up)) => {
+                pre.insert(
+                    0,
+                    P::UploadConfirmed {
+                        store: name.clone(),
+                    },
+                );
+                *up
+            }
+            None => {
+                pre.insert(0, P::SnapshotVerified);
+                verify
+            }
+        };
+        let rt = g.add(
+            Action::RestoreTest {
+                store: from.to_string(),
+            },
+            pre,
+        );
+        g.graph.add_edge(after, rt, req);
     }
 
     // init branch

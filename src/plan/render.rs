@@ -61,6 +61,7 @@ fn exit_name(e: Exit) -> &'static str {
         Exit::Refused => "3 refused — a human must act",
         Exit::Retry => "4 failed — retry",
         Exit::Busy => "5 busy",
+        Exit::RestoreTestFailed => "6 backed up, restore test failed",
     }
 }
 

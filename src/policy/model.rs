@@ -158,9 +158,19 @@ pub struct RestoreTest {
     /// farthest copy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// At most one passed rehearsal per this duration (e.g. `7d`,
+    /// remembered in the local store). Default: every run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
     /// Time budget of one rehearsal, e.g. `10m` (default).
     #[serde(default = "default_restore_test_timeout")]
     pub timeout: String,
+    /// What the rehearsal reads on the restored copy. Default:
+    /// `restore.canary`, else `sys/mounts` with the stored root token (a
+    /// file key store that keeps it), else no read (cluster id and raft
+    /// index are still checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
     /// Auto-unseal clusters: a file holding the `seal "…" { … }` stanza
     /// the throwaway server needs (the same seal as the cluster's).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -788,6 +788,9 @@ fn every_path_the_policy_names_is_mounted() {
         if let Some(t) = spec.metrics.as_ref().and_then(|m| m.textfile.as_ref()) {
             files.push(("metrics.textfile", t.clone()));
         }
+        if let Some(w) = spec.restore_test.as_ref().and_then(|t| t.work_dir.as_ref()) {
+            dirs.push(("restoreTest.workDir", w.clone()));
+        }
 
         for (what, pod) in b.snapward_pods() {
             let ctx = format!("deploy/{} {what}", b.name);
@@ -929,8 +932,11 @@ fn every_pod_is_non_root_with_a_read_only_root() {
                 assert_eq!(psc[f], 65532, "{ctx}: {f} (distroless nonroot)");
             }
             let mem = s(container(pod, "snapward"), "/resources/limits/memory").unwrap();
+            // A restore test runs the throwaway OpenBao in this container.
+            let rehearses = b.policy().doc.spec.restore_test.is_some();
+            let most: u64 = if rehearses { 1 << 30 } else { 256 << 20 };
             assert!(
-                quantity_bytes(mem) <= 256 << 20,
+                quantity_bytes(mem) <= most,
                 "{ctx}: the upload is streamed; a memory limit of {mem} hides a leak"
             );
         }
@@ -2280,4 +2286,52 @@ fn admission_evaluation_sees_each_rule() {
         "{:?}",
         run(&broken, &ok)
     );
+}
+
+/// `spec.restoreTest.baoBinary` is what an initContainer copied into an
+/// emptyDir the snapward container mounts (components/restore-test), and
+/// the throwaway server's data is not on the snapshot PVC.
+#[test]
+fn the_restore_test_binary_is_copied_in_by_an_init_container() {
+    let mut seen = 0;
+    for b in builds() {
+        let p = b.policy();
+        let Some(t) = &p.doc.spec.restore_test else {
+            continue;
+        };
+        seen += 1;
+        for (what, pod) in b.snapward_pods() {
+            let ctx = format!("deploy/{} {what}", b.name);
+            let (m, rel) = mount_holding(pod, &t.bao_binary)
+                .unwrap_or_else(|| panic!("{ctx}: baoBinary {} is not mounted", t.bao_binary));
+            assert!(m.volume.get("emptyDir").is_some(), "{ctx}: an emptyDir");
+            let volume = s(m.volume, "/name").unwrap();
+            let copier = arr(pod, "/initContainers")
+                .iter()
+                .find(|c| {
+                    arr(c, "/volumeMounts")
+                        .iter()
+                        .any(|vm| s(vm, "/name") == Some(volume))
+                })
+                .unwrap_or_else(|| panic!("{ctx}: no initContainer fills {volume}"));
+            let at = arr(copier, "/volumeMounts")
+                .iter()
+                .find(|vm| s(vm, "/name") == Some(volume))
+                .and_then(|vm| s(vm, "/mountPath"))
+                .unwrap();
+            let command = str_list(copier, "/command");
+            assert_eq!(
+                command.last().map(String::as_str),
+                Some(format!("{at}/{rel}").as_str()),
+                "{ctx}: the initContainer copies bao to where the policy runs it"
+            );
+            let work = t.work_dir.as_deref().expect("workDir set in Kubernetes");
+            let (wm, _) = mount_holding(pod, work).expect("workDir mounted");
+            assert!(
+                wm.volume.get("persistentVolumeClaim").is_none(),
+                "{ctx}: the throwaway server's data is not on a PVC"
+            );
+        }
+    }
+    assert!(seen > 0, "an overlay rehearses restores");
 }

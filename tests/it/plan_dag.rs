@@ -376,3 +376,55 @@ fn plan_scenarios_of_an_auto_unseal_policy_follow_the_auto_unseal_rows() {
     let d = guard::decide(&S::KeysLost.observation(&p), plan::guard_policy(&p, false));
     assert_eq!(d.rule, "keys absent, snapshot present");
 }
+
+/// `spec.restoreTest` adds `restore-test:<store>` to the backup branch,
+/// after the confirmed upload to the tested store (never before it), gated
+/// by `every`; a local test follows the verification instead.
+#[test]
+fn a_restore_test_runs_only_after_the_confirmed_upload_to_its_store() {
+    let base = policy_text(&Shape {
+        targets: vec![(true, false), (false, false)],
+        init_allowed: true,
+        mode: "auto",
+        keep_unmirrored: false,
+        max_age: false,
+    });
+    for (from, after, confirmed) in [
+        ("t0", "upload:t0", Some("t0")),
+        ("t1", "upload:t1", Some("t1")),
+        ("local", "verify", None),
+    ] {
+        let text = format!("{base}  restoreTest: {{baoBinary: /bin/bao, from: {from}}}\n");
+        let mut r = policy::lint_text("rt.yaml", &text, true);
+        assert!(r.diagnostics.is_empty(), "{text}\n{:?}", r.diagnostics);
+        let dag = plan::compile(&r.policies.remove(0)).expect("compiles");
+        let rt = dag
+            .index(&format!("restore-test:{from}"))
+            .expect("restore-test planned");
+        let up = dag.index(after).unwrap();
+        assert!(dag.dependencies(rt).contains(&(up, EdgeKind::Requires)));
+        let pre = &dag.step(rt).preconditions;
+        assert!(pre.contains(&Precondition::RestoreTestDue), "{pre:?}");
+        match confirmed {
+            Some(store) => assert!(pre.contains(&Precondition::UploadConfirmed {
+                store: store.into()
+            })),
+            None => assert!(pre.contains(&Precondition::SnapshotVerified)),
+        }
+        assert_eq!(
+            dag.step(rt).action.branch(),
+            Some(Branch::Backup),
+            "never on the restore or init branch"
+        );
+    }
+    // A store that does not exist is a lint error.
+    let text = format!("{base}  restoreTest: {{baoBinary: /bin/bao, from: nope}}\n");
+    let r = policy::lint_text("rt.yaml", &text, true);
+    assert!(
+        r.diagnostics
+            .iter()
+            .any(|d| format!("{d:?}").contains("RestoreTestStore")),
+        "{:?}",
+        r.diagnostics
+    );
+}

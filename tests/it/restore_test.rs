@@ -101,6 +101,14 @@ async fn a_copy_in_s3_restores_on_a_throwaway_server_without_the_cluster() {
     );
     assert_eq!(r.items_of("verify-cluster", "canary-read").len(), 1);
     assert!(r.stderr.contains("restore test passed"), "{}", r.context());
+    // It says what it proved: the snapshot, the cluster, the canary.
+    for proof in [
+        format!("chose s3/{name}"),
+        format!("cluster_id {cluster_id}"),
+        "canary secret/data/drill/m1 readable".to_string(),
+    ] {
+        assert!(r.stderr.contains(&proof), "{proof}: {}", r.context());
+    }
     assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
     assert_eq!(files_in(&d.keys_dir()), keys, "the key store is untouched");
     assert_eq!(
@@ -113,6 +121,28 @@ async fn a_copy_in_s3_restores_on_a_throwaway_server_without_the_cluster() {
     d.bao.start(0).await;
     d.run(&policy).await.expect_exit(0).expect_branch("backup");
     assert_eq!(d.cluster_id(0).await, cluster_id);
+}
+
+/// Without `restore.canary` the rehearsal reads `sys/mounts` with the
+/// stored root token: data served by the restored copy, not only its id.
+#[tokio::test]
+async fn without_a_canary_the_rehearsal_reads_sys_mounts_with_the_stored_root_token() {
+    let (d, policy, _) = backed_up().await;
+    let text = fs::read_to_string(&policy).expect("read policy");
+    let path = d.path("no-canary.yaml");
+    fs::write(
+        &path,
+        format!(
+            "{text}  restoreTest: {{baoBinary: {}, from: local}}\n",
+            bao_binary().display()
+        ),
+    )
+    .expect("write");
+    let r = d.snapward("test-restore", &path, &[]).await;
+    r.expect_exit(0);
+    let read = r.items_of("verify-cluster", "canary-read");
+    assert_eq!(read.len(), 1, "{}", r.context());
+    assert_eq!(read[0]["path"], "sys/mounts");
 }
 
 /// A copy corrupted after its upload (it still lists) fails the rehearsal:
@@ -217,4 +247,94 @@ async fn a_killed_rehearsal_is_cleaned_up_by_the_next_and_sigterm_leaves_nothing
         }
         assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
     }
+}
+
+/// `spec.restoreTest` in a scheduled run: after the confirmed upload to S3
+/// the run rehearses this run's snapshot from S3 (`restore-test:s3`), and
+/// with `every: 7d` the next run skips it with its reason. Metrics carry
+/// the result.
+#[tokio::test]
+async fn a_scheduled_run_rehearses_its_snapshot_from_s3_and_every_holds_the_next_back() {
+    let mut d = Drill::single(true).await;
+    let (keys, snaps) = (d.keys_dir(), d.snap_dir());
+    let policy = d.policy("policy", &d.opts());
+    d.snapward_init(&policy, &keys).await;
+    d.write_marker("m1").await;
+    let rehearsal = with_restore_test(&d, &policy, "s3");
+    let prom = d.path("metrics.prom");
+    let text = fs::read_to_string(&rehearsal).expect("read");
+    let text = text.replace("timeout: 5m}", "timeout: 5m, every: 7d}");
+    let text = format!("{text}  metrics: {{textfile: {}}}\n", prom.display());
+    fs::write(&rehearsal, text).expect("write");
+
+    let r = d.run(&rehearsal).await;
+    r.expect_exit(0).expect_branch("backup");
+    let name = r.snapshot_name();
+    r.expect_status("upload:s3", "succeeded")
+        .expect_status("restore-test:s3", "succeeded");
+    let why = r.action("restore-test:s3")["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        why.contains(&format!("s3/{name} restored on a throwaway OpenBao")),
+        "{}",
+        r.context()
+    );
+    let m = fs::read_to_string(&prom).expect("metrics");
+    assert!(
+        m.contains("snapward_restore_test_result{policy=\"drill\"} 1"),
+        "{m}"
+    );
+    assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
+
+    d.wait_for_a_fresh_second(&snaps).await;
+    let r = d.run(&rehearsal).await;
+    r.expect_exit(0).expect_status("upload:s3", "succeeded");
+    r.expect_status("restore-test:s3", "skipped");
+    assert!(
+        r.reason("restore-test:s3")
+            .contains("less than spec.restoreTest.every"),
+        "{}",
+        r.context()
+    );
+}
+
+/// A rehearsal that fails does not undo the backup: the snapshot is taken,
+/// uploaded and kept, and the run ends with its own exit code 6 (here the
+/// throwaway server cannot start: its seal stanza is broken).
+#[tokio::test]
+async fn a_failed_restore_test_keeps_the_backup_and_exits_6() {
+    let mut d = Drill::single(true).await;
+    let (keys, snaps) = (d.keys_dir(), d.snap_dir());
+    let policy = d.policy("policy", &d.opts());
+    d.snapward_init(&policy, &keys).await;
+    d.write_marker("m1").await;
+    let rehearsal = with_restore_test(&d, &policy, "s3");
+    let broken = d.path("broken-seal.hcl");
+    fs::write(
+        &broken,
+        "seal \"static\" {\n  current_key = \"file:///nonexistent\"\n}\n",
+    )
+    .expect("write");
+    let text = fs::read_to_string(&rehearsal).expect("read");
+    let text = text.replace(
+        "timeout: 5m}",
+        &format!("timeout: 5m, sealConfigFile: {}}}", broken.display()),
+    );
+    fs::write(&rehearsal, text).expect("write");
+    let before = snap_files(&snaps).len();
+
+    let r = d.run(&rehearsal).await;
+    r.expect_exit(6);
+    r.expect_status("upload:s3", "succeeded")
+        .expect_status("restore-test:s3", "failed");
+    assert!(
+        r.summary().contains("restore test FAILED"),
+        "{}",
+        r.context()
+    );
+    assert_eq!(snap_files(&snaps).len(), before + 1, "the backup stands");
+    assert_eq!(d.s3_objects().await.len(), 1, "and is uploaded");
+    assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
 }

@@ -46,6 +46,8 @@ pub struct RunFacts {
     pub targets: BTreeMap<String, TargetResult>,
     /// Per store: snapshots retention kept.
     pub kept: BTreeMap<String, usize>,
+    /// This run's restore test, if one ran: (passed, seconds).
+    pub restore_test: Option<(bool, f64)>,
 }
 
 fn escape(v: &str) -> String {
@@ -102,7 +104,7 @@ pub fn render(f: &RunFacts, previous: Option<&str>) -> String {
     );
     metric(
         "snapward_last_exit_code",
-        "Exit code of the last run (0 done, 3 refused, 4 retry, 5 busy).",
+        "Exit code of the last run (0 done, 3 refused, 4 retry, 5 busy, 6 restore test failed).",
         "gauge",
         vec![(base.clone(), f.exit_code.to_string())],
     );
@@ -177,6 +179,34 @@ pub fn render(f: &RunFacts, previous: Option<&str>) -> String {
         "Unix time of the last run whose upload to the target succeeded.",
         "gauge",
         uploads,
+    );
+    if let Some((passed, seconds)) = f.restore_test {
+        metric(
+            "snapward_restore_test_result",
+            "1 if the last run's restore test (spec.restoreTest) restored the stored copy on a throwaway server, 0 if not.",
+            "gauge",
+            vec![(base.clone(), u8::from(passed).to_string())],
+        );
+        metric(
+            "snapward_restore_test_duration_seconds",
+            "Wall time of the last restore test.",
+            "gauge",
+            vec![(base.clone(), format!("{seconds:.3}"))],
+        );
+    }
+    let last_test = match f.restore_test {
+        Some((true, _)) => Some(f.finished_at.to_string()),
+        _ => carried(&format!(
+            "snapward_restore_test_last_success_timestamp_seconds{{{base}}}"
+        )),
+    };
+    metric(
+        "snapward_restore_test_last_success_timestamp_seconds",
+        "Unix time of the last run whose restore test passed.",
+        "gauge",
+        last_test
+            .map(|v| vec![(base.clone(), v)])
+            .unwrap_or_default(),
     );
     metric(
         "snapward_snapshots_kept",
@@ -279,6 +309,7 @@ mod tests {
             )]
             .into(),
             kept: [("local".to_string(), 3)].into(),
+            restore_test: None,
             authentic: success.then_some(false),
         }
     }
@@ -316,5 +347,35 @@ mod tests {
             let name = line.split('{').next().unwrap();
             assert!(text.contains(&format!("# TYPE {name} gauge")), "{name}");
         }
+    }
+
+    #[test]
+    fn a_failed_restore_test_keeps_the_last_passed_ones_timestamp() {
+        let mut passed = facts(true);
+        passed.restore_test = Some((true, 3.25));
+        let first = render(&passed, None);
+        assert!(
+            first.contains("snapward_restore_test_result{policy=\"prod\"} 1"),
+            "{first}"
+        );
+        assert!(first.contains("snapward_restore_test_duration_seconds{policy=\"prod\"} 3.250"));
+        let stamp = format!(
+            "snapward_restore_test_last_success_timestamp_seconds{{policy=\"prod\"}} {}",
+            passed.finished_at
+        );
+        assert!(first.contains(&stamp), "{first}");
+        let mut failed = facts(false);
+        failed.finished_at += 3600;
+        failed.restore_test = Some((false, 9.0));
+        let second = render(&failed, Some(&first));
+        assert!(
+            second.contains("snapward_restore_test_result{policy=\"prod\"} 0"),
+            "{second}"
+        );
+        assert!(second.contains(&stamp), "carried over: {second}");
+        // No test this run: no result series, the stamp still carried.
+        let third = render(&facts(true), Some(&second));
+        assert!(!third.contains("snapward_restore_test_result"), "{third}");
+        assert!(third.contains(&stamp), "{third}");
     }
 }

@@ -21,7 +21,16 @@ pub(super) fn outcome(
     lease_lost: bool,
     dry_run: bool,
 ) -> (Exit, String) {
-    let failed = actions.iter().any(|a| a.status == Status::Failed);
+    // A failed restore test does not undo the backup: its own exit code.
+    let is_test = |a: &&ActionReport| a.kind == "restore-test";
+    let failed = actions
+        .iter()
+        .filter(|a| !is_test(a))
+        .any(|a| a.status == Status::Failed);
+    let test_failed = actions
+        .iter()
+        .filter(is_test)
+        .any(|a| a.status == Status::Failed);
     let exit = match decision.map(|d| d.branch) {
         _ if cancelled => Exit::Retry,
         Some(Branch::Refuse) => Exit::Refused,
@@ -30,6 +39,7 @@ pub(super) fn outcome(
         Some(Branch::Retry) => Exit::Retry,
         _ if failed => Exit::Retry,
         None => Exit::Retry,
+        Some(_) if test_failed => Exit::RestoreTestFailed,
         Some(_) => Exit::Success,
     };
     let summary = match (decision, exit) {
@@ -49,6 +59,9 @@ pub(super) fn outcome(
             refusal.unwrap_or(&d.explanation)
         ),
         (Some(d), _) if d.branch == Branch::Retry => format!("not done — retry: {}", d.explanation),
+        (_, Exit::RestoreTestFailed) => {
+            "backed up, but the restore test FAILED: the stored copy did not restore (see restore-test)".to_string()
+        }
         _ => {
             let f: Vec<&str> = actions
                 .iter()
@@ -74,7 +87,10 @@ pub(super) async fn metrics(p: &ValidPolicy, report: &RunReport, state: &RunStat
         .as_ref()
         .map(|t| (t.identity.file_size, t.identity.index));
     let authentic = state.snapshot_authentic.map(|a| a.is_authentic());
-    let facts = report.metrics_facts(snapshot, authentic, state.kept.clone());
+    let mut facts = report.metrics_facts(snapshot, authentic, state.kept.clone());
+    facts.restore_test = state
+        .restore_test
+        .map(|(passed, took)| (passed, took.as_secs_f64()));
     if let Some(path) = &m.textfile {
         let previous = std::fs::read_to_string(path).ok();
         let text = crate::backends::metrics::render(&facts, previous.as_deref());

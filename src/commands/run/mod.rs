@@ -33,6 +33,11 @@ pub struct RunOptions {
     pub only_snapshot: Option<String>,
     /// `restore --allow-unauthenticated`.
     pub allow_unauthenticated: bool,
+    /// A rehearsal on a throwaway server (`test-restore`, `restore-test`):
+    /// no Lease, no Events, no nested rehearsal.
+    pub rehearsal: bool,
+    /// Print nothing (a rehearsal inside a run: its outcome is the action's).
+    pub quiet: bool,
 }
 
 fn kube_exit(e: &KubeError) -> Exit {
@@ -164,7 +169,10 @@ async fn run_policy(
         Err(exit) => return Err(exit),
     };
     // One run at a time. Dry runs write nothing, so they take no lock.
-    let held = match single_flight::take(&p, kube.as_ref(), opts.dry_run).await {
+    // A rehearsal holds its own lock (its policy has its own name) but no
+    // Lease: it touches nothing of the cluster.
+    let lease_kube = kube.as_ref().filter(|_| !opts.rehearsal);
+    let held = match single_flight::take(&p, lease_kube, opts.dry_run).await {
         Ok(h) => h,
         Err(exit) => return Err(exit),
     };
@@ -224,7 +232,9 @@ async fn run_policy(
     };
     finish::metrics(&p, &report, &st).await;
     drop(st);
-    finish::output(opts, &report);
+    if !opts.quiet {
+        finish::output(opts, &report);
+    }
     Ok((exit, report))
 }
 

@@ -34,7 +34,17 @@ pub(super) async fn build(
     if opts.dry_run {
         writers = writers.dry_run(scratch, bao.node_names());
     }
+    // `spec.restoreTest`: scheduled runs rehearse their snapshot; a
+    // rehearsal never rehearses itself.
+    let rehearse: Option<Arc<dyn crate::exec::actions::restore_test::Rehearse>> =
+        if opts.rehearsal || opts.dry_run {
+            None
+        } else {
+            crate::commands::test_restore::ThrowawayRehearsal::for_policy(p, kube)
+                .map(|r| Arc::new(r) as _)
+        };
     let actions: Arc<dyn Runner> = Arc::new(Actions {
+        rehearse,
         targets: writers.targets,
         local: writers.local,
         key_store: writers.key_store,
@@ -56,7 +66,7 @@ pub(super) async fn build(
             policy: p.clone(),
         });
     }
-    let Some(k) = kube else {
+    let Some(k) = kube.filter(|_| !opts.rehearsal) else {
         return actions;
     };
     let cm = opts

@@ -14,6 +14,7 @@ mod observe;
 mod prune;
 mod restore;
 mod restore_auto;
+pub mod restore_test;
 mod restore_unseal;
 mod snapshot;
 mod store_keys;
@@ -68,6 +69,9 @@ pub struct Actions {
     pub allow_unauthenticated: bool,
     /// The keys stored snapshots are authenticated with, once read.
     pub trust_keys: tokio::sync::OnceCell<Arc<Keys>>,
+    /// Rehearses restores on a throwaway server (`restore-test`); `None`
+    /// where the command provides none.
+    pub rehearse: Option<Arc<dyn restore_test::Rehearse>>,
     /// The seal kind observe saw every node agree on (set once, by observe).
     pub seal: std::sync::OnceLock<crate::cluster::SealKind>,
 }
@@ -101,6 +105,7 @@ impl Runner for Actions {
                 restore_unseal::run(self, seal, cancel).await
             }
             Action::VerifyCluster => verify_cluster::run(self, state, cancel).await,
+            Action::RestoreTest { store } => restore_test::run(self, store, state, cancel).await,
         }
     }
 }

@@ -153,5 +153,7 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
     s.allow_unauthenticated = a.allow_unauthenticated && a.guard.explicit_restore;
     s.newest_snapshot_in = newest_source(&a.policy.sources, &holders);
     s.interrupted_restore = interrupted;
+    s.restore_test_passed_at = super::restore_test::passed_at(a);
+    s.restore_test_every = super::restore_test::every(a);
     Outcome::ok(format!("{} node(s) observed", s.nodes.len())).with_items(items)
 }

@@ -71,6 +71,9 @@ fn restore_test(spec: &Spec, out: &mut Vec<Finding>) {
         return;
     };
     let _ = timeout(&t.timeout, "/spec/restoreTest/timeout", "10m", out);
+    if let Some(every) = &t.every {
+        let _ = timeout(every, "/spec/restoreTest/every", "7d", out);
+    }
     if let Some(from) = &t.from {
         let names: Vec<&str> = std::iter::once(StoreId::LOCAL)
             .chain(spec.targets.iter().map(|t| t.name.as_str()))
