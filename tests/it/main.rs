@@ -15,6 +15,7 @@ mod support;
 
 mod auth;
 mod auth_methods;
+mod auto_unseal;
 mod backup;
 mod bad_input;
 mod bao_faults;

@@ -2,6 +2,16 @@
 //! `retry_join`, and a single TLS node (a throwaway CA made with `openssl`;
 //! also client certificates, and a node that requires one: mTLS).
 //!
+//! Auto-unseal clusters too (DESIGN §8): `seal "static"` (a 32-byte random
+//! key file shared by every node, replaceable to simulate a lost or changed
+//! seal key) and `seal "transit"` against a second, Shamir-sealed OpenBao
+//! with the transit engine ([`BaoCluster::transit_kms`]). An auto-unseal
+//! server exits at start when its seal cannot be configured (a stopped
+//! transit KMS: "Error configuring seal \"transit\": … connection refused"),
+//! so "the KMS is unreachable" is simulated by taking the decrypt right
+//! away from the seal's token ([`BaoCluster::kms_allow_decrypt`]): the node
+//! starts, cannot unseal, stays sealed and keeps retrying.
+//!
 //! The binary is `$SNAPWARD_TEST_BAO` (`eval "$(scripts/test-env.sh)"`).
 //! Every node listens on 127.0.0.1 with ephemeral ports, keeps its raft data
 //! and log in a temp dir, and is killed (and the dir removed) when the
@@ -52,6 +62,8 @@ struct Node {
     api_port: u16,
     dir: PathBuf,
     config: PathBuf,
+    /// The config file without the seal stanza (that is [`Seal::stanza`]).
+    base_config: String,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -80,6 +92,68 @@ pub struct TlsFiles {
     pub rogue_key: PathBuf,
 }
 
+/// How the nodes of a cluster are sealed (the same for every node).
+enum Seal {
+    Shamir,
+    /// `seal "static"`: 32 random bytes in `key_file`, under `key_id`.
+    Static {
+        key_file: PathBuf,
+        key_id: String,
+    },
+    /// `seal "transit"` against a [`BaoCluster::transit_kms`].
+    Transit {
+        address: String,
+        token: String,
+        key_name: String,
+        mount_path: String,
+    },
+}
+
+impl Seal {
+    /// The config stanza (empty for Shamir).
+    fn stanza(&self) -> String {
+        match self {
+            Seal::Shamir => String::new(),
+            Seal::Static { key_file, key_id } => format!(
+                "seal \"static\" {{\n  current_key_id = \"{key_id}\"\n  current_key = \"file://{}\"\n}}\n",
+                key_file.display()
+            ),
+            Seal::Transit {
+                address,
+                token,
+                key_name,
+                mount_path,
+            } => format!(
+                "seal \"transit\" {{\n  address = \"{address}\"\n  token = \"{token}\"\n  key_name = \"{key_name}\"\n  mount_path = \"{mount_path}\"\n  disable_renewal = \"true\"\n}}\n"
+            ),
+        }
+    }
+}
+
+/// What a [`BaoCluster::single_transit`] needs from its KMS.
+struct Kms {
+    /// The transit mount (`transit/`) and key (`autounseal`).
+    mount_path: String,
+    key_name: String,
+    /// An orphan, periodic token whose ACL policy [`KMS_POLICY`] grants
+    /// encrypt and (unless taken away) decrypt with the key.
+    seal_token: String,
+    /// The KMS's own Shamir keys, to unseal it after a restart.
+    unseal_keys: Vec<String>,
+}
+
+/// The ACL policy of the transit seal's token on the KMS.
+const KMS_POLICY: &str = "autounseal";
+
+/// 32 random bytes (a static seal key).
+fn random_key() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut k))
+        .expect("read /dev/urandom");
+    k
+}
+
 /// A set of running OpenBao servers (see the module docs).
 pub struct BaoCluster {
     bin: PathBuf,
@@ -87,6 +161,11 @@ pub struct BaoCluster {
     http: reqwest::Client,
     tls: Option<TlsFiles>,
     root_token: Option<String>,
+    seal: Seal,
+    /// Set on a [`BaoCluster::transit_kms`].
+    kms: Option<Kms>,
+    /// How many times [`BaoCluster::replace_seal_key`] ran.
+    seal_generation: u32,
     // Last: removed after the processes are gone.
     _root: tempfile::TempDir,
 }
@@ -117,16 +196,200 @@ impl BaoCluster {
         Self::launch_with(1, true, true).await
     }
 
+    /// One node with `seal "static"` (a fresh 32-byte key file under the
+    /// cluster's dir), started, not initialised: init it with
+    /// [`Self::init_recovery`]; it unseals itself, also after a restart.
+    pub async fn single_static() -> Self {
+        Self::launch_sealed(1, false, false, SealKind::Static).await
+    }
+
+    /// [`Self::three`] with `seal "static"`: the same key file for every
+    /// node. A follower unseals itself once it has joined.
+    pub async fn three_static() -> Self {
+        Self::launch_sealed(3, false, false, SealKind::Static).await
+    }
+
+    /// One node with `seal "transit"` against `kms` (a
+    /// [`Self::transit_kms`], which must outlive this cluster's use of it),
+    /// started, not initialised.
+    pub async fn single_transit(kms: &BaoCluster) -> Self {
+        let k = kms
+            .kms
+            .as_ref()
+            .expect("single_transit needs a BaoCluster::transit_kms()");
+        let seal = Seal::Transit {
+            address: kms.api_url(0),
+            token: k.seal_token.clone(),
+            key_name: k.key_name.clone(),
+            mount_path: k.mount_path.clone(),
+        };
+        Self::launch_sealed(1, false, false, SealKind::Given(seal)).await
+    }
+
+    /// A single Shamir node serving as the KMS of transit seals:
+    /// initialised (1 share), unsealed, the transit engine at `transit/`
+    /// with the key `autounseal`, and an orphan periodic token for the seal
+    /// ([`Self::kms_seal_token`]) allowed to encrypt and decrypt with it.
+    pub async fn transit_kms() -> Self {
+        let mut kms = Self::single().await;
+        let (unseal_keys, root) = kms.init_unsealed(1, 1).await;
+        kms.wait_active(0).await;
+        kms.call_ok(
+            0,
+            Method::POST,
+            "sys/mounts/transit",
+            Some(&root),
+            Some(json!({"type": "transit"})),
+        )
+        .await;
+        kms.call_ok(
+            0,
+            Method::POST,
+            "transit/keys/autounseal",
+            Some(&root),
+            Some(json!({})),
+        )
+        .await;
+        let mut kms_state = Kms {
+            mount_path: "transit/".into(),
+            key_name: "autounseal".into(),
+            seal_token: String::new(),
+            unseal_keys,
+        };
+        kms.write_kms_policy(&kms_state, true).await;
+        let v = kms
+            .call_ok(
+                0,
+                Method::POST,
+                "auth/token/create-orphan",
+                Some(&root),
+                Some(json!({"policies": [KMS_POLICY], "period": "24h", "no_default_policy": true})),
+            )
+            .await;
+        kms_state.seal_token = v["auth"]["client_token"]
+            .as_str()
+            .expect("client_token")
+            .to_string();
+        kms.kms = Some(kms_state);
+        kms
+    }
+
+    async fn write_kms_policy(&self, k: &Kms, decrypt: bool) {
+        let mut hcl = format!(
+            "path \"{m}encrypt/{key}\" {{ capabilities = [\"update\"] }}\n",
+            m = k.mount_path,
+            key = k.key_name
+        );
+        if decrypt {
+            hcl.push_str(&format!(
+                "path \"{m}decrypt/{key}\" {{ capabilities = [\"update\"] }}\n",
+                m = k.mount_path,
+                key = k.key_name
+            ));
+        }
+        self.call_ok(
+            0,
+            Method::PUT,
+            &format!("sys/policies/acl/{KMS_POLICY}"),
+            Some(self.root_token()),
+            Some(json!({ "policy": hcl })),
+        )
+        .await;
+    }
+
+    /// On a [`Self::transit_kms`]: grant or take away the seal token's
+    /// right to decrypt. Without it a transit-sealed node that (re)starts
+    /// cannot unseal and stays sealed (retrying); once it is granted again
+    /// the node unseals itself. Encrypting stays allowed: a server whose
+    /// seal cannot encrypt does not even start.
+    pub async fn kms_allow_decrypt(&self, allowed: bool) {
+        let k = self.kms.as_ref().expect("not a transit_kms()");
+        self.write_kms_policy(k, allowed).await;
+    }
+
+    /// On a [`Self::transit_kms`]: the transit seal's token.
+    pub fn kms_seal_token(&self) -> &str {
+        &self.kms.as_ref().expect("not a transit_kms()").seal_token
+    }
+
+    /// On a [`Self::transit_kms`]: start the stopped KMS again and unseal
+    /// it with its own keys.
+    pub async fn kms_start_unsealed(&mut self) {
+        let keys = self
+            .kms
+            .as_ref()
+            .expect("not a transit_kms()")
+            .unseal_keys
+            .clone();
+        self.start(0).await;
+        self.unseal(0, &keys).await;
+        self.wait_active(0).await;
+    }
+
+    /// The seal type every node is configured with (`shamir`, `static`,
+    /// `transit`), as `sys/seal-status` `type` reports it.
+    pub fn seal_type(&self) -> &'static str {
+        match self.seal {
+            Seal::Shamir => "shamir",
+            Seal::Static { .. } => "static",
+            Seal::Transit { .. } => "transit",
+        }
+    }
+
+    /// A static-sealed cluster gets a new seal key: new random bytes in the
+    /// same key file, under a new key id, in every node's config. Takes
+    /// effect when a node (re)starts: it can then read neither its old raft
+    /// data nor snapshots taken under the old key (restart only wiped
+    /// nodes, or stop them first).
+    pub fn replace_seal_key(&mut self) {
+        let Seal::Static { key_file, key_id } = &mut self.seal else {
+            panic!("replace_seal_key needs a static-sealed cluster");
+        };
+        self.seal_generation += 1;
+        *key_id = format!("k{}", self.seal_generation + 1);
+        fs::write(&*key_file, random_key()).expect("write the new seal key");
+        for i in 0..self.nodes.len() {
+            self.write_config(i);
+        }
+    }
+
+    fn write_config(&self, node: usize) {
+        let n = &self.nodes[node];
+        fs::write(
+            &n.config,
+            format!("{}{}", n.base_config, self.seal.stanza()),
+        )
+        .expect("write config");
+    }
+
     async fn launch(count: usize, tls: bool) -> Self {
         Self::launch_with(count, tls, false).await
     }
 
     async fn launch_with(count: usize, tls: bool, mtls: bool) -> Self {
+        Self::launch_sealed(count, tls, mtls, SealKind::Shamir).await
+    }
+
+    async fn launch_sealed(count: usize, tls: bool, mtls: bool, seal: SealKind) -> Self {
         let bin = bao_binary();
         let root = tempfile::Builder::new()
             .prefix("snapward-bao-")
             .tempdir()
             .expect("temp dir");
+        let seal = match seal {
+            SealKind::Shamir => Seal::Shamir,
+            SealKind::Static => {
+                let dir = root.path().join("seal");
+                fs::create_dir_all(&dir).expect("seal dir");
+                let key_file = dir.join("k1");
+                fs::write(&key_file, random_key()).expect("write the seal key");
+                Seal::Static {
+                    key_file,
+                    key_id: "k1".into(),
+                }
+            }
+            SealKind::Given(s) => s,
+        };
         // Hold every listener until all ports are picked: no duplicates.
         let listeners: Vec<TcpListener> = (0..count * 2)
             .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
@@ -180,12 +443,12 @@ impl BaoCluster {
                 raft = dir.join("raft").display(),
             );
             let config_path = dir.join("config.hcl");
-            fs::write(&config_path, config).expect("write config");
             nodes.push(Node {
                 name: format!("bao-{i}"),
                 api_port,
                 log: dir.join("server.log"),
                 config: config_path,
+                base_config: config,
                 dir,
                 child: None,
             });
@@ -216,8 +479,14 @@ impl BaoCluster {
             http: http.build().expect("HTTP client"),
             tls: tls_files,
             root_token: None,
+            seal,
+            kms: None,
+            seal_generation: 0,
             _root: root,
         };
+        for i in 0..count {
+            cluster.write_config(i);
+        }
         for i in 0..count {
             cluster.start_node(i).await;
         }
@@ -559,6 +828,108 @@ impl BaoCluster {
         }
     }
 
+    /// Initialises an auto-unseal cluster (`PUT sys/init` with
+    /// `recovery_shares`/`recovery_threshold` on node 0); returns (hex
+    /// recovery keys, root token) and keeps the token for the helpers.
+    /// Waits until node 0 has unsealed itself and is active, and every
+    /// other running node has joined, unsealed itself and is a standby.
+    pub async fn init_recovery(&mut self, shares: u32, threshold: u32) -> (Vec<String>, String) {
+        let v = self
+            .call_ok(
+                0,
+                Method::PUT,
+                "sys/init",
+                None,
+                Some(json!({"recovery_shares": shares, "recovery_threshold": threshold})),
+            )
+            .await;
+        let keys: Vec<String> = v["recovery_keys"]
+            .as_array()
+            .expect("init: recovery_keys")
+            .iter()
+            .map(|k| k.as_str().expect("recovery key").to_string())
+            .collect();
+        assert_eq!(keys.len(), shares as usize, "init answered {v}");
+        let token = v["root_token"]
+            .as_str()
+            .expect("init: root_token")
+            .to_string();
+        self.root_token = Some(token.clone());
+        self.wait_unsealed(0).await;
+        self.wait_active(0).await;
+        self.wait_auto_unsealed().await;
+        (keys, token)
+    }
+
+    /// Waits until every running node is unsealed by its seal and every
+    /// one but the active node is a standby that knows the leader.
+    pub async fn wait_auto_unsealed(&self) {
+        for i in 0..self.len() {
+            if self.nodes[i].child.is_some() {
+                self.wait_unsealed(i).await;
+            }
+        }
+        let active = self.active_node().await;
+        for i in 0..self.len() {
+            if i != active && self.nodes[i].child.is_some() {
+                self.wait_standby(i).await;
+            }
+        }
+    }
+
+    /// `GET sys/storage/raft/snapshot` on `node` with the harness's root
+    /// token: the snapshot's bytes.
+    pub async fn raft_snapshot(&self, node: usize) -> Vec<u8> {
+        let url = format!("{}/v1/sys/storage/raft/snapshot", self.api_url(node));
+        let resp = match self
+            .http
+            .get(&url)
+            .header("X-Vault-Token", self.root_token())
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => self.fail(node, &format!("GET {url} failed: {e:?}")),
+        };
+        let status = resp.status();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        if !status.is_success() {
+            self.fail(
+                node,
+                &format!(
+                    "GET {url} answered {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                ),
+            );
+        }
+        bytes.to_vec()
+    }
+
+    /// The VERIFIED restore, `POST sys/storage/raft/snapshot` (never
+    /// `-force`), of `snapshot` on `node` with `token`: status and body.
+    pub async fn raft_restore(
+        &self,
+        node: usize,
+        token: &str,
+        snapshot: Vec<u8>,
+    ) -> (StatusCode, String) {
+        let url = format!("{}/v1/sys/storage/raft/snapshot", self.api_url(node));
+        let resp = match self
+            .http
+            .post(&url)
+            .header("X-Vault-Token", token)
+            .body(snapshot)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => self.fail(node, &format!("POST {url} failed: {e:?}")),
+        };
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        (status, body)
+    }
+
     /// init(shares, threshold) + unseal_all + wait for node 0 to be active.
     pub async fn init_unsealed(&mut self, shares: u32, threshold: u32) -> (Vec<String>, String) {
         let (keys, token) = self.init(shares, threshold).await;
@@ -679,6 +1050,14 @@ impl BaoCluster {
             .expect("client_token")
             .to_string()
     }
+}
+
+/// What [`BaoCluster::launch_sealed`] is asked for.
+enum SealKind {
+    Shamir,
+    /// A fresh key file under the cluster's dir.
+    Static,
+    Given(Seal),
 }
 
 impl Drop for BaoCluster {

@@ -68,6 +68,8 @@ pub struct PolicyOpts {
 /// A drill's servers and work dir.
 pub struct Drill {
     pub bao: BaoCluster,
+    /// The KMS of a transit-sealed `bao` ([`Drill::single_transit`]).
+    pub kms: Option<BaoCluster>,
     pub s3: Option<S3Server>,
     dir: tempfile::TempDir,
     reports: AtomicUsize,
@@ -86,6 +88,29 @@ impl Drill {
         Self::new(BaoCluster::three().await, with_s3).await
     }
 
+    /// One `seal "static"` node (started, uninitialised); moto if `with_s3`.
+    pub async fn single_static(with_s3: bool) -> Self {
+        Self::new(BaoCluster::single_static().await, with_s3).await
+    }
+
+    /// Three `seal "static"` raft nodes sharing one seal key (started,
+    /// uninitialised); moto if `with_s3`.
+    pub async fn three_static(with_s3: bool) -> Self {
+        Self::new(BaoCluster::three_static().await, with_s3).await
+    }
+
+    /// One `seal "transit"` node (started, uninitialised) and its KMS, a
+    /// second OpenBao kept in [`Drill::kms`]; moto if `with_s3`.
+    pub async fn single_transit(with_s3: bool) -> Self {
+        let kms = BaoCluster::transit_kms().await;
+        let bao = BaoCluster::single_transit(&kms).await;
+        let mut d = Self::new(bao, with_s3).await;
+        d.remember_secret(kms.root_token());
+        d.remember_secret(kms.kms_seal_token());
+        d.kms = Some(kms);
+        d
+    }
+
     async fn new(bao: BaoCluster, with_s3: bool) -> Self {
         let s3 = if with_s3 {
             let s = S3Server::moto();
@@ -100,6 +125,7 @@ impl Drill {
             .expect("drill dir");
         Self {
             bao,
+            kms: None,
             s3,
             dir,
             reports: AtomicUsize::new(0),
