@@ -286,7 +286,7 @@ fn decide_table(obs: &Observation, policy: GuardPolicy) -> Decision {
                 if keys_present {
                     "the cluster is up (it unseals itself): back up".into()
                 } else {
-                    "the cluster is up (it unseals itself): back up. The key store holds no recovery keys: a restore does not need them, but `bao operator generate-root` and rekeys do — keep them somewhere safe".into()
+                    "the cluster is up (it unseals itself): back up. The key store holds no recovery keys: a restore does not need them, but a new root token (`sys/generate-root-token`) and rekeys do — keep them somewhere safe".into()
                 },
                 true,
             );

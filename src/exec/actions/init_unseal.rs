@@ -98,7 +98,7 @@ async fn revoke_root_token(
         Err(e) => {
             tracing::warn!(error = %e, "the init root token could not be revoked: it stays valid until revoked by hand");
             format!(
-                "; WARNING: the init root token could not be revoked ({e}): it is stored nowhere but stays valid; revoke it by hand: make a root token with `bao operator generate-root`, find the old one with `bao list auth/token/accessors`, revoke it with `bao token revoke -accessor <accessor>`"
+                "; WARNING: the init root token could not be revoked ({e}): it is stored nowhere but stays valid; revoke it by hand with a token allowed to (a new root token comes from the recovery or unseal keys through `sys/generate-root-token`, OpenBao 2.6 and later; the unauthenticated `bao operator generate-root` is off by default since 2.5.3): find the old one with `bao list auth/token/accessors`, revoke it with `bao token revoke -accessor <accessor>`"
             )
         }
     }
