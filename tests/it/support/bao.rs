@@ -588,7 +588,13 @@ impl BaoCluster {
                 self.fail(node, &format!("the server exited early: {status}"));
             }
             let url = format!("{}/v1/sys/seal-status", self.api_url(node));
-            if self.http.get(&url).send().await.is_ok() {
+            // The answer must come from our process: a restart reuses the
+            // port, and another test's server may have taken it meanwhile
+            // (ours then exits with "address already in use").
+            let pid = self.nodes[node].child.as_ref().map(|c| c.id());
+            if self.http.get(&url).send().await.is_ok()
+                && pid.is_some_and(|p| listens_on(p, self.nodes[node].api_port))
+            {
                 return;
             }
             if Instant::now() > deadline {
@@ -1435,4 +1441,31 @@ async fn write_chunked_head(
         sock.write_all(b"\r\n").await?;
     }
     sock.flush().await
+}
+
+/// Does process `pid` hold the IPv4 listening socket on `port`?
+/// (`/proc/net/tcp`: the socket's inode, then the process's fds.)
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = fs::read_to_string("/proc/net/tcp") else {
+        return true; // not Linux: cannot tell, trust the answer
+    };
+    let want = format!(":{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1)?.ends_with(&want) && *f.get(3)? == "0A")
+                .then(|| f.get(9).map(|s| s.to_string()))?
+        })
+        .collect();
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path()).is_ok_and(|t| {
+            let t = t.to_string_lossy();
+            inodes.iter().any(|i| t == format!("socket:[{i}]"))
+        })
+    })
 }
