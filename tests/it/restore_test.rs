@@ -338,3 +338,75 @@ async fn a_failed_restore_test_keeps_the_backup_and_exits_6() {
     assert_eq!(d.s3_objects().await.len(), 1, "and is uploaded");
     assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
 }
+
+/// An auto-unseal cluster's copy is rehearsed with its seal
+/// (`sealConfigFile`: the same static key): the throwaway server takes the
+/// verified restore and unseals itself; with another seal key the
+/// rehearsal fails as a seal mismatch (exit 3) and leaves nothing.
+#[tokio::test]
+async fn an_auto_unseal_copy_is_rehearsed_with_its_seal() {
+    let mut d = Drill::single_static(true).await;
+    let (keys, snaps) = (d.keys_dir(), d.snap_dir());
+    let policy = d.policy("policy", &d.opts());
+    d.snapward_init(&policy, &keys).await;
+    d.write_marker("m1").await;
+    let (_, name) = d.backup(&policy, &snaps).await;
+    let cluster_id = d.cluster_id(0).await;
+    let seal = d.path("seal.hcl");
+    fs::write(&seal, d.bao.seal_stanza()).expect("write seal stanza");
+    let rehearsal = with_restore_test(&d, &policy, "s3");
+    let text = fs::read_to_string(&rehearsal).expect("read");
+    fs::write(
+        &rehearsal,
+        text.replace(
+            "timeout: 5m}",
+            &format!("timeout: 5m, sealConfigFile: {}}}", seal.display()),
+        ),
+    )
+    .expect("write");
+
+    let r = d.snapward("test-restore", &rehearsal, &[]).await;
+    r.expect_exit(0).expect_branch("restore");
+    assert_eq!(
+        r.rule(),
+        "wiped, snapshot present (auto-unseal)",
+        "{}",
+        r.context()
+    );
+    assert!(
+        r.stderr.contains(&format!("chose s3/{name}"))
+            && r.stderr.contains(&format!("cluster_id {cluster_id}")),
+        "{}",
+        r.context()
+    );
+    assert_eq!(r.items_of("verify-cluster", "canary-read").len(), 1);
+    assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
+
+    // The same copy under another seal key: refused by the seal.
+    let other = d.path("other-seal.hcl");
+    let key = d.path("other-key");
+    fs::write(&key, [7u8; 32]).expect("write key");
+    fs::write(
+        &other,
+        format!(
+            "seal \"static\" {{\n  current_key_id = \"k9\"\n  current_key = \"file://{}\"\n}}\n",
+            key.display()
+        ),
+    )
+    .expect("write");
+    let text = fs::read_to_string(&rehearsal).expect("read");
+    fs::write(
+        &rehearsal,
+        text.replace(&seal.display().to_string(), &other.display().to_string()),
+    )
+    .expect("write");
+    let r = d.snapward("test-restore", &rehearsal, &[]).await;
+    r.expect_exit(3);
+    assert_eq!(
+        r.items_of("restore", "seal-mismatch").len(),
+        1,
+        "{}",
+        r.context()
+    );
+    assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
+}

@@ -336,6 +336,12 @@ impl BaoCluster {
         }
     }
 
+    /// The `seal "…" { … }` stanza every node runs with (empty for Shamir):
+    /// what a throwaway server needs to open this cluster's snapshots.
+    pub fn seal_stanza(&self) -> String {
+        self.seal.stanza()
+    }
+
     /// A static-sealed cluster gets a new seal key: new random bytes in the
     /// same key file, under a new key id, in every node's config. Takes
     /// effect when a node (re)starts: it can then read neither its old raft
