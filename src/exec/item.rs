@@ -209,6 +209,19 @@ pub enum Item {
     Would {
         text: String,
     },
+    /// `verify-cluster`: one node of the restored cluster — unsealed, its
+    /// state machine at or past `want_index` (`sys/leader`
+    /// `raft_applied_index`), and with a canary the canary read on this
+    /// very node (standbys serve reads from their own state).
+    #[serde(rename_all = "camelCase")]
+    NodeVerified {
+        node: String,
+        active: bool,
+        raft_applied_index: u64,
+        want_index: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        canary: Option<String>,
+    },
 }
 
 /// With which keys a node was unsealed.
@@ -371,6 +384,23 @@ impl fmt::Display for Item {
                 f,
                 "{node} rejected the stored keys ({why}); its pod was restarted"
             ),
+            Item::NodeVerified {
+                node,
+                active,
+                raft_applied_index,
+                want_index,
+                canary,
+            } => {
+                let role = if *active { "active" } else { "standby" };
+                write!(
+                    f,
+                    "{node} ({role}): raft applied index {raft_applied_index} ≥ {want_index}"
+                )?;
+                match canary {
+                    Some(path) => write!(f, ", canary {path} read on this node"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
