@@ -24,11 +24,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::keys::{KeyStore, KeyStoreError, StoredKeys};
+use super::keys::{KeyStore, KeyStoreError, Presence, StoredKeys};
 use super::local::{Begun, CommitError, Committed, LocalSnapshot, SnapshotStore};
 use super::{
     BaoError, Ceremony, Cleanup, DeleteOutcome, InitResult, LeaderState, PutOutcome,
-    RemoteSnapshot, SealState, Target, TargetError, UploadTag,
+    RemoteSnapshot, RestoreEndpoint, SealKind, SealState, Target, TargetError, UploadTag,
 };
 use crate::secret::Secret;
 use crate::snapshot::{Identity, SealedSums, VerifyError};
@@ -148,7 +148,7 @@ impl KeyStore for DryRunKeyStore {
     fn location(&self) -> String {
         self.inner.location()
     }
-    async fn probe(&self) -> Result<bool, KeyStoreError> {
+    async fn probe(&self) -> Result<Presence, KeyStoreError> {
         self.inner.probe().await
     }
     async fn read(&self) -> Result<StoredKeys, KeyStoreError> {
@@ -190,6 +190,7 @@ impl Ceremony for DryRunCeremony {
         node: usize,
         _shares: u32,
         _threshold: u32,
+        _seal: SealKind,
     ) -> Result<InitResult, BaoError> {
         Err(self.refused(node, "sys/init"))
     }
@@ -202,11 +203,12 @@ impl Ceremony for DryRunCeremony {
     async fn leader(&self, node: usize) -> Result<LeaderState, BaoError> {
         self.inner.leader(node).await
     }
-    async fn restore_force(
+    async fn restore(
         &self,
         node: usize,
         _token: &Secret,
         _file: &Path,
+        _how: RestoreEndpoint,
     ) -> Result<(), BaoError> {
         Err(self.refused(node, "a snapshot restore"))
     }

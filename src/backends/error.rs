@@ -127,6 +127,12 @@ pub enum BaoError {
     /// process must restart — docs/openbao.md). `detail` quotes the answer.
     #[error("node `{node}` failed: {detail}")]
     InvalidKeySize { node: String, detail: String },
+    /// The verified restore (`POST sys/storage/raft/snapshot`) answered
+    /// that the snapshot's hash file cannot be verified: it was taken under
+    /// another seal key (DESIGN.md §8). Nothing was restored. `detail`
+    /// quotes the answer.
+    #[error("node `{node}` refused the snapshot: {detail}")]
+    SealMismatch { node: String, detail: String },
     #[error("the snapshot stream from `{node}` stalled for {seconds}s")]
     Stalled { node: String, seconds: u64 },
     #[error("cancelled")]

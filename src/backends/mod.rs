@@ -199,7 +199,7 @@ pub trait Target: Send + Sync {
     async fn cleanup(&self) -> Result<Cleanup, TargetError>;
 }
 
-pub use crate::cluster::NodeStatus;
+pub use crate::cluster::{NodeStatus, SealKind};
 
 /// The OpenBao cluster. Implementations address each node directly.
 #[async_trait]
@@ -250,6 +250,24 @@ pub struct LeaderState {
     pub raft_applied_index: Option<u64>,
 }
 
+/// Which restore endpoint a restore uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreEndpoint {
+    /// `sys/storage/raft/snapshot-force`.
+    Force,
+    /// `sys/storage/raft/snapshot` (the server verifies the snapshot).
+    Verified,
+}
+
+impl RestoreEndpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            RestoreEndpoint::Force => "sys/storage/raft/snapshot-force",
+            RestoreEndpoint::Verified => "sys/storage/raft/snapshot",
+        }
+    }
+}
+
 /// A fresh barrier's credentials, in memory only (zeroised on drop).
 #[derive(Debug, Clone)]
 pub struct InitResult {
@@ -261,21 +279,35 @@ pub struct InitResult {
 /// `OpenBao` so read-only callers never see them.
 #[async_trait]
 pub trait Ceremony: Send + Sync {
-    /// `PUT /v1/sys/init` on node `node`.
-    async fn init(&self, node: usize, shares: u32, threshold: u32) -> Result<InitResult, BaoError>;
+    /// `PUT /v1/sys/init` on node `node`: `secret_shares`/`secret_threshold`
+    /// for a Shamir seal, `recovery_shares`/`recovery_threshold` for an
+    /// auto-unseal one (the keys that come back are then recovery keys and
+    /// the server unseals itself).
+    async fn init(
+        &self,
+        node: usize,
+        shares: u32,
+        threshold: u32,
+        seal: SealKind,
+    ) -> Result<InitResult, BaoError>;
     /// `PUT /v1/sys/unseal` with one key share. An "invalid key size"
     /// answer comes back as [`BaoError::InvalidKeySize`].
     async fn unseal(&self, node: usize, key: &crate::secret::Secret)
     -> Result<SealState, BaoError>;
     async fn seal_status(&self, node: usize) -> Result<SealState, BaoError>;
     async fn leader(&self, node: usize) -> Result<LeaderState, BaoError>;
-    /// `POST /v1/sys/storage/raft/snapshot-force` with the file as the body,
-    /// to node `node` (the caller makes sure it is the active node).
-    async fn restore_force(
+    /// Restore the file to node `node` (the caller makes sure it is the
+    /// active node): `POST /v1/sys/storage/raft/snapshot-force` (Shamir:
+    /// the temporary barrier's keys cannot verify the snapshot) or the
+    /// verified `POST /v1/sys/storage/raft/snapshot` (auto-unseal: the seal
+    /// checks it; a snapshot under another seal key is
+    /// [`BaoError::SealMismatch`] and changes nothing).
+    async fn restore(
         &self,
         node: usize,
         token: &crate::secret::Secret,
         file: &Path,
+        how: RestoreEndpoint,
     ) -> Result<(), BaoError>;
     /// `GET /v1/<path>` with `token` (the canary read).
     async fn read(

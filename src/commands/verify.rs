@@ -175,6 +175,10 @@ pub(crate) enum KeysUnusable {
         location: String,
         key_prefix: String,
     },
+    #[error(
+        "the key store {location} holds the recovery keys of an auto-unseal cluster (key-shape says \"seal\":\"auto\"): they cannot open a snapshot's sealed sums; the server checks a snapshot under its seal when it is restored (the verified endpoint refuses one of another seal key)"
+    )]
+    Recovery { location: String },
     #[error(transparent)]
     Unreadable(KeyStoreError),
     #[error("the key shares in {location} cannot be used: {source}")]
@@ -208,7 +212,7 @@ pub(crate) async fn store_key(
         Err(KeyStoreError::Empty { .. }) => {
             // Nothing at all (a wrong place or prefix?), or other entries
             // only: what an auto-unseal cluster's store holds.
-            return Err(if matches!(store.probe().await, Ok(false)) {
+            return Err(if matches!(store.probe().await, Ok(p) if !p.any) {
                 KeysUnusable::Missing {
                     location,
                     key_prefix,
@@ -222,6 +226,9 @@ pub(crate) async fn store_key(
         }
         Err(e) => return Err(KeysUnusable::Unreadable(e)),
     };
+    if stored.shape.and_then(|s| s.seal) == Some(crate::cluster::SealKind::Auto) {
+        return Err(KeysUnusable::Recovery { location });
+    }
     UnsealKey::combine(&stored.keys).map_err(|source| KeysUnusable::Shares { location, source })
 }
 

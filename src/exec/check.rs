@@ -5,7 +5,7 @@
 //!
 //! Stage: execute. Pure: reads the run state and the given clock only.
 
-use crate::cluster::InitState;
+use crate::cluster::{InitState, SealKind};
 use crate::plan::Precondition;
 use crate::plan::guard::Branch;
 
@@ -58,12 +58,14 @@ pub fn check_at(pre: &Precondition, s: &RunState, now: jiff::Timestamp) -> Optio
             "not every node is uninitialised".into(),
         ),
         P::ActiveNodeUnsealed => fail(s.active_node().is_some(), "no active, unsealed node".into()),
+        // An auto-unseal cluster needs no keys to unseal or restore: its
+        // seal does both (DESIGN.md §8).
         P::KeysPresent => fail(
-            s.keys_present == Some(true),
+            s.seal_kind() == SealKind::Auto || s.keys_present() == Some(true),
             "no unseal keys in the key store".into(),
         ),
         P::KeyStoreEmpty => fail(
-            s.keys_present == Some(false),
+            s.keys.is_some_and(|p| !p.any),
             "the key store already holds keys".into(),
         ),
         P::SnapshotVerified => fail(
@@ -109,7 +111,12 @@ fn authenticated(s: &RunState) -> Option<String> {
     let Some(src) = &s.restore_from else {
         return Some("no snapshot to restore was fetched and verified".into());
     };
-    if src.authenticity == Some(Authenticity::Authentic) || s.allow_unauthenticated {
+    // Auto-unseal: the verified restore endpoint authenticates it under
+    // the seal, and refuses a snapshot of another seal key (DESIGN.md §8).
+    if src.authenticity == Some(Authenticity::Authentic)
+        || s.allow_unauthenticated
+        || s.seal_kind() == SealKind::Auto
+    {
         return None;
     }
     let why = match (src.authenticity, &src.unchecked) {

@@ -23,6 +23,9 @@ pub enum Item {
         #[serde(skip_serializing_if = "Option::is_none")]
         sealed: Option<bool>,
         active: bool,
+        /// `sys/seal-status` `type`: `shamir`, `static`, `transit`, …
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seal: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
@@ -209,6 +212,13 @@ pub enum Item {
     Would {
         text: String,
     },
+    /// The verified restore refused the snapshot: it was taken under
+    /// another seal key (auto-unseal).
+    SealMismatch {
+        store: String,
+        name: String,
+        detail: String,
+    },
     /// `verify-cluster`: one node of the restored cluster — unsealed, its
     /// state machine at or past `want_index` (`sys/leader`
     /// `raft_applied_index`), and with a canary the canary read on this
@@ -236,6 +246,8 @@ pub enum Unsealing {
     StoredAfterRestore,
     /// Restore branch, node 0, after its server process restarted.
     StoredAfterRestart,
+    /// Auto-unseal: the node's seal unsealed it (no key was sent).
+    BySeal,
 }
 
 impl fmt::Display for Item {
@@ -246,6 +258,7 @@ impl fmt::Display for Item {
                 init,
                 sealed,
                 active,
+                seal,
                 error,
             } => {
                 write!(f, "{}", format!("{name}: {init:?}").to_lowercase())?;
@@ -256,6 +269,10 @@ impl fmt::Display for Item {
                 }
                 if *active {
                     write!(f, ", active")?;
+                }
+                // Shamir is the default; an auto-unseal seal is named.
+                if let Some(t) = seal.as_deref().filter(|t| *t != "shamir") {
+                    write!(f, ", {t} seal (auto-unseal)")?;
                 }
                 if let Some(e) = error {
                     write!(f, " ({e})")?;
@@ -339,7 +356,16 @@ impl fmt::Display for Item {
                 Unsealing::StoredAfterRestart => {
                     write!(f, "{node}: unsealed with the stored keys after the restart")
                 }
+                Unsealing::BySeal => write!(f, "{node}: unsealed by its seal"),
             },
+            Item::SealMismatch {
+                store,
+                name,
+                detail,
+            } => write!(
+                f,
+                "{store}/{name} was taken under another seal key: {detail}"
+            ),
             Item::AlreadyUnsealed { node } => write!(f, "{node}: already unsealed"),
             Item::WouldUnseal { node } => write!(f, "would unseal {node}"),
             Item::FetchFailed { store, name, error } => {
@@ -462,6 +488,7 @@ mod tests {
             init: InitState::Initialized,
             sealed: Some(false),
             active: true,
+            seal: Some("shamir".into()),
             error: None,
         };
         assert_eq!(n.to_string(), "bao-0: initialized, unsealed, active");

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use crate::backends::{NodeStatus, PutOutcome, RemoteSnapshot};
-use crate::cluster::InitState;
+use crate::cluster::{InitState, SealKind};
 use crate::plan::guard::Decision;
 use crate::snapshot::Identity;
 use crate::snapshot::auth::Authenticity;
@@ -41,8 +41,11 @@ pub struct RestoreSource {
 #[derive(Debug, Default)]
 pub struct RunState {
     pub nodes: Vec<NodeStatus>,
-    /// `None`: the key store could not be read.
-    pub keys_present: Option<bool>,
+    /// What the key store holds. `None`: it could not be read.
+    pub keys: Option<crate::backends::keys::Presence>,
+    /// The seal kind every node reported (`None`: none did, or they
+    /// disagree — the guard then refuses every destructive step).
+    pub seal: Option<SealKind>,
     pub decision: Option<Decision>,
     /// The first restore source holding a valid snapshot.
     pub newest_snapshot_in: Option<String>,
@@ -91,6 +94,17 @@ pub struct RunState {
 }
 
 impl RunState {
+    /// The cluster's seal kind, Shamir unless the nodes said otherwise.
+    pub fn seal_kind(&self) -> SealKind {
+        self.seal.unwrap_or(SealKind::Shamir)
+    }
+
+    /// The key store holds the shares this cluster's seal hands out.
+    /// `None`: it could not be read.
+    pub fn keys_present(&self) -> Option<bool> {
+        self.keys.map(|p| p.shares_for(self.seal_kind()))
+    }
+
     /// Index of the active, unsealed node.
     pub fn active_node(&self) -> Option<usize> {
         self.nodes

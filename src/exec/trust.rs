@@ -23,7 +23,10 @@ use crate::snapshot::auth::{self, Authenticity};
 
 /// The keys a run authenticates and tags with (wiped on drop).
 pub struct Keys {
-    unseal: Zeroizing<Vec<u8>>,
+    /// The unseal key (Shamir): opens a snapshot's sealed sums. `None` for
+    /// an auto-unseal cluster's recovery key, which cannot: its snapshots
+    /// are checked by the server's verified restore (DESIGN.md §8).
+    unseal: Option<Zeroizing<Vec<u8>>>,
     object: ObjectKey,
 }
 
@@ -37,13 +40,28 @@ impl Keys {
     /// From the unseal key the stored shares combine to.
     pub fn new(unseal: Zeroizing<Vec<u8>>) -> Self {
         let object = ObjectKey::derive(&unseal);
-        Self { unseal, object }
+        Self {
+            unseal: Some(unseal),
+            object,
+        }
+    }
+
+    /// From the recovery key the stored recovery shares combine to (an
+    /// auto-unseal cluster): tags only; files are left unchecked.
+    pub fn recovery(recovery: Zeroizing<Vec<u8>>) -> Self {
+        Self {
+            object: ObjectKey::derive(&recovery),
+            unseal: None,
+        }
     }
 }
 
 /// Why a snapshot's sealed sums do not authenticate it, as a reason.
 fn content_verdict(sealed: &[u8], sums: &[u8], keys: &Keys) -> Trust {
-    match auth::authenticate_with_key(sealed, sums, &keys.unseal) {
+    let Some(unseal) = &keys.unseal else {
+        return Trust::Unchecked;
+    };
+    match auth::authenticate_with_key(sealed, sums, unseal) {
         Ok(Authenticity::Authentic) => Trust::Authentic,
         Ok(Authenticity::OtherKeys) => {
             Trust::OtherKeys("its sealed sums do not open under the stored keys".into())

@@ -15,8 +15,9 @@ use serde::Serialize;
 pub use action::{Action, Precondition};
 pub use compile::{CompileError, Dag, EdgeKind, compile};
 
-use crate::cluster::InitState;
+use crate::cluster::{InitState, SealKind};
 use crate::exit::Exit;
+use crate::policy::model::SealMode;
 use crate::policy::{Nodes, StoreId, ValidPolicy};
 use guard::{Branch, Decision, GuardPolicy, NodeObservation, Observation};
 
@@ -93,6 +94,7 @@ impl Scenario {
             init,
             sealed,
             active: i == 0 && init == InitState::Initialized && !sealed,
+            seal: expected_seal(p),
         };
         let all = |init: InitState, sealed: bool| -> Vec<NodeObservation> {
             (0..names.len()).map(|i| node(i, init, sealed)).collect()
@@ -126,6 +128,7 @@ impl Scenario {
         Observation {
             nodes,
             keys_present: Some(keys),
+            key_entries: keys,
             newest_snapshot_in: snap,
         }
     }
@@ -144,7 +147,16 @@ pub fn guard_policy(p: &ValidPolicy, explicit_restore: bool) -> GuardPolicy {
         restore_mode: p.restore.mode,
         init_allowed: p.doc.spec.init.allowed,
         explicit_restore,
+        expected_seal: expected_seal(p),
     }
+}
+
+/// `spec.cluster.seal`, as the guard's seal kind.
+pub fn expected_seal(p: &ValidPolicy) -> Option<SealKind> {
+    p.doc.spec.cluster.seal.map(|s| match s {
+        SealMode::Shamir => SealKind::Shamir,
+        SealMode::Auto => SealKind::Auto,
+    })
 }
 
 /// What a plan says about one action.

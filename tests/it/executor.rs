@@ -96,6 +96,7 @@ fn healthy_node() -> NodeStatus {
         active: true,
         cluster_id: None,
         raft_index: None,
+        seal: None,
         error: None,
     }
 }

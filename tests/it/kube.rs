@@ -51,6 +51,7 @@ fn keys(n: usize, root: bool) -> StoredKeys {
         shape: Some(snapward::backends::keys::KeyShape {
             shares: n as u32,
             threshold: 1,
+            seal: None,
         }),
     }
 }
@@ -73,7 +74,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 async fn secret_store_creates_once_and_never_overwrites() {
     let fake = FakeKube::start().await;
     let ks = store(&fake);
-    assert!(!ks.probe().await.unwrap(), "no Secret yet: keys absent");
+    assert!(!ks.probe().await.unwrap().any, "no Secret yet: keys absent");
 
     ks.create(&keys(3, true)).await.unwrap();
     let created = fake.get("secrets", NS, "openbao-keys").expect("created");
@@ -88,7 +89,7 @@ async fn secret_store_creates_once_and_never_overwrites() {
         json!(b64("share-2-SECRET"))
     );
     assert_eq!(created["data"]["root-token"], json!(b64("s.ROOT-SECRET")));
-    assert!(ks.probe().await.unwrap());
+    assert!(ks.probe().await.unwrap().any);
 
     // A second init must refuse and leave the stored keys untouched.
     let err = ks.create(&keys(5, false)).await.unwrap_err();
@@ -148,7 +149,7 @@ async fn secret_store_reads_every_share_in_order_and_the_root_token() {
 async fn secret_store_probe_absent_present_and_empty() {
     let fake = FakeKube::start().await;
     let ks = store(&fake);
-    assert!(!ks.probe().await.unwrap());
+    assert!(!ks.probe().await.unwrap().any);
     assert!(matches!(
         ks.read().await.unwrap_err(),
         KeyStoreError::Empty { .. }
@@ -226,7 +227,7 @@ async fn secret_store_check_create_is_a_dry_run() {
         .find(|r| r.method == "POST")
         .unwrap();
     assert_eq!(post.query("dryRun"), Some("All"));
-    assert!(!ks.probe().await.unwrap());
+    assert!(!ks.probe().await.unwrap().any);
 }
 
 #[tokio::test]
@@ -553,6 +554,7 @@ impl OpenBao for AllUninitialised {
                 active: false,
                 cluster_id: None,
                 raft_index: None,
+                seal: None,
                 error: None,
             })
             .collect()
@@ -576,9 +578,11 @@ fn wiped_with_keys_and_snapshot(nodes: &[NodeStatus]) -> Observation {
                 init: n.init,
                 sealed: n.sealed.unwrap_or(true),
                 active: n.active,
+                seal: None,
             })
             .collect(),
         keys_present: Some(true),
+        key_entries: true,
         newest_snapshot_in: Some("local".into()),
     }
 }
@@ -587,6 +591,7 @@ const AUTO: GuardPolicy = GuardPolicy {
     restore_mode: RestoreMode::Auto,
     init_allowed: true,
     explicit_restore: false,
+    expected_seal: None,
 };
 
 #[tokio::test]

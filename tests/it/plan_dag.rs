@@ -170,6 +170,7 @@ fn nodes(states: &[(InitState, bool)]) -> Vec<NodeObservation> {
             init: *init,
             sealed: *sealed,
             active: i == 0 && *init == InitState::Initialized && !*sealed,
+            seal: None,
         })
         .collect()
 }
@@ -203,6 +204,7 @@ fn guard_table(
     let obs = Observation {
         nodes: nodes(states),
         keys_present: keys,
+        key_entries: keys == Some(true),
         newest_snapshot_in: snapshot.map(String::from),
     };
     let d = guard::decide(
@@ -211,6 +213,7 @@ fn guard_table(
             restore_mode: mode,
             init_allowed,
             explicit_restore: false,
+            expected_seal: None,
         },
     );
     assert_eq!(d.branch, branch, "{d:?}");
@@ -224,6 +227,7 @@ fn invariant_6_never_initialise_over_surviving_keys() {
     let obs = Observation {
         nodes: nodes(&[(U, false), (U, false)]),
         keys_present: Some(true),
+        key_entries: true,
         newest_snapshot_in: None,
     };
     let d = guard::decide(
@@ -232,6 +236,7 @@ fn invariant_6_never_initialise_over_surviving_keys() {
             restore_mode: RestoreMode::Auto,
             init_allowed: true,
             explicit_restore: true,
+            expected_seal: None,
         },
     );
     assert_eq!(d.branch, Branch::Refuse);
@@ -248,6 +253,7 @@ fn invariant_5_an_unknown_node_is_never_treated_as_uninitialised() {
     let obs = Observation {
         nodes: nodes(&[(X, false), (U, false), (U, false)]),
         keys_present: Some(false),
+        key_entries: false,
         newest_snapshot_in: None,
     };
     let d = guard::decide(
@@ -256,6 +262,7 @@ fn invariant_5_an_unknown_node_is_never_treated_as_uninitialised() {
             restore_mode: RestoreMode::Auto,
             init_allowed: true,
             explicit_restore: false,
+            expected_seal: None,
         },
     );
     assert_eq!(d.branch, Branch::Retry);
@@ -266,12 +273,14 @@ fn manual_restore_proceeds_only_when_a_human_asks() {
     let obs = Observation {
         nodes: nodes(&[(U, false)]),
         keys_present: Some(true),
+        key_entries: true,
         newest_snapshot_in: Some("local".into()),
     };
     let gp = |explicit_restore| GuardPolicy {
         restore_mode: RestoreMode::Manual,
         init_allowed: false,
         explicit_restore,
+        expected_seal: None,
     };
     assert_eq!(guard::decide(&obs, gp(false)).branch, Branch::Refuse);
     assert_eq!(guard::decide(&obs, gp(true)).branch, Branch::Restore);
@@ -295,12 +304,14 @@ fn interrupted_restore_marker(
     let obs = Observation {
         nodes: nodes(states),
         keys_present: Some(true),
+        key_entries: true,
         newest_snapshot_in: Some("s3".into()),
     };
     let gp = GuardPolicy {
         restore_mode: RestoreMode::Auto,
         init_allowed: false,
         explicit_restore: false,
+        expected_seal: None,
     };
     let d = guard::interrupted_restore(guard::decide(&obs, gp), &obs, "snapshot s3/x.snap");
     assert_eq!(d.branch, branch, "{d:?}");
@@ -313,4 +324,55 @@ fn interrupted_restore_marker(
             d.explanation
         );
     }
+}
+
+/// `spec.cluster.seal: auto` tells `plan` the cluster's seal offline: its
+/// scenarios follow the auto-unseal rows (DESIGN.md §8), not the Shamir ones.
+#[test]
+fn plan_scenarios_of_an_auto_unseal_policy_follow_the_auto_unseal_rows() {
+    let text = policy_text(&Shape {
+        targets: vec![(true, false)],
+        init_allowed: true,
+        mode: "auto",
+        keep_unmirrored: false,
+        max_age: false,
+    })
+    .replace("  cluster:\n", "  cluster:\n    seal: auto\n");
+    let mut r = policy::lint_text("auto.yaml", &text, true);
+    assert!(r.diagnostics.is_empty(), "{text}\n{:?}", r.diagnostics);
+    let p = r.policies.remove(0);
+    let gp = plan::guard_policy(&p, false);
+    let decide = |s: plan::Scenario| {
+        let d = guard::decide(&s.observation(&p), gp);
+        (d.branch, d.rule)
+    };
+    use plan::Scenario as S;
+    // Recovery keys lost: an auto-unseal restore needs none.
+    assert_eq!(
+        decide(S::KeysLost),
+        (Branch::Restore, "wiped, snapshot present (auto-unseal)")
+    );
+    assert_eq!(
+        decide(S::DataLoss),
+        (Branch::Restore, "wiped, snapshot present (auto-unseal)")
+    );
+    assert_eq!(
+        decide(S::NoSnapshot),
+        (Branch::Refuse, "recovery keys present, no snapshot")
+    );
+    assert_eq!(
+        decide(S::Sealed),
+        (Branch::Retry, "auto-unseal node sealed")
+    );
+    assert_eq!(
+        decide(S::Healthy),
+        (Branch::Backup, "initialised (auto-unseal)")
+    );
+    assert_eq!(decide(S::Fresh), (Branch::Init, "fresh cluster"));
+    // The same policy without the field is read as Shamir offline.
+    let shamir = text.replace("    seal: auto\n", "");
+    let mut r = policy::lint_text("shamir.yaml", &shamir, true);
+    let p = r.policies.remove(0);
+    let d = guard::decide(&S::KeysLost.observation(&p), plan::guard_policy(&p, false));
+    assert_eq!(d.rule, "keys absent, snapshot present");
 }

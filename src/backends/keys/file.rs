@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{KeyShape, KeyStore, KeyStoreError, SHAPE_ENTRY, StoredKeys};
+use super::{KeyShape, KeyStore, KeyStoreError, Presence, SHAPE_ENTRY, StoredKeys};
 use crate::backends::error::Cause;
 use crate::secret::Secret;
 
@@ -29,22 +29,39 @@ impl FileKeyStore {
         KeyStoreError::unavailable(self.location(), "").caused_by(e)
     }
 
-    /// Does any entry of this store exist (any `<keyPrefix>*` or the root
-    /// token)? `Ok(false)` also for a missing directory.
+    /// Does any entry of this store exist (any `<keyPrefix>*`, the root
+    /// token or the shape record)? `Ok(false)` also for a missing directory.
     fn any_entry(&self) -> io::Result<bool> {
+        Ok(self.presence()?.any)
+    }
+
+    /// What the directory holds: `<keyPrefix>N` shares, any entry, the
+    /// recorded seal. A missing directory holds nothing.
+    fn presence(&self) -> io::Result<Presence> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Presence::default()),
             Err(e) => return Err(e),
         };
+        let mut p = Presence::default();
         for entry in entries {
             let name = entry?.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(&self.key_prefix) || *name == *self.root_token_key {
-                return Ok(true);
+            if let Some(n) = name.strip_prefix(self.key_prefix.as_str()) {
+                p.any = true;
+                if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+                    p.shares += 1;
+                }
+            } else if *name == *self.root_token_key || name == SHAPE_ENTRY {
+                p.any = true;
             }
         }
-        Ok(false)
+        p.seal = match fs::read_to_string(self.dir.join(SHAPE_ENTRY)) {
+            Ok(t) => KeyShape::from_record(&t).and_then(|s| s.seal),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(p)
     }
 
     fn key_path(&self, i: usize) -> PathBuf {
@@ -129,10 +146,10 @@ impl KeyStore for FileKeyStore {
         format!("files:{}", self.dir.display())
     }
 
-    /// Any entry counts as "keys present": a partial or mixed store must
-    /// never look empty (that would allow init over surviving keys).
-    async fn probe(&self) -> Result<bool, KeyStoreError> {
-        self.any_entry().map_err(|e| self.unavailable(e))
+    /// Any entry counts (`any`): a partial or mixed store must never look
+    /// empty (that would allow init over surviving keys).
+    async fn probe(&self) -> Result<Presence, KeyStoreError> {
+        self.presence().map_err(|e| self.unavailable(e))
     }
 
     async fn read(&self) -> Result<StoredKeys, KeyStoreError> {

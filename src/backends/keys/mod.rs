@@ -20,6 +20,7 @@ pub use secret::SecretKeyStore;
 use async_trait::async_trait;
 
 use crate::backends::error::{Cause, with_cause};
+use crate::cluster::SealKind;
 use crate::secret::Secret;
 
 /// Keys as stored: every share present, the root token if it was kept,
@@ -36,23 +37,26 @@ pub struct StoredKeys {
 /// The entry that records the key shape, beside the shares: not a secret.
 pub const SHAPE_ENTRY: &str = "key-shape";
 
-/// Shares and threshold of the barrier the stored keys belong to. A restore
-/// temp-initialises node 0 with exactly this shape (another shape leaves
-/// the restored node refusing the stored keys with "invalid key size").
+/// Shares and threshold of the barrier the stored keys belong to, and
+/// which seal made them. A restore temp-initialises node 0 with exactly
+/// this shape (another shape leaves the restored node refusing the stored
+/// keys with "invalid key size").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyShape {
     pub shares: u32,
     pub threshold: u32,
+    /// `shamir`: the shares are unseal keys; `auto`: recovery keys of an
+    /// auto-unseal cluster. `None` in records written before seals were
+    /// told apart (they were all Shamir) — then the cluster's seal decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<SealKind>,
 }
 
 impl KeyShape {
-    /// The record as stored (`{"shares":3,"threshold":2}`).
+    /// The record as stored (`{"shares":3,"threshold":2,"seal":"auto"}`).
     pub fn to_record(self) -> String {
-        format!(
-            "{{\"shares\":{},\"threshold\":{}}}",
-            self.shares, self.threshold
-        )
+        serde_json::to_string(&self).unwrap_or_default()
     }
 
     /// Parses a stored record; `None` for anything that is not a possible
@@ -60,6 +64,27 @@ impl KeyShape {
     pub fn from_record(text: &str) -> Option<Self> {
         let s: Self = serde_json::from_str(text.trim()).ok()?;
         (s.threshold >= 1 && s.threshold <= s.shares).then_some(s)
+    }
+}
+
+/// What a key store holds, without reading a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Presence {
+    /// Key shares stored (`<keyPrefix>N` entries).
+    pub shares: usize,
+    /// The seal the shares belong to, as recorded at init (`None`: not
+    /// recorded, e.g. keys stored by hand).
+    pub seal: Option<SealKind>,
+    /// Some entry exists (a share, the root token, the shape record):
+    /// never an init over it.
+    pub any: bool,
+}
+
+impl Presence {
+    /// Shares of `seal`'s kind are stored (unrecorded shares count for
+    /// either: the operator stored the keys this cluster hands out).
+    pub fn shares_for(&self, seal: SealKind) -> bool {
+        self.shares > 0 && self.seal.is_none_or(|s| s == seal)
     }
 }
 
@@ -106,8 +131,8 @@ impl KeyStoreError {
 pub trait KeyStore: Send + Sync {
     /// Human-readable location (no secrets): `files:/keys`, `secret openbao/keys`.
     fn location(&self) -> String;
-    /// `Ok(true)` if at least one key share is stored.
-    async fn probe(&self) -> Result<bool, KeyStoreError>;
+    /// What the store holds (no secret is read).
+    async fn probe(&self) -> Result<Presence, KeyStoreError>;
     async fn read(&self) -> Result<StoredKeys, KeyStoreError>;
     /// Store keys that do not exist yet. Refuses if any entry exists.
     async fn create(&self, keys: &StoredKeys) -> Result<(), KeyStoreError>;
@@ -115,7 +140,7 @@ pub trait KeyStore: Send + Sync {
     /// store is still empty *and* writable — so init never creates a
     /// barrier whose keys cannot be stored. Stores nothing.
     async fn check_create(&self) -> Result<(), KeyStoreError> {
-        if self.probe().await? {
+        if self.probe().await?.any {
             return Err(KeyStoreError::AlreadyExists {
                 location: self.location(),
             });
@@ -138,7 +163,7 @@ impl KeyStore for UnavailableKeyStore {
     fn location(&self) -> String {
         self.location.clone()
     }
-    async fn probe(&self) -> Result<bool, KeyStoreError> {
+    async fn probe(&self) -> Result<Presence, KeyStoreError> {
         Err(KeyStoreError::unavailable(self.location(), &self.reason))
     }
     async fn read(&self) -> Result<StoredKeys, KeyStoreError> {
@@ -152,14 +177,23 @@ impl KeyStore for UnavailableKeyStore {
 #[cfg(test)]
 mod tests {
     use super::KeyShape;
+    use crate::cluster::SealKind;
 
     #[test]
     fn a_key_shape_record_round_trips_and_impossible_ones_are_ignored() {
-        let s = KeyShape {
-            shares: 5,
-            threshold: 3,
-        };
-        assert_eq!(KeyShape::from_record(&s.to_record()), Some(s));
+        for seal in [None, Some(SealKind::Shamir), Some(SealKind::Auto)] {
+            let s = KeyShape {
+                shares: 5,
+                threshold: 3,
+                seal,
+            };
+            assert_eq!(KeyShape::from_record(&s.to_record()), Some(s));
+        }
+        assert_eq!(
+            KeyShape::from_record("{\"shares\":3,\"threshold\":2,\"seal\":\"auto\"}")
+                .and_then(|s| s.seal),
+            Some(SealKind::Auto)
+        );
         assert_eq!(
             KeyShape::from_record(" {\"shares\":1,\"threshold\":1}\n").map(|s| s.shares),
             Some(1)
@@ -170,6 +204,7 @@ mod tests {
             "{\"shares\":2,\"threshold\":3}",
             "{\"shares\":2,\"threshold\":0}",
             "{\"shares\":3,\"threshold\":2,\"extra\":1}",
+            "{\"shares\":3,\"threshold\":2,\"seal\":\"kms\"}",
         ] {
             assert_eq!(KeyShape::from_record(bad), None, "{bad}");
         }

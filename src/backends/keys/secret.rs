@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use zeroize::Zeroizing;
 
-use super::{KeyShape, KeyStore, KeyStoreError, SHAPE_ENTRY, StoredKeys};
+use super::{KeyShape, KeyStore, KeyStoreError, Presence, SHAPE_ENTRY, StoredKeys};
 use crate::backends::kube::CONTROLLER;
 use crate::backends::kube::error::{Op, is_object_not_found, status_code};
 use crate::secret::Secret;
@@ -205,17 +205,30 @@ impl KeyStore for SecretKeyStore {
         format!("secret {}/{}", self.namespace, self.name)
     }
 
-    async fn probe(&self) -> Result<bool, KeyStoreError> {
+    async fn probe(&self) -> Result<Presence, KeyStoreError> {
         let Some(s) = self.fetch().await? else {
-            return Ok(false);
+            return Ok(Presence::default());
         };
-        let has_share = s
+        let shares = s
             .data
             .iter()
             .flatten()
-            .any(|(k, _)| self.share_index(k).is_some());
-        if has_share {
-            return Ok(true);
+            .filter(|(k, _)| self.share_index(k).is_some())
+            .count();
+        if shares > 0 {
+            let seal = s
+                .data
+                .iter()
+                .flatten()
+                .find(|(k, _)| *k == SHAPE_ENTRY)
+                .and_then(|(_, v)| std::str::from_utf8(&v.0).ok())
+                .and_then(KeyShape::from_record)
+                .and_then(|s| s.seal);
+            return Ok(Presence {
+                shares,
+                seal,
+                any: true,
+            });
         }
         Err(self.unavailable(format!(
             "the Secret exists but holds no `{}N` entries; snapward creates this Secret itself at init and never writes into an existing one: delete the empty Secret (or put the keys into it) and rerun",

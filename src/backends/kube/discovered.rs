@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use super::discovery::{DiscoveredNode, Readiness, discover_nodes, unready_status};
 use super::restart::restart_pod;
 use crate::backends::{
-    BaoError, Ceremony, InitResult, LeaderState, NodeStatus, OpenBao, SealState,
+    BaoError, Ceremony, InitResult, LeaderState, NodeStatus, OpenBao, RestoreEndpoint, SealKind,
+    SealState,
 };
 use crate::policy::model::KubernetesDiscovery;
 use crate::secret::Secret;
@@ -147,8 +148,14 @@ impl<B: OpenBao> OpenBao for DiscoveredOpenBao<B> {
 /// sees untrusted pods as unknown through [`OpenBao::observe`].
 #[async_trait]
 impl<B: Ceremony> Ceremony for DiscoveredOpenBao<B> {
-    async fn init(&self, node: usize, shares: u32, threshold: u32) -> Result<InitResult, BaoError> {
-        self.inner.init(node, shares, threshold).await
+    async fn init(
+        &self,
+        node: usize,
+        shares: u32,
+        threshold: u32,
+        seal: SealKind,
+    ) -> Result<InitResult, BaoError> {
+        self.inner.init(node, shares, threshold, seal).await
     }
     async fn unseal(&self, node: usize, key: &Secret) -> Result<SealState, BaoError> {
         self.inner.unseal(node, key).await
@@ -159,13 +166,14 @@ impl<B: Ceremony> Ceremony for DiscoveredOpenBao<B> {
     async fn leader(&self, node: usize) -> Result<LeaderState, BaoError> {
         self.inner.leader(node).await
     }
-    async fn restore_force(
+    async fn restore(
         &self,
         node: usize,
         token: &Secret,
         file: &Path,
+        how: RestoreEndpoint,
     ) -> Result<(), BaoError> {
-        self.inner.restore_force(node, token, file).await
+        self.inner.restore(node, token, file, how).await
     }
     async fn read(
         &self,

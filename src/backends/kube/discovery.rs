@@ -87,6 +87,7 @@ pub fn unready_status(node: &DiscoveredNode) -> NodeStatus {
         active: false,
         cluster_id: None,
         raft_index: None,
+        seal: None,
         error: Some(format!(
             "pod not serving: {}",
             node.reason.as_deref().unwrap_or("not ready")

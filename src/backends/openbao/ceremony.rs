@@ -1,6 +1,6 @@
 //! The restore ceremony's calls on one node (docs/openbao.md): `sys/init`,
-//! `sys/unseal`, `sys/seal-status`, `sys/leader`, the forced restore
-//! (`sys/storage/raft/snapshot-force`), the canary read and the revocation
+//! `sys/unseal`, `sys/seal-status`, `sys/leader`, the restore (forced for
+//! Shamir, verified for auto-unseal: `sys/storage/raft/snapshot[-force]`), the canary read and the revocation
 //! of the init root token (`auth/token/revoke-self`).
 //!
 //! Must never: quote an init or unseal answer in an error (they hold key
@@ -14,9 +14,11 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::client::{expect_ok, send_and_read};
-use super::error::{invalid_key_size, status_error, transport_error};
+use super::error::{invalid_key_size, seal_mismatch, status_error, transport_error};
 use super::{HttpOpenBao, SealStatus};
-use crate::backends::{BaoError, Ceremony, InitResult, LeaderState, SealState};
+use crate::backends::{
+    BaoError, Ceremony, InitResult, LeaderState, RestoreEndpoint, SealKind, SealState,
+};
 use crate::secret::Secret;
 
 impl From<SealStatus> for SealState {
@@ -38,25 +40,57 @@ struct InitKeys {
     keys_base64: Vec<String>,
     #[serde(default)]
     keys: Vec<String>,
+    #[serde(default)]
+    recovery_keys_base64: Vec<String>,
+    #[serde(default)]
+    recovery_keys: Vec<String>,
     root_token: String,
+}
+
+impl InitKeys {
+    /// The shares this seal hands out (base64 preferred): unseal keys for
+    /// Shamir, recovery keys for auto-unseal.
+    fn shares(self, seal: SealKind) -> (Vec<String>, String) {
+        let (b64, hex) = match seal {
+            SealKind::Shamir => (self.keys_base64, self.keys),
+            SealKind::Auto => (self.recovery_keys_base64, self.recovery_keys),
+        };
+        (if b64.is_empty() { hex } else { b64 }, self.root_token)
+    }
 }
 
 #[async_trait]
 impl Ceremony for HttpOpenBao {
-    async fn init(&self, node: usize, shares: u32, threshold: u32) -> Result<InitResult, BaoError> {
-        let body = serde_json::json!({"secret_shares": shares, "secret_threshold": threshold});
+    async fn init(
+        &self,
+        node: usize,
+        shares: u32,
+        threshold: u32,
+        seal: SealKind,
+    ) -> Result<InitResult, BaoError> {
+        let body = match seal {
+            SealKind::Shamir => {
+                serde_json::json!({"secret_shares": shares, "secret_threshold": threshold})
+            }
+            SealKind::Auto => {
+                serde_json::json!({"recovery_shares": shares, "recovery_threshold": threshold})
+            }
+        };
         let raw = self
             .send_json(node, Method::PUT, "sys/init", None, Some(body))
             .await?;
         let k: InitKeys = self.parse(node, "sys/init", &raw)?;
-        let keys = if k.keys_base64.is_empty() {
-            k.keys
-        } else {
-            k.keys_base64
-        };
+        let (keys, root_token) = k.shares(seal);
+        if keys.is_empty() {
+            let n = self.node(node)?;
+            return Err(BaoError::failed(
+                &n.name,
+                format!("sys/init answered without {}", seal.keys_word()),
+            ));
+        }
         Ok(InitResult {
             keys: keys.into_iter().map(Secret::from).collect(),
-            root_token: Secret::from(k.root_token),
+            root_token: Secret::from(root_token),
         })
     }
 
@@ -89,14 +123,15 @@ impl Ceremony for HttpOpenBao {
         })
     }
 
-    async fn restore_force(
+    async fn restore(
         &self,
         node: usize,
         token: &Secret,
         file: &std::path::Path,
+        how: RestoreEndpoint,
     ) -> Result<(), BaoError> {
         let n = self.node(node)?;
-        let path = "sys/storage/raft/snapshot-force";
+        let path = how.path();
         let f = tokio::fs::File::open(file).await.map_err(BaoError::Io)?;
         let len = f.metadata().await.map_err(BaoError::Io)?.len();
         let body =
@@ -119,6 +154,11 @@ impl Ceremony for HttpOpenBao {
             Ok(Ok(r)) => r,
         };
         if reply.status != StatusCode::NO_CONTENT && reply.status != StatusCode::OK {
+            if how == RestoreEndpoint::Verified
+                && let Some(e) = seal_mismatch(&n.name, path, &reply)
+            {
+                return Err(e);
+            }
             return Err(status_error(&n.name, path, &reply).err);
         }
         Ok(())

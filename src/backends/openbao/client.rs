@@ -478,7 +478,10 @@ mod tests {
         let token = Secret::new("s.TOKEN-SECRET");
         let address = format!("http://openbao.internal:{port}");
         let unseal = bao.unseal(0, &key).await.unwrap_err();
-        let init = bao.init(0, 1, 1).await.unwrap_err();
+        let init = bao
+            .init(0, 1, 1, crate::cluster::SealKind::Shamir)
+            .await
+            .unwrap_err();
         let read = bao.read(0, &token, "secret/canary").await.unwrap_err();
         let login = bao.token(0).await.err().unwrap().err;
         for e in [&unseal, &init, &read, &login] {

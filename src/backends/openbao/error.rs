@@ -79,6 +79,19 @@ pub(super) fn invalid_key_size(node: &str, path: &str, reply: &Reply) -> Option<
     })
 }
 
+/// A 400 from the verified restore that says the snapshot is sealed under
+/// another key ("could not verify hash file, possibly the snapshot is using
+/// a different autoseal key"), as its own variant.
+pub(super) fn seal_mismatch(node: &str, path: &str, reply: &Reply) -> Option<BaoError> {
+    let text = quote(&reply.body);
+    (reply.status == reqwest::StatusCode::BAD_REQUEST
+        && (text.contains("different autoseal key") || text.contains("could not verify hash file")))
+    .then(|| BaoError::SealMismatch {
+        node: node.to_string(),
+        detail: format!("{path} answered {}: {text}", reply.status),
+    })
+}
+
 /// The server's `errors` list, or the start of the body.
 pub(super) fn quote(body: &[u8]) -> String {
     #[derive(Deserialize)]
@@ -149,5 +162,26 @@ mod tests {
         assert!(invalid_key_size("bao-0", "sys/unseal", &other).is_none());
         let ok = reply(200, b"invalid key size");
         assert!(invalid_key_size("bao-0", "sys/unseal", &ok).is_none());
+    }
+
+    #[test]
+    fn a_snapshot_under_another_seal_key_is_its_own_variant() {
+        let reply = |status: u16, body: &[u8]| Reply {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: zeroize::Zeroizing::new(body.to_vec()),
+            cut: false,
+        };
+        // The answer of OpenBao 2.7.2 (static seal, another key).
+        let mismatch = reply(
+            400,
+            br#"{"errors":["could not verify hash file, possibly the snapshot is using a different autoseal key; use the snapshot-force API to bypass this check"]}"#,
+        );
+        let e = seal_mismatch("bao-0", "sys/storage/raft/snapshot", &mismatch).expect("recognised");
+        assert!(matches!(e, BaoError::SealMismatch { .. }), "{e:?}");
+        assert!(e.to_string().contains("different autoseal key"), "{e}");
+        let other = reply(400, br#"{"errors":["unsupported snapshot version"]}"#);
+        assert!(seal_mismatch("bao-0", "sys/storage/raft/snapshot", &other).is_none());
+        let server = reply(500, br#"{"errors":["could not verify hash file"]}"#);
+        assert!(seal_mismatch("bao-0", "sys/storage/raft/snapshot", &server).is_none());
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::HttpOpenBao;
 use super::error::node_error;
 use crate::backends::{BaoError, NodeStatus};
-use crate::cluster::InitState;
+use crate::cluster::{InitState, Seal};
 
 /// `GET /v1/sys/seal-status` (no token needed).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -31,6 +31,25 @@ pub struct SealStatus {
     pub cluster_id: Option<String>,
     #[serde(default)]
     pub version: Option<String>,
+    /// `shamir`, `static`, `transit`, … (`None`: the server did not say).
+    #[serde(default, rename = "type", deserialize_with = "non_empty")]
+    pub seal_type: Option<String>,
+    /// Auto-unseal: `sys/init` hands out recovery keys.
+    #[serde(default)]
+    pub recovery_seal: bool,
+}
+
+impl SealStatus {
+    /// The seal this answer describes.
+    pub fn seal(&self) -> Seal {
+        Seal {
+            r#type: self
+                .seal_type
+                .clone()
+                .unwrap_or_else(|| if self.recovery_seal { "auto" } else { "shamir" }.into()),
+            recovery_seal: self.recovery_seal,
+        }
+    }
 }
 
 /// `GET /v1/sys/leader` (no token needed; 503 while sealed).
@@ -89,6 +108,7 @@ impl HttpOpenBao {
                     active: false,
                     cluster_id: None,
                     raft_index: None,
+                    seal: None,
                     error: Some(e.to_string()),
                 };
             }
@@ -101,6 +121,7 @@ impl HttpOpenBao {
             active: false,
             cluster_id: None,
             raft_index: None,
+            seal: None,
             error: None,
         };
         let (seal, init) = tokio::join!(self.seal_status(i), self.init_status(i));
@@ -113,6 +134,7 @@ impl HttpOpenBao {
         };
         st.sealed = Some(seal.sealed);
         st.cluster_id = seal.cluster_id.clone();
+        st.seal = Some(seal.seal());
         match init {
             Err(e) => {
                 st.error = Some(node_error(&e));

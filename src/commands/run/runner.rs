@@ -45,6 +45,7 @@ pub(super) async fn build(
         only_snapshot: opts.only_snapshot.clone(),
         allow_unauthenticated: opts.allow_unauthenticated,
         trust_keys: Default::default(),
+        seal: Default::default(),
         policy: p.clone(),
     });
     // A dry run never runs the steps that change the cluster: it says what

@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::{Actions, tri};
+use crate::cluster::SealKind;
 use crate::exec::select::restore_candidates;
 use crate::exec::state::{RestoreSource, RunState};
 use crate::exec::{Item, Outcome};
@@ -43,10 +44,16 @@ pub(super) async fn run(
         )
         .map_err(|e| Outcome::failed(e.to_string()))
     );
-    // The stored shares, combined once; they are not kept.
-    let key = std::sync::Arc::new(
-        auth::key_from_shares(&tri!(a.read_stored_keys().await).keys).map_err(|e| e.to_string()),
-    );
+    // The stored shares, combined once; they are not kept. Recovery keys
+    // cannot open an auto-unseal snapshot's sealed sums: the server's
+    // verified restore checks it under the seal (DESIGN.md §8), so the
+    // first valid candidate is chosen and no key is read.
+    let auto = state.lock().await.seal_kind() == SealKind::Auto;
+    let key = std::sync::Arc::new(if auto {
+        Err("auto-unseal: the server verifies it under the seal at restore".to_string())
+    } else {
+        auth::key_from_shares(&tri!(a.read_stored_keys().await).keys).map_err(|e| e.to_string())
+    });
     let mut items = Vec::new();
     // The cluster this restore brings back, as recorded at upload (tagged,
     // so not forgeable without the keys). Candidates of several clusters:
@@ -166,7 +173,7 @@ pub(super) async fn run(
             authenticity,
             unchecked: unchecked.clone(),
         };
-        if authenticity == Some(Authenticity::Authentic) {
+        if authenticity == Some(Authenticity::Authentic) || auto {
             let chose = Item::Chose {
                 store: store.clone(),
                 name: c.id.clone(),

@@ -19,9 +19,12 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
                 init: n.init,
                 sealed: n.sealed.unwrap_or(true),
                 active: n.active,
+                seal: n.seal.as_ref().map(|s| s.kind()),
             })
             .collect(),
-        keys_present: s.keys_present,
+        keys_present: s.keys_present(),
+        // Unreadable: the guard retries before it looks at entries.
+        key_entries: s.keys.is_none_or(|p| p.any),
         newest_snapshot_in: s.newest_snapshot_in.clone(),
     };
     let mut d = guard::decide(&obs, a.guard);

@@ -1,10 +1,12 @@
-//! `init` (fresh cluster only): initialise node 0; the new keys stay in
+//! `init` (fresh cluster only): initialise node 0 (unseal shares for a
+//! Shamir seal, recovery shares for auto-unseal); the new keys stay in
 //! memory (zeroised on drop) until `store-keys` stored them create-only.
 
 use tokio::sync::Mutex;
 
 use super::{Actions, tri};
 use crate::backends::keys::{KeyShape, KeyStoreError, StoredKeys};
+use crate::cluster::SealKind;
 use crate::exec::Outcome;
 use crate::exec::state::RunState;
 
@@ -25,7 +27,8 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
             ));
         }
     }
-    match a.ceremony.init(0, init.shares, init.threshold).await {
+    let seal = state.lock().await.seal_kind();
+    match a.ceremony.init(0, init.shares, init.threshold, seal).await {
         Ok(r) => {
             crate::crash::crash_point!("init.after-init");
             let stored = StoredKeys {
@@ -34,13 +37,20 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
                 shape: Some(KeyShape {
                     shares: init.shares,
                     threshold: init.threshold,
+                    seal: Some(seal),
                 }),
             };
             state.lock().await.new_keys = Some(stored);
-            Outcome::ok(format!(
-                "node 0 initialised ({} shares, threshold {})",
-                init.shares, init.threshold
-            ))
+            Outcome::ok(match seal {
+                SealKind::Shamir => format!(
+                    "node 0 initialised ({} shares, threshold {})",
+                    init.shares, init.threshold
+                ),
+                SealKind::Auto => format!(
+                    "node 0 initialised with recovery keys ({} shares, threshold {}); its seal unseals it",
+                    init.shares, init.threshold
+                ),
+            })
         }
         Err(e) => Outcome::failed(format!("init failed: {e}")),
     }

@@ -1,5 +1,7 @@
 //! `init-unseal`: unseal the freshly initialised cluster with the new keys
-//! (node 0, then each follower once it joined), then forget the keys. With
+//! (node 0, then each follower once it joined), then forget the keys. An
+//! auto-unseal cluster unseals itself: the action waits until every node
+//! is unsealed by its seal, and sends no key. With
 //! `storeRootToken: false` the init root token is revoked first: stored
 //! nowhere, it must not keep working for whoever saw the `sys/init` answer.
 //! A revocation that fails is a warning, not a failure: the keys are stored
@@ -12,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::Actions;
 use super::unsealing::{POLL, poll, unseal_with};
 use crate::backends::Ceremony;
+use crate::cluster::SealKind;
 use crate::exec::state::RunState;
 use crate::exec::{Item, Outcome, Unsealing};
 
@@ -24,6 +27,20 @@ pub(super) async fn run(
         return Outcome::failed("no keys from init");
     };
     let mut items = Vec::new();
+    if state.lock().await.seal_kind() == SealKind::Auto {
+        // The seal unseals every node; the run only confirms it.
+        if let Err(e) = a.await_unsealed_by_seal(0, cancel, &mut items).await {
+            return Outcome::failed(e.to_string()).with_items(items);
+        }
+        let mut detail = "cluster initialised; every node unsealed by its seal".to_string();
+        if !a.policy.doc.spec.init.store_root_token
+            && let Some(token) = &keys.root_token
+        {
+            detail.push_str(&revoke_root_token(a, token, cancel).await);
+        }
+        state.lock().await.new_keys = None;
+        return Outcome::ok(detail).with_items(items);
+    }
     match unseal_with(
         a.ceremony.as_ref(),
         0,

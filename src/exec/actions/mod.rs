@@ -13,6 +13,7 @@ mod init_unseal;
 mod observe;
 mod prune;
 mod restore;
+mod restore_auto;
 mod restore_unseal;
 mod snapshot;
 mod store_keys;
@@ -67,6 +68,8 @@ pub struct Actions {
     pub allow_unauthenticated: bool,
     /// The keys stored snapshots are authenticated with, once read.
     pub trust_keys: tokio::sync::OnceCell<Arc<Keys>>,
+    /// The seal kind observe saw every node agree on (set once, by observe).
+    pub seal: std::sync::OnceLock<crate::cluster::SealKind>,
 }
 
 #[async_trait]
@@ -93,7 +96,10 @@ impl Runner for Actions {
             Action::InitUnseal => init_unseal::run(self, state, cancel).await,
             Action::Fetch => fetch::run(self, state, cancel).await,
             Action::Restore => restore::run(self, state, cancel).await,
-            Action::RestoreUnseal => restore_unseal::run(self, cancel).await,
+            Action::RestoreUnseal => {
+                let seal = state.lock().await.seal_kind();
+                restore_unseal::run(self, seal, cancel).await
+            }
             Action::VerifyCluster => verify_cluster::run(self, state, cancel).await,
         }
     }
@@ -147,9 +153,18 @@ impl Actions {
             return Ok(Some(k.clone()));
         }
         let stored = ks.read().await.map_err(|e| e.to_string())?;
-        let unseal = crate::snapshot::auth::key_from_shares(&stored.keys)
+        let key = crate::snapshot::auth::key_from_shares(&stored.keys)
             .map_err(|e| format!("the stored keys cannot be combined: {e}"))?;
-        let k = Arc::new(Keys::new(unseal));
+        // Recovery keys (recorded so, or on a cluster observed auto-unseal)
+        // tag objects but cannot open sealed sums.
+        let seal = stored
+            .shape
+            .and_then(|s| s.seal)
+            .or(self.seal.get().copied());
+        let k = Arc::new(match seal {
+            Some(crate::cluster::SealKind::Auto) => Keys::recovery(key),
+            _ => Keys::new(key),
+        });
         let _ = self.trust_keys.set(k.clone());
         Ok(Some(k))
     }

@@ -23,11 +23,18 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
             init: n.init,
             sealed: n.sealed,
             active: n.active,
+            seal: n.seal.as_ref().map(|s| s.r#type.clone()),
             error: n.error.clone(),
         })
         .collect();
+    let seal = crate::cluster::agreed_seal(nodes.iter().map(|n| n.seal.as_ref().map(|s| s.kind())))
+        .ok()
+        .flatten();
+    if let Some(k) = seal {
+        let _ = a.seal.set(k);
+    }
     let keys = match &a.key_store {
-        None => Some(false),
+        None => Some(crate::backends::keys::Presence::default()),
         Some(ks) => match ks.probe().await {
             Ok(p) => Some(p),
             Err(e) => {
@@ -43,7 +50,7 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
     };
     // With keys present, every stored snapshot's claims are authenticated
     // before anything counts them (exec::trust).
-    if keys == Some(true)
+    if keys.is_some_and(|p| p.shares > 0)
         && let Err(reason) = a.trust_keys().await
     {
         items.push(Item::CannotAuthenticate { reason });
@@ -133,7 +140,8 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
     }
     let mut s = state.lock().await;
     s.nodes = nodes;
-    s.keys_present = keys;
+    s.keys = keys;
+    s.seal = seal;
     s.remote = remote;
     s.skipped_targets = unavailable.keys().cloned().collect();
     s.unavailable = unavailable;

@@ -1,5 +1,5 @@
-//! `restore` (restore branch): temp-initialise node 0 with the stored
-//! keys' shape, unseal it with the temporary keys, wait until it is the
+//! `restore` (restore branch). Auto-unseal clusters: `restore_auto.rs`.
+//! Shamir: temp-initialise node 0 with the stored keys' shape, unseal it with the temporary keys, wait until it is the
 //! active node, `snapshot-force` the chosen snapshot to it, and poll until
 //! the server applied it and sealed itself. The temporary root token and
 //! keys live in memory only (zeroised on drop); the key store is read,
@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::unsealing::{POLL, poll, unseal_with};
 use super::{Actions, tri};
+use crate::backends::RestoreEndpoint;
 use crate::backends::keys::KeyShape;
+use crate::cluster::SealKind;
 use crate::exec::state::RunState;
 use crate::exec::{Item, Outcome};
 
@@ -24,10 +26,15 @@ pub(super) async fn run(
         return Outcome::failed("no snapshot chosen");
     };
     let init = &a.policy.doc.spec.init;
+    let seal = state.lock().await.seal_kind();
     let policy_shape = KeyShape {
         shares: init.shares,
         threshold: init.threshold,
+        seal: Some(seal),
     };
+    if seal == SealKind::Auto {
+        return super::restore_auto::run(a, state, cancel, src, policy_shape).await;
+    }
     // The stored keys must be readable before anything is changed.
     let stored = tri!(a.read_stored_keys().await);
     let mut items = Vec::new();
@@ -36,7 +43,7 @@ pub(super) async fn run(
     // policy's (a typo in spec.init must not break a recovery).
     let (shape, from) = match stored.shape {
         Some(s) => {
-            if s != policy_shape {
+            if (s.shares, s.threshold) != (policy_shape.shares, policy_shape.threshold) {
                 items.push(Item::KeyShapeMismatch {
                     stored_shares: s.shares,
                     stored_threshold: s.threshold,
@@ -62,7 +69,7 @@ pub(super) async fn run(
     drop(stored);
     let c = a.ceremony.as_ref();
     tri!(a.mark_restore_started(&src));
-    let temp = match c.init(0, shape.shares, shape.threshold).await {
+    let temp = match c.init(0, shape.shares, shape.threshold, seal).await {
         Ok(t) => t,
         Err(e) => {
             return Outcome::failed(format!("temporary init of node 0 failed: {e}"))
@@ -97,7 +104,10 @@ pub(super) async fn run(
     }
     items.push(Item::step("node 0 is the active node"));
     crate::crash::crash_point!("restore.after-temp-unseal");
-    if let Err(e) = c.restore_force(0, &temp.root_token, &src.path).await {
+    if let Err(e) = c
+        .restore(0, &temp.root_token, &src.path, RestoreEndpoint::Force)
+        .await
+    {
         return Outcome::failed(format!("snapshot-force failed: {e}")).with_items(items);
     }
     a.mark_restore_handed_over();

@@ -1,17 +1,22 @@
 //! `restore-unseal`: unseal node 0 with the stored keys (restarting its
 //! server process when it rejects them with "invalid key size" and the
 //! policy allows a restart), wait until it is active, then unseal the
-//! followers once they joined.
+//! followers once they joined. An auto-unseal cluster is unsealed by its
+//! seal: the action waits for that and sends no key.
 
 use tokio_util::sync::CancellationToken;
 
 use super::unsealing::{POLL, invalid_key_size, poll, unseal_with};
 use super::{Actions, tri};
 use crate::backends::BaoError;
+use crate::cluster::SealKind;
 use crate::exec::{Item, Outcome, Unsealing};
 use crate::secret::Secret;
 
-pub(super) async fn run(a: &Actions, cancel: &CancellationToken) -> Outcome {
+pub(super) async fn run(a: &Actions, seal: SealKind, cancel: &CancellationToken) -> Outcome {
+    if seal == SealKind::Auto {
+        return by_seal(a, cancel).await;
+    }
     let keys = tri!(a.read_stored_keys().await);
     let mut items = Vec::new();
     match unseal_with(
@@ -54,6 +59,29 @@ pub(super) async fn run(a: &Actions, cancel: &CancellationToken) -> Outcome {
         return Outcome::failed(e.to_string()).with_items(items);
     }
     Outcome::ok("every node unsealed").with_items(items)
+}
+
+/// Auto-unseal: no key is sent. Node 0 (unsealed by its seal after the
+/// restore) must be active; each follower joins and is unsealed by its
+/// seal.
+async fn by_seal(a: &Actions, cancel: &CancellationToken) -> Outcome {
+    let c = a.ceremony.as_ref();
+    let mut items = Vec::new();
+    if poll(
+        a.policy.restore.apply_timeout,
+        POLL,
+        cancel,
+        || async move { c.leader(0).await.ok().filter(|l| l.is_self) },
+    )
+    .await
+    .is_none()
+    {
+        return Outcome::failed("node 0 did not become active after the restore");
+    }
+    if let Err(e) = a.await_unsealed_by_seal(0, cancel, &mut items).await {
+        return Outcome::failed(e.to_string()).with_items(items);
+    }
+    Outcome::ok("every node unsealed by its seal").with_items(items)
 }
 
 /// Node 0 rejected the stored keys with "invalid key size" (docs/openbao.md:

@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::unsealing::{POLL, poll, unseal_with};
 use super::{Actions, tri};
-use crate::cluster::InitState;
+use crate::cluster::{InitState, SealKind};
 use crate::exec::state::RunState;
 use crate::exec::{Item, Outcome, Unsealing};
 
@@ -28,6 +28,13 @@ pub(super) async fn run(
     let sealed = sealed_nodes(&*state.lock().await);
     if sealed.is_empty() {
         return Outcome::noop("no sealed node");
+    }
+    if state.lock().await.seal_kind() == SealKind::Auto {
+        // Recovery keys do not unseal; the seal does (the guard retries).
+        return Outcome::noop(format!(
+            "{} sealed auto-unseal node(s): snapward never unseals them (their seal does)",
+            sealed.len()
+        ));
     }
     let keys = tri!(a.read_stored_keys().await);
     let mut items = Vec::new();

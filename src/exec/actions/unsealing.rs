@@ -100,9 +100,49 @@ pub(super) enum FollowerError {
     },
     #[error("{node} is still sealed after {keys} key(s)")]
     StillSealed { node: String, keys: usize },
+    #[error(
+        "{node} was not unsealed by its seal within {waited:?}: check that the seal (KMS, transit server, key file) is reachable from it and accepts it"
+    )]
+    SealDidNotUnseal { node: String, waited: Duration },
 }
 
 impl Actions {
+    /// Auto-unseal: wait until each node from `from` on is unsealed by its
+    /// seal (followers once they joined); no key is ever sent.
+    pub(super) async fn await_unsealed_by_seal(
+        &self,
+        from: usize,
+        cancel: &CancellationToken,
+        items: &mut Vec<Item>,
+    ) -> Result<(), FollowerError> {
+        let c = self.ceremony.as_ref();
+        for (node, name) in self.bao.node_names().iter().enumerate().skip(from) {
+            let wait = if node == 0 {
+                self.policy.restore.apply_timeout
+            } else {
+                self.policy.restore.join_timeout
+            };
+            let unsealed = poll(wait, POLL, cancel, || async move {
+                c.seal_status(node)
+                    .await
+                    .ok()
+                    .filter(|s| s.initialized && !s.sealed)
+            })
+            .await;
+            if unsealed.is_none() {
+                return Err(FollowerError::SealDidNotUnseal {
+                    node: name.clone(),
+                    waited: wait,
+                });
+            }
+            items.push(Item::Unsealed {
+                node: name.clone(),
+                how: Unsealing::BySeal,
+            });
+        }
+        Ok(())
+    }
+
     /// Followers: once joined (initialised), unseal them with `keys`.
     pub(super) async fn unseal_followers(
         &self,

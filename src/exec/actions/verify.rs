@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 
 use super::Actions;
 use crate::backends::local::Committed;
+use crate::cluster::SealKind;
 use crate::exec::state::{RunState, TakenSnapshot};
 use crate::exec::{Item, Outcome};
 use crate::policy::StoreId;
@@ -44,7 +45,12 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
     let time = crate::backends::snapshot_time(a.local.prefix(), &name)
         .unwrap_or_else(jiff::Timestamp::now);
     let mut items = Vec::new();
-    let keys_present = state.lock().await.keys_present == Some(true);
+    // Recovery keys cannot open an auto-unseal snapshot's sealed sums: the
+    // server's verified restore checks them (DESIGN.md §8).
+    let keys_present = {
+        let s = state.lock().await;
+        s.keys_present() == Some(true) && s.seal_kind() == SealKind::Shamir
+    };
     let authentic = match (&sums, keys_present) {
         (Some((sums, sealed)), true) => authenticate(a, &name, sums, sealed, &mut items).await,
         _ => None,
