@@ -83,7 +83,18 @@ pub(super) async fn run(
         match verdict {
             Ok(v) => Some(v),
             Err((per_node, cluster)) => {
-                *lock(problems_r) = per_node;
+                let mut last = lock(problems_r);
+                if *last != per_node {
+                    // A long wait says what it waits for, once per change.
+                    let waiting: Vec<String> = per_node
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, p)| p.as_ref().map(|p| format!("node {i}: {p}")))
+                        .collect();
+                    tracing::info!(waiting = %waiting.join("; "), "verify-cluster: not every node is there yet");
+                }
+                *last = per_node;
+                drop(last);
                 *lock(cluster_r) = cluster;
                 None
             }
