@@ -232,6 +232,12 @@ pub enum Item {
         #[serde(skip_serializing_if = "Option::is_none")]
         canary: Option<String>,
     },
+    /// Auto-unseal restore: a follower that was a standby of node 0's
+    /// temporary cluster was restarted, so that it loads the restored state
+    /// instead of serving the temporary cluster's in-memory state.
+    FollowerRestarted {
+        node: String,
+    },
 }
 
 /// With which keys a node was unsealed.
@@ -427,6 +433,10 @@ impl fmt::Display for Item {
                     None => Ok(()),
                 }
             }
+            Item::FollowerRestarted { node } => write!(
+                f,
+                "{node} was a standby of the temporary cluster (it would serve that cluster's in-memory state); its pod was restarted"
+            ),
         }
     }
 }
