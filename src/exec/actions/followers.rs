@@ -40,15 +40,16 @@ use crate::exec::{Item, Outcome};
 /// Waits (at most `restore.joinTimeout`) until every follower is unsealed
 /// in node 0's temporary cluster (`temp_id`), is a standby, and has
 /// applied what node 0 had applied when the wait began. `Ok` is the step
-/// to report; `Err` the failed outcome — nothing was restored then.
+/// to report (none for a single node); `Err` the failed outcome — nothing
+/// was restored then.
 pub(super) async fn joined_temporary(
     a: &Actions,
     temp_id: &str,
     cancel: &CancellationToken,
-) -> Result<Item, Outcome> {
+) -> Result<Option<Item>, Outcome> {
     let names = a.bao.node_names();
     if names.len() < 2 {
-        return Ok(Item::step("no followers to wait for"));
+        return Ok(None);
     }
     let c = a.ceremony.as_ref();
     let wait = a.policy.restore.join_timeout;
@@ -72,9 +73,9 @@ pub(super) async fn joined_temporary(
     })
     .await;
     if done.is_some() {
-        return Ok(Item::step(format!(
+        return Ok(Some(Item::step(format!(
             "every follower joined node 0's temporary cluster (unsealed by its seal, raft applied index ≥ {floor}) before the snapshot was sent: the restored state reaches them through raft"
-        )));
+        ))));
     }
     let why: Vec<String> = lock(&last)
         .iter()

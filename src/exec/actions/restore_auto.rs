@@ -91,7 +91,7 @@ pub(super) async fn run(
     // Followers join a temporary auto-unseal node 0 by themselves: one
     // still joining when the snapshot is applied stays sealed for good.
     match super::followers::joined_temporary(a, &temp_id, cancel).await {
-        Ok(step) => items.push(step),
+        Ok(step) => items.extend(step),
         Err(failed) => return failed.with_items(items),
     }
     crate::crash::crash_point!("restore.after-temp-unseal");
