@@ -246,6 +246,9 @@ pub struct LeaderState {
     pub is_self: bool,
     pub leader_address: Option<String>,
     pub raft_committed_index: Option<u64>,
+    /// What this node's state machine applied (`raft_applied_index`): on a
+    /// standby, which serves reads itself, how far its data has come.
+    pub raft_applied_index: Option<u64>,
 }
 
 /// Which restore endpoint a restore uses.

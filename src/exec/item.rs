@@ -219,6 +219,25 @@ pub enum Item {
         name: String,
         detail: String,
     },
+    /// `verify-cluster`: one node of the restored cluster — unsealed, its
+    /// state machine at or past `want_index` (`sys/leader`
+    /// `raft_applied_index`), and with a canary the canary read on this
+    /// very node (standbys serve reads from their own state).
+    #[serde(rename_all = "camelCase")]
+    NodeVerified {
+        node: String,
+        active: bool,
+        raft_applied_index: u64,
+        want_index: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        canary: Option<String>,
+    },
+    /// Auto-unseal restore: a follower that was a standby of node 0's
+    /// temporary cluster was restarted, so that it loads the restored state
+    /// instead of serving the temporary cluster's in-memory state.
+    FollowerRestarted {
+        node: String,
+    },
 }
 
 /// With which keys a node was unsealed.
@@ -396,6 +415,27 @@ impl fmt::Display for Item {
             Item::Restarted { node, why } => write!(
                 f,
                 "{node} rejected the stored keys ({why}); its pod was restarted"
+            ),
+            Item::NodeVerified {
+                node,
+                active,
+                raft_applied_index,
+                want_index,
+                canary,
+            } => {
+                let role = if *active { "active" } else { "standby" };
+                write!(
+                    f,
+                    "{node} ({role}): raft applied index {raft_applied_index} ≥ {want_index}"
+                )?;
+                match canary {
+                    Some(path) => write!(f, ", canary {path} read on this node"),
+                    None => Ok(()),
+                }
+            }
+            Item::FollowerRestarted { node } => write!(
+                f,
+                "{node} was a standby of the temporary cluster (it would serve that cluster's in-memory state); its pod was restarted"
             ),
         }
     }

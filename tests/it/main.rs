@@ -35,6 +35,7 @@ mod kube;
 mod kube_run;
 mod list;
 mod mtls;
+mod multi_node_restore;
 mod openbao;
 mod plan_dag;
 mod policy_lint;

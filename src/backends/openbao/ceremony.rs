@@ -119,6 +119,7 @@ impl Ceremony for HttpOpenBao {
             is_self: l.is_self,
             leader_address: l.leader_address,
             raft_committed_index: l.raft_committed_index,
+            raft_applied_index: l.raft_applied_index,
         })
     }
 

@@ -7,6 +7,7 @@
 //! Stage: execute.
 
 mod fetch;
+mod followers;
 mod guard_check;
 mod init;
 mod init_unseal;

@@ -88,6 +88,12 @@ pub(super) async fn run(
             .with_items(items);
     }
     items.push(Item::step("node 0 is the active node"));
+    // Followers join a temporary auto-unseal node 0 by themselves: one
+    // still joining when the snapshot is applied stays sealed for good.
+    match super::followers::joined_temporary(a, &temp_id, cancel).await {
+        Ok(step) => items.extend(step),
+        Err(failed) => return failed.with_items(items),
+    }
     crate::crash::crash_point!("restore.after-temp-unseal");
     match c
         .restore(0, &temp.root_token, &src.path, RestoreEndpoint::Verified)
@@ -140,6 +146,11 @@ pub(super) async fn run(
     items.push(Item::step(
         "node 0 serves the restored cluster, unsealed by its seal",
     ));
+    // The followers were standbys of the temporary cluster: they serve its
+    // in-memory state until restarted (openbao-operator#658).
+    if let Err(failed) = super::followers::restart_stale(a, &mut items).await {
+        return failed.with_items(items);
+    }
     if src.temp {
         let _ = std::fs::remove_file(&src.path);
     }
