@@ -549,7 +549,10 @@ pub struct Restore {
     /// pod (deploy/components/pod-restart). With `serviceName` the run
     /// finishes at once; addressed by pod IP, the pod comes back at a new
     /// IP and the next run unseals it. Off: the run fails with a message
-    /// saying to restart the pod by hand.
+    /// saying to restart the pod by hand. On an auto-unseal cluster it also
+    /// restarts every follower once node 0 serves the restored cluster
+    /// (they joined the temporary cluster first and keep its in-memory
+    /// state until restarted): RBAC `delete` on those pods too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart_pod: bool,
 }

@@ -23,10 +23,17 @@ pub(super) fn outcome(
 ) -> (Exit, String) {
     // A failed restore test does not undo the backup: its own exit code.
     let is_test = |a: &&ActionReport| a.kind == "restore-test";
-    let failed = actions
-        .iter()
-        .filter(|a| !is_test(a))
-        .any(|a| a.status == Status::Failed);
+    // The backup branch without a snapshot (no active, unsealed node by
+    // the time it ran) did not do its job: a retry, never "done".
+    let no_snapshot = decision.is_some_and(|d| d.branch == Branch::Backup)
+        && actions
+            .iter()
+            .any(|a| a.id == "snapshot" && a.status == Status::Skipped);
+    let failed = no_snapshot
+        || actions
+            .iter()
+            .filter(|a| !is_test(a))
+            .any(|a| a.status == Status::Failed);
     let test_failed = actions
         .iter()
         .filter(is_test)
@@ -65,7 +72,10 @@ pub(super) fn outcome(
         _ => {
             let f: Vec<&str> = actions
                 .iter()
-                .filter(|a| a.status == Status::Failed)
+                .filter(|a| {
+                    a.status == Status::Failed
+                        || (no_snapshot && a.id == "snapshot" && a.status == Status::Skipped)
+                })
                 .map(|a| a.id.as_str())
                 .collect();
             format!("failed — retry: {}", f.join(", "))
@@ -138,5 +148,76 @@ pub(super) fn output(opts: &RunOptions, report: &RunReport) {
             "error: cannot write to stdout: {e}; the run itself ended: {}",
             report.summary
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(id: &str, status: Status) -> ActionReport {
+        ActionReport {
+            id: id.into(),
+            kind: if id.starts_with("restore-test") {
+                "restore-test"
+            } else {
+                "other"
+            },
+            status,
+            reason: String::new(),
+            started_at: None,
+            duration_ms: None,
+            bytes: 0,
+            items: Vec::new(),
+        }
+    }
+
+    fn backup() -> Decision {
+        Decision {
+            branch: Branch::Backup,
+            rule: "initialised, keys present",
+            observed: String::new(),
+            explanation: String::new(),
+            backup_allowed: true,
+        }
+    }
+
+    #[test]
+    fn a_backup_branch_without_a_snapshot_is_a_retry_never_done() {
+        let d = backup();
+        let skipped = [
+            action("snapshot", Status::Skipped),
+            action("verify", Status::Skipped),
+        ];
+        let (exit, summary) = outcome(Some(&d), None, &skipped, false, false, false);
+        assert_eq!(exit, Exit::Retry);
+        assert!(summary.contains("snapshot"), "{summary}");
+        let taken = [action("snapshot", Status::Succeeded)];
+        assert_eq!(
+            outcome(Some(&d), None, &taken, false, false, false).0,
+            Exit::Success
+        );
+    }
+
+    #[test]
+    fn a_failed_restore_test_keeps_the_backup_and_has_its_own_exit() {
+        let d = backup();
+        let acts = [
+            action("snapshot", Status::Succeeded),
+            action("restore-test:s3", Status::Failed),
+        ];
+        let (exit, summary) = outcome(Some(&d), None, &acts, false, false, false);
+        assert_eq!(exit, Exit::RestoreTestFailed);
+        assert!(summary.contains("restore test FAILED"), "{summary}");
+        // Another failure wins: the run is a retry.
+        let acts = [
+            action("snapshot", Status::Succeeded),
+            action("upload:s3", Status::Failed),
+            action("restore-test:s3", Status::Failed),
+        ];
+        assert_eq!(
+            outcome(Some(&d), None, &acts, false, false, false).0,
+            Exit::Retry
+        );
     }
 }
