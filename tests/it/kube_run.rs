@@ -868,3 +868,95 @@ async fn kube_restore_reads_keys_from_the_secret_and_restarts_node0_when_they_do
     secrets.push(root.clone());
     h.assert_no_secret_leaked(&[&backup, &restore], &secrets);
 }
+
+/// `spec.restoreTest` in a Kubernetes run: the rehearsal reads the key
+/// Secret through the API and never writes it, takes no Lease of its own,
+/// and emits no Events of its own; the run announces `RestoreTestPassed`.
+/// A rehearsal that fails (the throwaway server cannot start: a broken
+/// seal stanza) is a Warning `RestoreTestFailed` and exit 6, the backup
+/// kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_restore_test_reads_the_secret_and_announces_its_result() {
+    let bao = BaoCluster::single().await;
+    let h = Harness::new(&bao).await;
+    h.kube
+        .insert("pods", NS, pod("openbao-0", 0, "127.0.0.1", false));
+    let policy = h.policy(&Opts::default());
+    h.run(&policy).await.expect_exit(0);
+    let root = h
+        .secret_entries()
+        .expect("entries")
+        .into_iter()
+        .find(|(k, _)| k == "root-token")
+        .map(|(_, v)| v)
+        .expect("root token stored");
+    std::fs::write(h.token_file(), &root).expect("token file");
+    let yaml = format!(
+        "{}  restoreTest: {{baoBinary: {}, from: local, workDir: {}}}\n",
+        h.policy_yaml(&Opts::default()),
+        crate::support::bao::bao_binary().display(),
+        h.path("rehearsal").display()
+    );
+    let rehearsing = h.path("rehearsing.yaml");
+    std::fs::write(&rehearsing, yaml).expect("write policy");
+    let before = h.kube.requests_to("secrets").len();
+    let events_before = h.events().len();
+
+    let r = h.run(&rehearsing).await;
+    r.expect_exit(0);
+    assert_eq!(
+        r.status("restore-test:local"),
+        "succeeded",
+        "{}",
+        r.context()
+    );
+    let later = &h.kube.requests_to("secrets")[before..];
+    assert!(!later.is_empty(), "the rehearsal read the key Secret");
+    assert!(writes_to(later).is_empty(), "{:?}", writes_to(later));
+    assert!(
+        h.kube
+            .get(
+                "leases.coordination.k8s.io",
+                NS,
+                &format!("{LEASE}-restore-test")
+            )
+            .is_none(),
+        "a rehearsal takes no Lease"
+    );
+    let new: Vec<String> = h.events()[events_before..]
+        .iter()
+        .map(|(_, reason, _)| reason.clone())
+        .collect();
+    assert!(new.contains(&"RestoreTestPassed".into()), "{new:?}");
+    for nested in ["RestoreFinished", "GuardRefused", "Initialized"] {
+        assert!(
+            !new.contains(&nested.into()),
+            "the rehearsal's own Event {nested}: {new:?}"
+        );
+    }
+
+    // A rehearsal that cannot start: Warning RestoreTestFailed, exit 6.
+    let broken = h.path("broken.hcl");
+    std::fs::write(
+        &broken,
+        "seal \"static\" {\n  current_key = \"file:///nonexistent\"\n}\n",
+    )
+    .expect("write");
+    let yaml = std::fs::read_to_string(&rehearsing).expect("read").replace(
+        "from: local,",
+        &format!("from: local, sealConfigFile: {},", broken.display()),
+    );
+    std::fs::write(&rehearsing, yaml).expect("write");
+    let events_before = h.events().len();
+    let r = h.run(&rehearsing).await;
+    r.expect_exit(6);
+    assert_eq!(r.status("snapshot"), "succeeded", "{}", r.context());
+    let failed: Vec<(String, String, String)> = h.events()[events_before..]
+        .iter()
+        .filter(|(_, reason, _)| reason == "RestoreTestFailed")
+        .cloned()
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", h.events());
+    assert_eq!(failed[0].0, "Warning");
+    h.assert_no_secret_leaked(&[&r], &[]);
+}

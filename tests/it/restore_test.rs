@@ -410,3 +410,19 @@ async fn an_auto_unseal_copy_is_rehearsed_with_its_seal() {
     );
     assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
 }
+
+/// `spec.restoreTest.timeout` bounds a rehearsal: when it runs out the
+/// rehearsal stops (exit 4), and the throwaway server and its directory
+/// are gone.
+#[tokio::test]
+async fn the_time_budget_stops_a_rehearsal_and_leaves_nothing() {
+    let (d, policy, _) = backed_up().await;
+    let rehearsal = with_restore_test(&d, &policy, "s3");
+    let text = fs::read_to_string(&rehearsal).expect("read");
+    fs::write(&rehearsal, text.replace("timeout: 5m}", "timeout: 1s}")).expect("write");
+    let r = d.snapward("test-restore", &rehearsal, &[]).await;
+    r.expect_exit(4);
+    assert!(r.stderr.contains("time budget"), "{}", r.context());
+    assert!(r.stderr.contains("restore test FAILED"), "{}", r.context());
+    assert!(leftovers(&d).is_empty(), "{:?}", leftovers(&d));
+}
