@@ -611,15 +611,18 @@ fn cronjob_runs_the_policy_schedule_one_at_a_time() {
                 backoff.is_some_and(|n| (0..=4).contains(&n)),
                 "{ctx}: {what} backoffLimit {backoff:?}"
             );
-            // Exit 1/2/3 (invalid, usage, refused by a guard) fail the Job
-            // at once: retrying cannot help.
+            // Exit 1/2/3 (invalid, usage, refused by a guard) and 6 (backed
+            // up, restore test failed) fail the Job at once: retrying
+            // cannot help (a retry of 6 only takes another backup).
             let rules = arr(spec, "/podFailurePolicy/rules");
-            assert!(
-                rules.iter().any(|r| s(r, "/action") == Some("FailJob")
-                    && s(r, "/onExitCodes/operator") == Some("In")
-                    && arr(r, "/onExitCodes/values").contains(&Value::from(3))),
-                "{ctx}: {what} must not retry a guard refusal (exit 3)"
-            );
+            for code in [3, 6] {
+                assert!(
+                    rules.iter().any(|r| s(r, "/action") == Some("FailJob")
+                        && s(r, "/onExitCodes/operator") == Some("In")
+                        && arr(r, "/onExitCodes/values").contains(&Value::from(code))),
+                    "{ctx}: {what} must not retry exit {code}"
+                );
+            }
         }
     }
 }
