@@ -210,6 +210,13 @@ pub enum Command {
     },
     /// Print the policy JSON Schema.
     Schema,
+    /// Print a shell completion script: `source <(snapward completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `snapward man | man -l -`.
+    Man,
 }
 
 // The plan stage names no CLI crate: its enums become clap values here.

@@ -131,6 +131,8 @@ fn main() -> ExitCode {
             )))
         }
         Command::Schema => Ok(commands::schema::run()),
+        Command::Completions { shell } => Ok(commands::docs::completions(shell)),
+        Command::Man => Ok(commands::docs::man()),
         Command::Run {
             source,
             dry_run,

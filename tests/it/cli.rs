@@ -172,3 +172,59 @@ fn plan_reads_a_configmap_mounted_directory() {
     let o = snapward(&["plan", "-f", dir.path().to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `snapward completions bash` sources cleanly in a real bash and
+/// completes a subcommand (`te` → `test-restore`) and a flag of it.
+#[test]
+fn bash_completion_sources_and_completes_a_subcommand() {
+    let o = snapward(&["completions", "bash"]);
+    assert_eq!(code(&o), 0);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("snapward.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    // Called as bash calls it: `_snapward COMMAND CUR PREV`.
+    let complete = |words: &str, cword: usize| {
+        let w: Vec<&str> = words.split(' ').collect();
+        let (cur, prev) = (w[cword], w[cword - 1]);
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -e; source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; _snapward snapward {cur} {prev}; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                script.display()
+            ))
+            .output()
+            .expect("run bash");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let subs = complete("snapward te", 1);
+    assert_eq!(subs.trim(), "test-restore", "{subs}");
+    let flags = complete("snapward test-restore --fr", 2);
+    assert!(flags.lines().any(|l| l == "--from"), "{flags}");
+}
+
+/// `snapward man` renders one page per subcommand (roff), with the help
+/// texts of the clap definitions.
+#[test]
+fn man_page_has_a_page_per_subcommand() {
+    let o = snapward(&["man"]);
+    assert_eq!(code(&o), 0);
+    let text = String::from_utf8(o.stdout).unwrap();
+    for page in [
+        "snapward",
+        "snapward-run",
+        "snapward-test-restore",
+        "snapward-verify",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!(".TH {page} 1"))),
+            "no page {page}"
+        );
+    }
+    assert!(text.contains("throwaway OpenBao"), "the help text is in it");
+}
