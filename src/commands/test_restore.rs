@@ -219,24 +219,23 @@ async fn rehearse(
         seconds: started.elapsed().as_secs_f64(),
         detail,
     };
-    let budget = {
-        let cancel = cancel.child_token();
-        let timeout = r.timeout;
-        let stop = cancel.clone();
-        let task = tokio::spawn(async move {
+    // The time budget: a child token, so that it stops this rehearsal only.
+    let cancel = cancel.child_token();
+    let timer = {
+        let (stop, timeout) = (cancel.clone(), r.timeout);
+        tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             tracing::error!(
                 "restore test: the time budget ({}s, spec.restoreTest.timeout) ran out: stopping",
                 timeout.as_secs()
             );
             stop.cancel();
-        });
-        (cancel, task)
+        })
     };
-    let (cancel, timer) = budget;
     let server = tokio::select! {
         s = Throwaway::start(&r.bin, &r.work, r.seal.as_deref(), Duration::from_secs(60)) => s,
         _ = cancel.cancelled() => {
+            timer.abort();
             return failed(Exit::Retry, "stopped before the throwaway server answered".into());
         }
     };
@@ -314,6 +313,29 @@ async fn rehearse(
     }
 }
 
+/// How a rehearsal runs the restore branch: an explicit restore (of
+/// `snapshot`, else the newest valid one), for real, never of a snapshot
+/// the keys do not authenticate; no Lease, no Events (`rehearsal`).
+fn rehearsal_options(
+    source: PolicySource,
+    snapshot: Option<String>,
+    report: Option<PathBuf>,
+    format: OutputFormat,
+    quiet: bool,
+) -> RunOptions {
+    RunOptions {
+        source,
+        dry_run: false,
+        report,
+        format,
+        explicit_restore: true,
+        only_snapshot: snapshot,
+        allow_unauthenticated: false,
+        rehearsal: true,
+        quiet,
+    }
+}
+
 /// The source a nested run is given: the policy is already loaded.
 fn no_source() -> PolicySource {
     PolicySource {
@@ -361,17 +383,13 @@ impl Rehearse for ThrowawayRehearsal {
                 };
             }
         };
-        let opts = RunOptions {
-            source: no_source(),
-            dry_run: false,
-            report: None,
-            format: OutputFormat::Human,
-            explicit_restore: true,
-            only_snapshot: Some(snapshot.to_string()),
-            allow_unauthenticated: false,
-            rehearsal: true,
-            quiet: true,
-        };
+        let opts = rehearsal_options(
+            no_source(),
+            Some(snapshot.to_string()),
+            None,
+            OutputFormat::Human,
+            true,
+        );
         let done = rehearse(&self.policy, self.client.clone(), &r, opts, cancel.clone()).await;
         Outcome {
             passed: done.exit == Exit::Success,
@@ -394,17 +412,7 @@ pub async fn run(o: TestRestoreOptions) -> Exit {
     };
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
-    let opts = RunOptions {
-        source: o.source,
-        dry_run: false,
-        report: o.report,
-        format: o.format,
-        explicit_restore: true,
-        only_snapshot: o.snapshot,
-        allow_unauthenticated: false,
-        rehearsal: true,
-        quiet: false,
-    };
+    let opts = rehearsal_options(o.source, o.snapshot, o.report, o.format, false);
     let done = rehearse(&p, client, &r, opts, cancel).await;
     if done.exit == Exit::Success {
         crate::ewriteln!(

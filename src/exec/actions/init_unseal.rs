@@ -27,24 +27,41 @@ pub(super) async fn run(
         return Outcome::failed("no keys from init");
     };
     let mut items = Vec::new();
-    if state.lock().await.seal_kind() == SealKind::Auto {
-        // The seal unseals every node; the run only confirms it.
-        if let Err(e) = a.await_unsealed_by_seal(0, cancel, &mut items).await {
-            return Outcome::failed(e.to_string()).with_items(items);
-        }
-        let mut detail = "cluster initialised; every node unsealed by its seal".to_string();
-        if !a.policy.doc.spec.init.store_root_token
-            && let Some(token) = &keys.root_token
-        {
-            detail.push_str(&revoke_root_token(a, token, cancel).await);
-        }
-        state.lock().await.new_keys = None;
-        return Outcome::ok(detail).with_items(items);
+    let seal = state.lock().await.seal_kind();
+    let mut detail = match unseal(a, &keys.keys, seal, cancel, &mut items).await {
+        Ok(d) => d.to_string(),
+        Err(failed) => return failed.with_items(items),
+    };
+    if !a.policy.doc.spec.init.store_root_token
+        && let Some(token) = &keys.root_token
+    {
+        detail.push_str(&revoke_root_token(a, token, cancel).await);
+    }
+    // Forget the keys as soon as they are stored and used.
+    state.lock().await.new_keys = None;
+    Outcome::ok(detail).with_items(items)
+}
+
+/// Every node unsealed: with the new keys (Shamir: node 0, then each
+/// follower once it joined), or by its seal (auto-unseal: the run only
+/// confirms it). `Ok`: the action's detail; `Err`: the failed outcome.
+async fn unseal(
+    a: &Actions,
+    keys: &[crate::secret::Secret],
+    seal: SealKind,
+    cancel: &CancellationToken,
+    items: &mut Vec<Item>,
+) -> Result<&'static str, Outcome> {
+    if seal == SealKind::Auto {
+        a.await_unsealed_by_seal(0, cancel, items)
+            .await
+            .map_err(|e| Outcome::failed(e.to_string()))?;
+        return Ok("cluster initialised; every node unsealed by its seal");
     }
     match unseal_with(
         a.ceremony.as_ref(),
         0,
-        &keys.keys,
+        keys,
         a.policy.restore.apply_timeout,
         cancel,
     )
@@ -54,24 +71,17 @@ pub(super) async fn run(
             node: "node 0".into(),
             how: Unsealing::New,
         }),
-        Ok(_) => return Outcome::failed("node 0 is still sealed after every new key"),
-        Err(e) => return Outcome::failed(format!("node 0: {e}")),
+        Ok(_) => {
+            return Err(Outcome::failed(
+                "node 0 is still sealed after every new key",
+            ));
+        }
+        Err(e) => return Err(Outcome::failed(format!("node 0: {e}"))),
     }
-    if let Err(e) = a
-        .unseal_followers(&keys.keys, Unsealing::New, cancel, &mut items)
+    a.unseal_followers(keys, Unsealing::New, cancel, items)
         .await
-    {
-        return Outcome::failed(e.to_string()).with_items(items);
-    }
-    let mut detail = "cluster initialised and unsealed".to_string();
-    if !a.policy.doc.spec.init.store_root_token
-        && let Some(token) = &keys.root_token
-    {
-        detail.push_str(&revoke_root_token(a, token, cancel).await);
-    }
-    // Forget the keys as soon as they are stored and used.
-    state.lock().await.new_keys = None;
-    Outcome::ok(detail).with_items(items)
+        .map_err(|e| Outcome::failed(e.to_string()))?;
+    Ok("cluster initialised and unsealed")
 }
 
 /// Revokes the init root token once node 0 knows the active node (a

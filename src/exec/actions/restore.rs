@@ -41,23 +41,7 @@ pub(super) async fn run(
     // Same shape as the stored keys — otherwise the restored node refuses
     // them ("invalid key size"): the shape recorded at init wins over the
     // policy's (a typo in spec.init must not break a recovery).
-    let (shape, from) = match stored.shape {
-        Some(s) => {
-            if (s.shares, s.threshold) != (policy_shape.shares, policy_shape.threshold) {
-                items.push(Item::KeyShapeMismatch {
-                    stored_shares: s.shares,
-                    stored_threshold: s.threshold,
-                    policy_shares: policy_shape.shares,
-                    policy_threshold: policy_shape.threshold,
-                });
-            }
-            (s, "recorded with the keys")
-        }
-        None => (
-            policy_shape,
-            "spec.init: no shape is recorded with the keys",
-        ),
-    };
+    let (shape, from) = temp_shape(stored.shape, policy_shape, &mut items);
     if (stored.keys.len() as u32) < shape.threshold {
         return Outcome::failed(format!(
             "the key store holds {} key(s), fewer than the threshold {} ({from})",
@@ -140,4 +124,26 @@ pub(super) async fn run(
     Outcome::ok(format!("restored {} from {}", src.name, src.store))
         .with_items(items)
         .with_bytes(src.identity.file_size)
+}
+
+/// The shape node 0 is temp-initialised with: the one recorded with the
+/// keys (a `key-shape-mismatch` item when the policy says otherwise), else
+/// the policy's. With where it came from, for the step's text.
+pub(super) fn temp_shape(
+    recorded: Option<KeyShape>,
+    policy: KeyShape,
+    items: &mut Vec<Item>,
+) -> (KeyShape, &'static str) {
+    let Some(s) = recorded else {
+        return (policy, "spec.init: no shape is recorded with the keys");
+    };
+    if (s.shares, s.threshold) != (policy.shares, policy.threshold) {
+        items.push(Item::KeyShapeMismatch {
+            stored_shares: s.shares,
+            stored_threshold: s.threshold,
+            policy_shares: policy.shares,
+            policy_threshold: policy.threshold,
+        });
+    }
+    (s, "recorded with the keys")
 }

@@ -30,21 +30,11 @@ pub(super) async fn run(
     // The recovery shape recorded at init, else the policy's. The stored
     // recovery keys are not needed, only their shape (an empty store or a
     // lone root token restores too).
-    let (shape, from) = match stored_shape(a).await {
-        Ok(Some(s)) => {
-            if (s.shares, s.threshold) != (policy_shape.shares, policy_shape.threshold) {
-                items.push(Item::KeyShapeMismatch {
-                    stored_shares: s.shares,
-                    stored_threshold: s.threshold,
-                    policy_shares: policy_shape.shares,
-                    policy_threshold: policy_shape.threshold,
-                });
-            }
-            (s, "recorded with the keys")
-        }
-        Ok(None) => (policy_shape, "spec.init"),
+    let recorded = match stored_shape(a).await {
+        Ok(r) => r,
         Err(o) => return o,
     };
+    let (shape, from) = super::restore::temp_shape(recorded, policy_shape, &mut items);
     let c = a.ceremony.as_ref();
     tri!(a.mark_restore_started(&src));
     let temp = match c

@@ -79,20 +79,30 @@ fn restore_test(spec: &Spec, out: &mut Vec<Finding>) {
             .chain(spec.targets.iter().map(|t| t.name.as_str()))
             .collect();
         if !names.contains(&from.as_str()) {
-            let mut help = format!("known stores: {}", names.join(", "));
-            if let Some(c) = closest(from, names.iter().copied()) {
-                help = format!("did you mean `{c}`? {help}");
-            }
-            out.push(
-                Finding::error(
-                    Code::RestoreTestStore,
-                    "/spec/restoreTest/from",
-                    format!("restore test store `{from}` is not a store of this policy"),
-                )
-                .help(help),
-            );
+            out.push(unknown_store(
+                Code::RestoreTestStore,
+                "/spec/restoreTest/from".into(),
+                "restore test store",
+                from,
+                &names,
+            ));
         }
     }
+}
+
+/// `name` (a `what`) names none of the `known` stores: the error, with
+/// the closest name if one is close.
+fn unknown_store(code: Code, pointer: String, what: &str, name: &str, known: &[&str]) -> Finding {
+    let mut help = format!("known stores: {}", known.join(", "));
+    if let Some(c) = closest(name, known.iter().copied()) {
+        help = format!("did you mean `{c}`? {help}");
+    }
+    Finding::error(
+        code,
+        pointer,
+        format!("{what} `{name}` is not a store of this policy"),
+    )
+    .help(help)
 }
 
 /// `restore.sources`, each a store of this policy, once; default: the
@@ -112,18 +122,13 @@ fn sources(spec: &Spec, out: &mut Vec<Finding>) -> Vec<StoreId> {
             let known: Vec<&str> = std::iter::once(StoreId::LOCAL)
                 .chain(names.iter().copied())
                 .collect();
-            let mut help = format!("known stores: {}", known.join(", "));
-            if let Some(c) = closest(s, known.iter().copied()) {
-                help = format!("did you mean `{c}`? {help}");
-            }
-            out.push(
-                Finding::error(
-                    Code::UnknownSource,
-                    p,
-                    format!("restore source `{s}` is not a store of this policy"),
-                )
-                .help(help),
-            );
+            out.push(unknown_store(
+                Code::UnknownSource,
+                p,
+                "restore source",
+                s,
+                &known,
+            ));
         } else if !seen.insert(s.clone()) {
             out.push(
                 Finding::error(
