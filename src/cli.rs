@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::plan::Scenario;
+use crate::plan::alerts::AlertFormat;
 use crate::plan::render::Format as PlanFormat;
 
 /// snapward keeps OpenBao/Vault raft snapshots safe off-cluster and restores
@@ -86,6 +87,35 @@ pub enum Command {
         scenario: Option<Scenario>,
         #[arg(long, value_enum, default_value = "text")]
         format: PlanFormat,
+        /// The JSON `snapward list --format json` printed (committed, or
+        /// fetched by a CI job): the plan then shows, per store, what the
+        /// policy's retention would keep and delete at the next run (not in
+        /// the dot/mermaid pictures).
+        #[arg(long, value_name = "FILE")]
+        inventory: Option<PathBuf>,
+    },
+    /// Print Prometheus alerting rules for the policies' metrics: no
+    /// success within twice the schedule's longest gap, no metrics at all,
+    /// a guard refusal, a failed target upload, a failed restore test, a
+    /// snapshot the stored keys do not authenticate.
+    ///
+    /// One rule group per policy (each needs spec.schedule). Exit 0, 1
+    /// invalid policy, 2 usage or I/O error.
+    AlertRules {
+        /// A policy file, or a ConfigMap-mounted directory; repeat for more.
+        #[arg(short = 'f', long = "file", required = true, value_name = "POLICY")]
+        policies: Vec<PathBuf>,
+        /// A Prometheus Operator PrometheusRule, or a plain rules file.
+        #[arg(long, value_enum, default_value = "prometheus-rule")]
+        format: AlertFormat,
+        /// The PrometheusRule's namespace (default: the policy's
+        /// metadata.namespace).
+        #[arg(long, value_name = "NS")]
+        namespace: Option<String>,
+        /// Where each rule's runbook_url points: `<URL>#<alert name>`
+        /// (e.g. your copy of the README on your Git host).
+        #[arg(long, value_name = "URL", default_value = crate::plan::alerts::DEFAULT_RUNBOOK_BASE)]
+        runbook_base: String,
     },
     /// Verify snapshot archives offline and print their identity; with the
     /// unseal key shares (--keys or -f), also authenticate them.
@@ -232,6 +262,15 @@ impl ValueEnum for Scenario {
 impl ValueEnum for PlanFormat {
     fn value_variants<'a>() -> &'a [Self] {
         PlanFormat::all()
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+impl ValueEnum for AlertFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        AlertFormat::all()
     }
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
         Some(clap::builder::PossibleValue::new(self.name()))

@@ -111,7 +111,21 @@ fn main() -> ExitCode {
             policy,
             scenario,
             format,
-        } => commands::plan::run(&policy, scenario, format),
+            inventory,
+        } => commands::plan::run(&policy, scenario, format, inventory.as_deref()),
+        Command::AlertRules {
+            policies,
+            format,
+            namespace,
+            runbook_base,
+        } => Ok(commands::alert_rules::run(
+            &policies,
+            &commands::alert_rules::AlertOptions {
+                format,
+                namespace,
+                runbook_base,
+            },
+        )),
         Command::Verify {
             files,
             format,

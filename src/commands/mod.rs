@@ -1,5 +1,6 @@
 //! One file per subcommand. Edge code: may print, may use miette reports.
 
+pub mod alert_rules;
 pub mod docs;
 pub mod lint;
 pub mod list;

@@ -4,8 +4,10 @@
 //! Stage: plan. Pure: never touches the network or the stores.
 
 pub mod action;
+pub mod alerts;
 pub mod compile;
 pub mod guard;
+pub mod inventory;
 pub mod render;
 
 use std::collections::BTreeMap;
@@ -207,6 +209,10 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     /// Every scenario's branch (the PR-comment summary).
     pub scenarios: Vec<ScenarioOutcome>,
+    /// With `--inventory`: what retention would keep and delete per store
+    /// at the next run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<inventory::Preview>,
 }
 
 pub fn exit_for(d: &Decision) -> Exit {
@@ -321,6 +327,7 @@ pub fn build(
         decision,
         steps,
         scenarios,
+        retention: None,
     })
 }
 

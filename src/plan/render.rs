@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use super::inventory::{Preview, StorePreview, StoreStatus};
 use super::{Plan, PlannedStep, Verdict};
 use crate::exit::Exit;
 
@@ -129,6 +130,9 @@ fn text(plan: &Plan) -> String {
             o.decision.explanation
         );
     }
+    if let Some(r) = &plan.retention {
+        retention_text(&mut s, r);
+    }
     // No trailing spaces: plans are pasted into logs and pinned in tests.
     let mut out: String = s.lines().map(str::trim_end).collect::<Vec<_>>().join("\n");
     out.push('\n');
@@ -169,6 +173,9 @@ fn markdown(plan: &Plan) -> String {
             o.exit.code(),
             md_escape(&o.decision.explanation)
         );
+    }
+    if let Some(r) = &plan.retention {
+        retention_markdown(&mut s, r);
     }
     let _ = writeln!(
         s,
@@ -271,4 +278,215 @@ fn mermaid(plan: &Plan) -> String {
     }
     s.push_str("  classDef run stroke:#2a2,stroke-width:2px\n  classDef gated stroke:#333\n  classDef skip stroke:#aaa,stroke-dasharray:4 4,color:#999\n");
     s
+}
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// The line about the next run's snapshot (or why it is not counted).
+fn next_run_line(r: &Preview, code: fn(&str) -> String) -> String {
+    let newest = r
+        .newest_listed
+        .map(|t| format!("newest snapshot listed {t}"))
+        .unwrap_or_else(|| "no snapshot listed".into());
+    match &r.next_run {
+        Some(n) => format!(
+            "{newest}; the next run ({}, from spec.schedule) adds {}, then prunes",
+            n.time,
+            code(&n.name)
+        ),
+        None if r.newest_listed.is_some() => {
+            format!(
+                "{newest}; the policy has no spec.schedule, so the next run's own snapshot is not counted"
+            )
+        }
+        None => format!("{newest}; the next run's own snapshot is not counted"),
+    }
+}
+
+/// "keeps N, would delete M" and what else the store does.
+fn store_summary(st: &StorePreview, code: fn(&str) -> String) -> String {
+    match &st.status {
+        StoreStatus::NotInInventory => {
+            return "not in the inventory: nothing to compare (list it with `snapward list -f POLICY --format json`)".into();
+        }
+        StoreStatus::Unavailable(e) => {
+            return format!("unavailable when listed ({e}): nothing to compare");
+        }
+        StoreStatus::Listed => {}
+    }
+    let mut s = format!("keeps {}", st.keep.len());
+    match st.delete.as_slice() {
+        [] => s.push_str(", deletes nothing"),
+        [one] => {
+            let _ = write!(s, ", would delete 1 snapshot ({})", code(one));
+        }
+        [oldest, .., newest] => {
+            let _ = write!(
+                s,
+                ", would delete {} snapshots (oldest {}, newest {})",
+                st.delete.len(),
+                code(oldest),
+                code(newest)
+            );
+        }
+    }
+    if !st.retained_by_lock.is_empty() {
+        let last = st.retained_by_lock.iter().map(|l| l.locked_until).max();
+        let _ = write!(
+            s,
+            "; Object Lock keeps {} more it would delete{}",
+            st.retained_by_lock.len(),
+            last.map(|t| format!(" (until {t} at the latest)"))
+                .unwrap_or_default()
+        );
+    }
+    if !st.kept_unmirrored.is_empty() {
+        let _ = write!(
+            s,
+            "; keeps {} no target holds (guards.keepUnmirroredLocal)",
+            plural(st.kept_unmirrored.len(), "more snapshot")
+        );
+    }
+    if !st.not_counted.is_empty() {
+        let _ = write!(
+            s,
+            "; {} not counted, never deleted",
+            plural(st.not_counted.len(), "snapshot")
+        );
+    }
+    s
+}
+
+fn plain(s: &str) -> String {
+    s.to_string()
+}
+
+fn code(s: &str) -> String {
+    format!("`{}`", s.replace('`', "'"))
+}
+
+fn retention_text(s: &mut String, r: &Preview) {
+    let _ = writeln!(
+        s,
+        "\nRetention at the next run (inventory {}):",
+        r.inventory
+    );
+    let _ = writeln!(s, "  {}", next_run_line(r, plain));
+    let w = r.stores.iter().map(|st| st.store.len()).max().unwrap_or(0);
+    for st in &r.stores {
+        let _ = writeln!(s, "  {:<w$}  {}", st.store, store_summary(st, plain));
+        for d in &st.delete {
+            let _ = writeln!(s, "  {:<w$}    delete  {d}", "");
+        }
+        for l in &st.retained_by_lock {
+            let _ = writeln!(
+                s,
+                "  {:<w$}    locked  {} (until {})",
+                "", l.name, l.locked_until
+            );
+        }
+        for k in &st.kept_unmirrored {
+            let _ = writeln!(s, "  {:<w$}    kept    {k} (no target holds it)", "");
+        }
+        for n in &st.not_counted {
+            let _ = writeln!(s, "  {:<w$}    ignored {} ({})", "", n.name, n.reason);
+        }
+    }
+    if !r.not_in_policy.is_empty() {
+        let _ = writeln!(
+            s,
+            "  In the inventory, not in the policy (ignored): {}",
+            r.not_in_policy.join(", ")
+        );
+    }
+}
+
+fn retention_markdown(s: &mut String, r: &Preview) {
+    let _ = writeln!(s, "\n#### Retention at the next run\n");
+    let _ = writeln!(
+        s,
+        "From the inventory {}: {}.\n",
+        code(&r.inventory),
+        next_run_line(r, code)
+    );
+    for st in &r.stores {
+        let _ = writeln!(
+            s,
+            "- **{}**: {}",
+            md_escape(&st.store),
+            md_escape(&store_summary(st, code))
+        );
+    }
+    if !r.not_in_policy.is_empty() {
+        let names: Vec<String> = r.not_in_policy.iter().map(|n| code(n)).collect();
+        let _ = writeln!(
+            s,
+            "- in the inventory, not in the policy (ignored): {}",
+            names.join(", ")
+        );
+    }
+    let rows: Vec<(&str, &str, String)> = r
+        .stores
+        .iter()
+        .flat_map(|st| {
+            let del = st
+                .delete
+                .iter()
+                .map(|d| (st.store.as_str(), d.as_str(), "delete".to_string()));
+            let locked = st.retained_by_lock.iter().map(|l| {
+                (
+                    st.store.as_str(),
+                    l.name.as_str(),
+                    format!(
+                        "retention would delete; Object Lock keeps it until {}",
+                        l.locked_until
+                    ),
+                )
+            });
+            let kept = st.kept_unmirrored.iter().map(|k| {
+                (
+                    st.store.as_str(),
+                    k.as_str(),
+                    "kept: no target holds it (guards.keepUnmirroredLocal)".to_string(),
+                )
+            });
+            let ignored = st.not_counted.iter().map(|n| {
+                (
+                    st.store.as_str(),
+                    n.name.as_str(),
+                    format!("not counted, never deleted: {}", n.reason),
+                )
+            });
+            del.chain(locked)
+                .chain(kept)
+                .chain(ignored)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if !rows.is_empty() {
+        let deletions: usize = r.stores.iter().map(|st| st.delete.len()).sum();
+        let _ = writeln!(
+            s,
+            "\n<details><summary>{} to delete, and what is spared</summary>\n",
+            plural(deletions, "snapshot")
+        );
+        let _ = writeln!(s, "| store | snapshot | at the next run |");
+        let _ = writeln!(s, "|---|---|---|");
+        for (store, name, what) in rows {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} |",
+                md_escape(store),
+                code(name),
+                md_escape(&what)
+            );
+        }
+        let _ = writeln!(s, "\n</details>");
+    }
 }

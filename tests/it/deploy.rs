@@ -364,6 +364,8 @@ fn check_type(doc: &Value) -> Result<(), String> {
         }
         ("rbac.authorization.k8s.io/v1", "Role") => roundtrip::<rbac::v1::Role>(doc),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => roundtrip::<rbac::v1::RoleBinding>(doc),
+        // Not a k8s-openapi type: the Prometheus Operator's CRD (components/alerts).
+        ("monitoring.coreos.com/v1", "PrometheusRule") => crate::alerts::check_prometheus_rule(doc),
         (api, k) => Err(format!(
             "{api} {k} is not a kind this test knows: add it to check_type"
         )),

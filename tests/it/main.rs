@@ -13,12 +13,14 @@
 
 mod support;
 
+mod alerts;
 mod auth;
 mod auth_methods;
 mod auto_unseal;
 mod backup;
 mod bad_input;
 mod bao_faults;
+mod ci_examples;
 mod cli;
 // The crash points exist only in a `--features failpoints` build.
 #[cfg(feature = "failpoints")]
@@ -38,6 +40,7 @@ mod mtls;
 mod multi_node_restore;
 mod openbao;
 mod plan_dag;
+mod plan_inventory;
 mod policy_lint;
 mod restore_auth;
 mod restore_test;
