@@ -232,6 +232,32 @@ pub fn group(p: &ValidPolicy, runbook_base: &str) -> Result<Group, AlertError> {
             ),
         });
     }
+    if let Some(t) = &p.doc.spec.restore_test {
+        // A passed rehearsal holds the next one back for `every` (default:
+        // every run); it can only happen on a scheduled run.
+        let every = t
+            .every
+            .as_deref()
+            .and_then(|e| humantime::parse_duration(e.trim()).ok())
+            .unwrap_or_default();
+        let due = every.max(window / 2).saturating_mul(2);
+        let d = prometheus_duration(due);
+        specs.push(RuleSpec {
+            alert: "SnapwardRestoreTestOverdue",
+            expr: format!(
+                "time() - max by (policy) (snapward_restore_test_last_success_timestamp_seconds{{{sel}}}) > {}",
+                due.as_secs()
+            ),
+            for_: "5m".into(),
+            severity: "warning",
+            summary: format!("snapward policy {name}: no restore test passed in {d}"),
+            description: format!(
+                "The last restore test of policy {name} that passed was {{{{ $value | humanizeDuration }}}} ago: \
+                 more than twice spec.restoreTest.every (or the schedule's longest gap, if longer) ({d}). \
+                 Rehearsals fail, or do not run (the backup fails before them)."
+            ),
+        });
+    }
     if p.unseal_keys.is_some() {
         specs.push(RuleSpec {
             alert: "SnapwardSnapshotNotAuthentic",
@@ -394,6 +420,32 @@ mod tests {
             stale.annotations["runbook_url"],
             "README.md#snapwardnorecentsuccess"
         );
+    }
+
+    #[test]
+    fn a_restore_test_is_overdue_after_twice_its_every() {
+        let mut p = policy(Some("15 2 * * *"));
+        let t: crate::policy::model::RestoreTest = serde_json::from_value(serde_json::json!({
+            "baoBinary": "/bin/bao", "every": "7d"
+        }))
+        .unwrap();
+        p.doc.spec.restore_test = Some(t.clone());
+        let g = group(&p, "README.md").unwrap();
+        let overdue = g
+            .rules
+            .iter()
+            .find(|r| r.alert == "SnapwardRestoreTestOverdue")
+            .unwrap();
+        assert!(overdue.expr.ends_with("> 1209600"), "{}", overdue.expr);
+        // Without `every` (a rehearsal each run): twice the schedule's gap.
+        p.doc.spec.restore_test = Some(crate::policy::model::RestoreTest { every: None, ..t });
+        let g = group(&p, "README.md").unwrap();
+        let overdue = g
+            .rules
+            .iter()
+            .find(|r| r.alert == "SnapwardRestoreTestOverdue")
+            .unwrap();
+        assert!(overdue.expr.ends_with("> 172800"), "{}", overdue.expr);
     }
 
     #[test]

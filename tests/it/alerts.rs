@@ -343,6 +343,7 @@ fn each_policy_gets_the_alerts_its_features_need() {
             "SnapwardGuardRefused",
             "SnapwardTargetFailed",
             "SnapwardRestoreTestFailed",
+            "SnapwardRestoreTestOverdue",
             "SnapwardSnapshotNotAuthentic"
         ]
     );
@@ -357,6 +358,12 @@ fn each_policy_gets_the_alerts_its_features_need() {
             .ends_with("> 7200")
     );
     assert_eq!(rule(local, "SnapwardMetricsAbsent").for_, "2h");
+    // prod rehearses weekly (restoreTest.every 7d): overdue after 14 days.
+    assert!(
+        rule(prod, "SnapwardRestoreTestOverdue")
+            .expr
+            .ends_with("> 1209600")
+    );
     assert_eq!(
         rule(prod, "SnapwardTargetFailed").expr,
         "max by (policy, target) (snapward_target_result{policy=\"openbao-prod\",result=\"failed\"}) == 1"
