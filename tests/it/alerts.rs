@@ -1,6 +1,9 @@
 //! `snapward alert-rules` and the alert rules deploy/ ships.
 //!
-//! promtool cannot be installed here (no Go toolchain or registry), so:
+//! - `promtool check rules` on both files, and `promtool test rules` on
+//!   synthetic series: a broken run fires each alert with its labels and
+//!   expanded annotations, a healthy one fires none (promtool comes from
+//!   Debian's prometheus package, unpacked by scripts/test-env.sh);
 //! - every file is read with serde-saphyr into typed structs that refuse
 //!   unknown fields (the rules-file and PrometheusRule shapes);
 //! - every `expr` parses with `promql-parser` (GreptimeDB's PromQL parser)
@@ -514,4 +517,211 @@ fn every_example_policy_gets_valid_rules() {
             .collect();
         assert!(bad.is_empty(), "{}", bad.join("\n"));
     }
+}
+
+// ---------------------------------------------------------------------------
+// promtool: the rules evaluated on synthetic series
+
+fn promtool() -> std::path::PathBuf {
+    let p = std::env::var_os("SNAPWARD_TEST_PROMTOOL")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "SNAPWARD_TEST_PROMTOOL is not set: run `eval \"$(scripts/test-env.sh)\"` \
+                 (it unpacks promtool from Debian's prometheus package)"
+            )
+        });
+    std::path::PathBuf::from(p)
+}
+
+fn run_promtool(args: &[&std::ffi::OsStr]) -> String {
+    let o = std::process::Command::new(promtool())
+        .args(args)
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "promtool {args:?}:\n{out}");
+    out
+}
+
+/// Prometheus' `humanizeDuration` for whole seconds ≥ 1 minute.
+fn humanize(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h}h {m}m {s}s")
+    } else {
+        format!("{h}h {m}m {s}s")
+    }
+}
+
+/// One expected alert: the rule's labels and annotations, expanded.
+fn expected(g: &Group, alert: &str, value: Option<u64>, target: Option<&str>) -> Value {
+    let r = rule(g, alert);
+    let expand = |s: &str| {
+        let mut s = s.to_string();
+        if let Some(v) = value {
+            s = s.replace("{{ $value | humanizeDuration }}", &humanize(v));
+        }
+        if let Some(t) = target {
+            s = s.replace("{{ $labels.target }}", t);
+        }
+        assert!(!s.contains("{{"), "unexpanded template in {s}");
+        s
+    };
+    let mut labels = serde_json::Map::new();
+    for (k, v) in &r.labels {
+        labels.insert(k.clone(), Value::from(v.clone()));
+    }
+    if let Some(t) = target {
+        labels.insert("target".into(), Value::from(t));
+    }
+    let annotations: serde_json::Map<String, Value> = r
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(expand(v))))
+        .collect();
+    serde_json::json!({"exp_labels": labels, "exp_annotations": annotations})
+}
+
+use serde_json::Value;
+
+#[test]
+fn promtool_checks_the_shipped_rules_and_evaluates_them_on_synthetic_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = root().join(SHIPPED[1].0);
+    let out = run_promtool(&["check".as_ref(), "rules".as_ref(), plain.as_os_str()]);
+    assert!(out.contains("SUCCESS"), "{out}");
+    // The PrometheusRule's spec is a rules file (JSON is YAML).
+    let pr: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(root().join(SHIPPED[0].0)).unwrap())
+            .unwrap();
+    let spec = dir.path().join("spec.rules.json");
+    std::fs::write(&spec, serde_json::to_string(&pr["spec"]).unwrap()).unwrap();
+    run_promtool(&["check".as_ref(), "rules".as_ref(), spec.as_os_str()]);
+
+    let file = rules_file(&std::fs::read_to_string(&plain).unwrap());
+    let prod = file
+        .groups
+        .iter()
+        .find(|g| g.name == "snapward-openbao-prod")
+        .unwrap();
+    let local = file
+        .groups
+        .iter()
+        .find(|g| g.name == "snapward-openbao-local")
+        .unwrap();
+    let series = |s: &str, v: &str| serde_json::json!({"series": s, "values": v});
+    let p = "policy=\"openbao-prod\",job=\"snapward\"";
+    // 50 hours of samples, one a minute. Broken: the last success at t=0,
+    // a refused run, r2 failing, a failed restore test, keys that do not
+    // authenticate; openbao-local never pushed anything.
+    let broken = vec![
+        series(
+            &format!("snapward_last_success_timestamp_seconds{{{p}}}"),
+            "0x3000",
+        ),
+        series(&format!("snapward_guard_refused{{{p}}}"), "1x3000"),
+        series(
+            &format!("snapward_target_result{{{p},target=\"r2\",result=\"failed\"}}"),
+            "1x3000",
+        ),
+        series(
+            &format!("snapward_target_result{{{p},target=\"r2\",result=\"succeeded\"}}"),
+            "0x3000",
+        ),
+        series(
+            &format!("snapward_target_result{{{p},target=\"nfs\",result=\"failed\"}}"),
+            "0x3000",
+        ),
+        series(&format!("snapward_restore_test_result{{{p}}}"), "0x3000"),
+        series(
+            &format!("snapward_restore_test_last_success_timestamp_seconds{{{p}}}"),
+            "0x3000",
+        ),
+        series(&format!("snapward_snapshot_authentic{{{p}}}"), "0x3000"),
+    ];
+    // Healthy: each run succeeds (the last success follows the clock), for
+    // both policies.
+    let healthy = vec![
+        series(
+            &format!("snapward_last_success_timestamp_seconds{{{p}}}"),
+            "0+60x3000",
+        ),
+        series(
+            "snapward_last_success_timestamp_seconds{policy=\"openbao-local\",job=\"snapward\"}",
+            "0+60x3000",
+        ),
+        series(&format!("snapward_guard_refused{{{p}}}"), "0x3000"),
+        series(
+            &format!("snapward_target_result{{{p},target=\"r2\",result=\"failed\"}}"),
+            "0x3000",
+        ),
+        series(&format!("snapward_restore_test_result{{{p}}}"), "1x3000"),
+        series(
+            &format!("snapward_restore_test_last_success_timestamp_seconds{{{p}}}"),
+            "0+60x3000",
+        ),
+        series(&format!("snapward_snapshot_authentic{{{p}}}"), "1x3000"),
+    ];
+    let at = 48 * 3600 + 600; // 48h10m
+    let check = |eval: &str, alert: &str, exp: Vec<Value>| serde_json::json!({"eval_time": eval, "alertname": alert, "exp_alerts": exp});
+    let broken_checks = vec![
+        // 47h: within the 48h window.
+        check("47h", "SnapwardNoRecentSuccess", vec![]),
+        check(
+            "48h10m",
+            "SnapwardNoRecentSuccess",
+            vec![expected(prod, "SnapwardNoRecentSuccess", Some(at), None)],
+        ),
+        check(
+            "48h10m",
+            "SnapwardGuardRefused",
+            vec![expected(prod, "SnapwardGuardRefused", None, None)],
+        ),
+        check(
+            "48h10m",
+            "SnapwardTargetFailed",
+            vec![expected(prod, "SnapwardTargetFailed", None, Some("r2"))],
+        ),
+        check(
+            "48h10m",
+            "SnapwardRestoreTestFailed",
+            vec![expected(prod, "SnapwardRestoreTestFailed", None, None)],
+        ),
+        // 14 days (restoreTest.every 7d): not overdue after two days.
+        check("48h10m", "SnapwardRestoreTestOverdue", vec![]),
+        check(
+            "48h10m",
+            "SnapwardSnapshotNotAuthentic",
+            vec![expected(prod, "SnapwardSnapshotNotAuthentic", None, None)],
+        ),
+        // openbao-local pushed nothing: absent for more than its 2h.
+        check("1h", "SnapwardMetricsAbsent", vec![]),
+        check(
+            "2h10m",
+            "SnapwardMetricsAbsent",
+            vec![expected(local, "SnapwardMetricsAbsent", None, None)],
+        ),
+    ];
+    let healthy_checks: Vec<Value> = prod
+        .rules
+        .iter()
+        .map(|r| check("48h10m", &r.alert, vec![]))
+        .collect();
+    let tests = serde_json::json!({
+        "rule_files": [plain],
+        "evaluation_interval": "1m",
+        "tests": [
+            {"interval": "1m", "input_series": broken, "alert_rule_test": broken_checks},
+            {"interval": "1m", "input_series": healthy, "alert_rule_test": healthy_checks},
+        ]
+    });
+    let t = dir.path().join("tests.json");
+    std::fs::write(&t, serde_json::to_string_pretty(&tests).unwrap()).unwrap();
+    let out = run_promtool(&["test".as_ref(), "rules".as_ref(), t.as_os_str()]);
+    assert!(out.contains("SUCCESS"), "{out}");
 }
