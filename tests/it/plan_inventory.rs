@@ -37,11 +37,27 @@ fn fill(dir: &Path, names: &[String]) {
     }
 }
 
-/// `snapward list --format json` of the stores the committed inventory
-/// describes, under the policy they were listed with.
-fn list_the_stores() -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// Retention per store (local, r2, nfs, old-nas), and the schedule line.
+struct Rules<'a> {
+    schedule: &'a str,
+    local: &'a str,
+    r2: &'a str,
+    nfs: &'a str,
+    old_nas: Option<&'a str>,
+}
+
+/// The policy the committed inventory was listed with.
+const BEFORE: Rules = Rules {
+    schedule: "  schedule: \"15 2 * * *\"\n",
+    local: "{keepLast: 10}",
+    r2: "{keepDaily: 60}",
+    nfs: "{keepDaily: 30}",
+    old_nas: Some("{keepLast: 10}"),
+};
+
+/// The stores the committed inventory describes, built from the fixture
+/// snapshot in `d`.
+fn build_stores(d: &Path) {
     // local: the last five nightly runs, a manual run no target holds, and a
     // truncated file (never counted).
     let mut local = days((11, 25), 5);
@@ -56,29 +72,39 @@ fn list_the_stores() -> String {
     fill(&d.join("r2"), &days((10, 16), 45));
     fill(&d.join("nfs"), &days((10, 31), 30));
     fill(&d.join("old-nas"), &days((11, 20), 10));
-    let policy = d.join("before.yaml");
+}
+
+/// A policy over the stores in `d` (all filesystem targets).
+fn write_policy(d: &Path, file: &str, r: &Rules) -> std::path::PathBuf {
     let target = |name: &str, retention: &str| {
         format!(
             "    - {{name: {name}, filesystem: {{path: {}}}, retention: {retention}}}\n",
             d.join(name).display()
         )
     };
+    let policy = d.join(file);
     std::fs::write(
         &policy,
         format!(
-            "apiVersion: snapward.dev/v1alpha1\nkind: SnapshotPolicy\nmetadata: {{name: openbao-prod}}\nspec:\n  \
-             schedule: \"15 2 * * *\"\n  cluster: {{nodes: [{{address: \"http://127.0.0.1:1\"}}]}}\n  \
-             local: {{path: {}, retention: {{keepLast: 10}}}}\n  targets:\n{}{}{}",
+            "apiVersion: snapward.dev/v1alpha1\nkind: SnapshotPolicy\nmetadata: {{name: openbao-prod}}\nspec:\n{}  \
+             cluster: {{nodes: [{{address: \"http://127.0.0.1:1\"}}]}}\n  \
+             local: {{path: {}, retention: {}}}\n  targets:\n{}{}{}",
+            r.schedule,
             d.join("local").display(),
-            target("r2", "{keepDaily: 60}"),
-            target("nfs", "{keepDaily: 30}"),
-            target("old-nas", "{keepLast: 10}"),
+            r.local,
+            target("r2", r.r2),
+            target("nfs", r.nfs),
+            r.old_nas.map(|o| target("old-nas", o)).unwrap_or_default(),
         ),
     )
     .unwrap();
+    policy
+}
+
+fn list_json(policy: &Path) -> String {
     let o = snapward()
         .args(["list", "--format", "json", "-f"])
-        .arg(&policy)
+        .arg(policy)
         .output()
         .unwrap();
     assert_eq!(
@@ -88,6 +114,14 @@ fn list_the_stores() -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8(o.stdout).unwrap()
+}
+
+/// `snapward list --format json` of the stores the committed inventory
+/// describes, under the policy they were listed with.
+fn list_the_stores() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    build_stores(dir.path());
+    list_json(&write_policy(dir.path(), "before.yaml", &BEFORE))
 }
 
 #[test]
@@ -171,11 +205,9 @@ fn plan_with_an_inventory_shows_what_retention_would_delete_per_store() {
 }
 
 #[test]
-fn the_preview_is_what_list_says_the_same_policy_would_delete() {
-    // Under the policy the inventory was listed with, `list` keeps all but
-    // the truncated file; under the production policy, its own `list`
-    // verdicts (without the next run's snapshot) and the plan agree on r2
-    // apart from the one snapshot the next run adds.
+fn the_preview_counts_the_next_run_and_spares_what_prune_spares() {
+    // Under the policy the inventory was listed with, `list` kept all but
+    // the truncated file.
     let inv: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root().join(INVENTORY)).unwrap()).unwrap();
     for store in inv.as_array().unwrap() {
@@ -315,5 +347,75 @@ fn a_bad_inventory_is_a_usage_error_naming_the_file_and_the_problem() {
         assert!(err.contains(&file), "{file} not named: {err}");
         assert!(err.contains(want), "{file}: want {want:?} in {err}");
         assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// The plan decides as `list` (the executor's candidates and retention)
+/// does: with no schedule (so no next-run snapshot is added), the plan of
+/// the production retention over the committed inventory keeps exactly what
+/// `list` under that policy keeps, and deletes what it deletes — less the
+/// local snapshots no target holds, which prune's guard keeps.
+#[test]
+fn the_plan_keeps_and_deletes_what_list_decides_under_the_same_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    build_stores(dir.path());
+    let after = Rules {
+        schedule: "",
+        local: "{keepLast: 3}",
+        r2: "{keepDaily: 14, keepWeekly: 8, keepMonthly: 12, keepYearly: 3}",
+        nfs: "{keepDaily: 7, keepWithin: 3d}",
+        old_nas: None,
+    };
+    let policy = write_policy(dir.path(), "after.yaml", &after);
+    let listed: serde_json::Value = serde_json::from_str(&list_json(&policy)).unwrap();
+    let (code, json, err) = plan(&[
+        "-f",
+        policy.to_str().unwrap(),
+        "--inventory",
+        INVENTORY,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        v["retention"]["nextRun"].is_null(),
+        "no schedule: no next run"
+    );
+    let names = |v: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        v.as_array()
+            .map(|a| a.iter().map(|n| n.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    for store in ["local", "r2", "nfs"] {
+        let l = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["store"] == store)
+            .unwrap();
+        let verdict = |want: &str| -> std::collections::BTreeSet<String> {
+            l["snapshots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["verdict"] == want)
+                .map(|r| r["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let p = v["retention"]["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["store"] == store)
+            .unwrap();
+        assert_eq!(names(&p["keep"]), verdict("keep"), "{store}: kept");
+        let mut deleted = names(&p["delete"]);
+        deleted.extend(names(&p["keptUnmirrored"]));
+        assert_eq!(deleted, verdict("delete"), "{store}: deleted");
+        assert!(
+            !verdict("delete").is_empty(),
+            "{store}: the case deletes something"
+        );
     }
 }
