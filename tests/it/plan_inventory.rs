@@ -419,3 +419,80 @@ fn the_plan_keeps_and_deletes_what_list_decides_under_the_same_policy() {
         );
     }
 }
+
+/// A real S3 store (moto): `list` of snapshots snapward uploaded and of an
+/// object another tool put under the prefix with a snapshot's name (no
+/// snapward metadata). The plan over that inventory deletes only
+/// snapward's surplus and never the other object.
+#[tokio::test]
+async fn an_s3_inventory_never_deletes_an_object_snapward_did_not_write() {
+    use crate::support::s3::S3Server;
+    let s3 = S3Server::moto();
+    s3.create_bucket("snaps", false).await;
+    let names: Vec<String> = days((11, 20), 6);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    s3.seed("snaps", "prod/", &fixture_snapshot(), &refs).await;
+    let stranger = "openbao-20261130-000000.snap";
+    s3.client()
+        .put_object()
+        .bucket("snaps")
+        .key(format!("prod/{stranger}"))
+        .body(std::fs::read(fixture_snapshot()).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = serde_json::to_string(&s3.target_config("snaps", "prod/")).unwrap();
+    let write = |file: &str, keep: u32| {
+        let p = dir.path().join(file);
+        std::fs::write(
+            &p,
+            format!(
+                "apiVersion: snapward.dev/v1alpha1\nkind: SnapshotPolicy\nmetadata: {{name: p}}\nspec:\n  \
+                 cluster: {{nodes: [{{address: \"http://127.0.0.1:1\"}}]}}\n  \
+                 local: {{path: {}, retention: {{keepLast: 3}}}}\n  \
+                 targets: [{{name: s3, s3: {target}, retention: {{keepLast: {keep}}}}}]\n",
+                dir.path().join("local").display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let before = write("before.yaml", 10);
+    let inventory = dir.path().join("inventory.json");
+    std::fs::write(&inventory, list_json(&before)).unwrap();
+    let listed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&inventory).unwrap()).unwrap();
+    let s3_rows = listed[1]["snapshots"].as_array().unwrap();
+    assert_eq!(s3_rows.len(), 7, "{listed}");
+    let row = s3_rows.iter().find(|r| r["name"] == stranger).unwrap();
+    assert_eq!(row["verdict"], "ignore", "{row}");
+
+    let after = write("after.yaml", 2);
+    let (code, json, err) = plan(&[
+        "-f",
+        after.to_str().unwrap(),
+        "--inventory",
+        inventory.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let st = &v["retention"]["stores"][1];
+    assert_eq!(st["store"], "s3");
+    // keepLast 2 of snapward's six (no schedule: no next run counted).
+    assert_eq!(st["keep"], serde_json::json!([names[5], names[4]]), "{st}");
+    assert_eq!(st["delete"].as_array().unwrap().len(), 4, "{st}");
+    assert_eq!(st["notCounted"][0]["name"], stranger, "{st}");
+    assert!(
+        !st["delete"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d == stranger),
+        "{st}"
+    );
+    // Nothing was touched: the bucket still holds all seven.
+    assert_eq!(s3.objects("snaps").await.len(), 7);
+}
