@@ -34,6 +34,12 @@ pub fn run(
     };
     let dag = plan::compile(&p)?;
     let mut built = plan::build(&p, &dag, scenario, None)?;
+    if inventory.is_some() && matches!(format, render::Format::Dot | render::Format::Mermaid) {
+        crate::ewriteln!(
+            "note: --format {} draws the DAG only; what retention would delete is in text, markdown and json",
+            format.name()
+        );
+    }
     if let (Some(path), Some(stores)) = (inventory, listed) {
         built.retention = Some(inventory::preview(&p, &path.display().to_string(), &stores));
     }

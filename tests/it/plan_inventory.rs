@@ -202,6 +202,12 @@ fn plan_with_an_inventory_shows_what_retention_would_delete_per_store() {
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     insta::assert_json_snapshot!("plan-inventory-json", v["retention"]);
+
+    // A picture of the DAG leaves it out, and says where it is.
+    let (code, dot, err) = plan(&["-f", POLICY, "--inventory", INVENTORY, "--format", "dot"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(dot, plan(&["-f", POLICY, "--format", "dot"]).1);
+    assert!(err.contains("--format dot draws the DAG only"), "{err}");
 }
 
 #[test]
