@@ -96,8 +96,8 @@ pub enum Command {
     },
     /// Print Prometheus alerting rules for the policies' metrics: no
     /// success within twice the schedule's longest gap, no metrics at all,
-    /// a guard refusal, a failed target upload, a failed restore test, a
-    /// snapshot the stored keys do not authenticate.
+    /// a guard refusal, a failed target upload, a failed or overdue
+    /// restore test, a snapshot the stored keys do not authenticate.
     ///
     /// One rule group per policy (each needs spec.schedule). Exit 0, 1
     /// invalid policy, 2 usage or I/O error.
