@@ -95,6 +95,7 @@ impl S3Target {
         meta: std::collections::HashMap<String, String>,
         want_sha: &str,
         cancel: &CancellationToken,
+        shown: &crate::progress::Counter,
     ) -> Result<Sent, TargetError> {
         let (sse, kms) = self.sse();
         let (lock_mode, lock_until) = self.lock();
@@ -135,7 +136,7 @@ impl S3Target {
         );
 
         let parts = match self
-            .upload_parts(file, key, &upload_id, size, want_sha, cancel)
+            .upload_parts(file, key, &upload_id, size, want_sha, cancel, shown)
             .await
         {
             Ok(p) => p,
@@ -218,6 +219,7 @@ impl S3Target {
         size: u64,
         want_sha: &str,
         cancel: &CancellationToken,
+        shown: &crate::progress::Counter,
     ) -> Result<Vec<(CompletedPart, [u8; 32])>, TargetError> {
         let part_size = self.part_size.max(size.div_ceil(MAX_PARTS));
         let count = size.div_ceil(part_size);
@@ -255,6 +257,7 @@ impl S3Target {
             let key = key.to_owned();
             let uploaded = Arc::clone(&uploaded);
             let progress = self.progress.clone();
+            let shown = shown.clone();
             tasks.spawn(async move {
                 let _slot = permit;
                 let out = request.send().await.map_err(|e| {
@@ -262,6 +265,7 @@ impl S3Target {
                 })?;
                 crate::crash::crash_point!("s3.multipart.after-part");
                 let total = uploaded.fetch_add(len, Ordering::Relaxed) + len;
+                shown.set(total);
                 if let Some(p) = progress {
                     p(total);
                 }

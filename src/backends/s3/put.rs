@@ -67,9 +67,14 @@ impl S3Target {
             return Err(TargetError::Cancelled);
         }
         tracing::info!(target_name = %self.ctx.target, key, size, "uploading snapshot");
+        // Progress per part (a single PutObject has no byte hook: all at once).
+        let shown = crate::progress::start(format!("upload {}", self.ctx.target), Some(size));
         let sent = if size <= self.multipart_threshold {
-            self.put_single(file, &key, identity, tag, &want_sha, cancel)
-                .await
+            let sent = self
+                .put_single(file, &key, identity, tag, &want_sha, cancel)
+                .await;
+            shown.set(if sent.is_ok() { size } else { 0 });
+            sent
         } else {
             self.put_multipart(
                 file,
@@ -78,9 +83,13 @@ impl S3Target {
                 self.metadata(identity, &want_sha, tag),
                 &want_sha,
                 cancel,
+                &shown.handle(),
             )
             .await
         };
+        if sent.is_ok() {
+            shown.finish();
+        }
         let sent = match sent {
             Ok(s) => s,
             Err(TargetError::AlreadyExists { target, name }) => {
