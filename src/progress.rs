@@ -133,11 +133,7 @@ impl Transfer {
         multi.remove(&bar);
         let secs = self.began.elapsed().as_secs_f64();
         let line = if ok {
-            let rate = if secs > 0.0 {
-                bytes as f64 / secs
-            } else {
-                0.0
-            };
+            let rate = if secs > 0.0 { bytes as f64 / secs } else { 0.0 };
             format!(
                 "{}  {} in {secs:.1}s ({}/s)",
                 self.label,

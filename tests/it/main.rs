@@ -39,6 +39,7 @@ mod multi_node_restore;
 mod openbao;
 mod plan_dag;
 mod policy_lint;
+mod progress;
 mod restore_auth;
 mod restore_test;
 mod retention;

@@ -53,7 +53,11 @@ pub(super) async fn run(
         .unwrap_or_default();
     let shown = crate::progress::start(format!("snapshot {name}"), None);
     let streamed = (a.bao)
-        .snapshot(node, &mut crate::progress::Writer::new(&mut out, &shown), cancel)
+        .snapshot(
+            node,
+            &mut crate::progress::Writer::new(&mut out, &shown),
+            cancel,
+        )
         .await;
     if streamed.is_ok() {
         shown.finish();
