@@ -36,6 +36,7 @@ mod kube_run;
 mod list;
 mod mtls;
 mod multi_node_restore;
+mod notify;
 mod openbao;
 mod plan_dag;
 mod policy_lint;
