@@ -103,11 +103,7 @@ fn screen_lines(text: &str) -> Vec<String> {
                 }
                 let n: usize = arg.parse().unwrap_or(1);
                 match cmd {
-                    'K' => {
-                        if rows.len() > row {
-                            rows[row].clear();
-                        }
-                    }
+                    'K' if rows.len() > row => rows[row].clear(),
                     'A' => row = row.saturating_sub(n),
                     'B' => row += n,
                     _ => {}

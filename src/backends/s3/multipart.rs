@@ -87,6 +87,10 @@ async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str)
 impl S3Target {
     /// Multipart upload; the upload is aborted on every path that does not
     /// complete it.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the progress line is one more borrowed handle"
+    )]
     pub(super) async fn put_multipart(
         &self,
         file: &Path,
@@ -211,6 +215,10 @@ impl S3Target {
     /// file on the way) and uploads up to `parts_in_flight` parts at once,
     /// each streamed from the file with the SHA-256 just computed for it.
     /// Returns the completed parts in order with their SHA-256 digests.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the progress line is one more borrowed handle"
+    )]
     pub(super) async fn upload_parts(
         &self,
         file: &Path,
