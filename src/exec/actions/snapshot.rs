@@ -52,7 +52,8 @@ pub(super) async fn run(
         .map(|n| n.name.clone())
         .unwrap_or_default();
     let shown = crate::progress::start(format!("snapshot {name}"), None);
-    let streamed = (a.bao)
+    let streamed = a
+        .bao
         .snapshot(
             node,
             &mut crate::progress::Writer::new(&mut out, &shown),
