@@ -261,7 +261,7 @@ async fn a_backup_pings_start_and_success_and_posts_its_summary_without_secrets(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_run_pings_fail_with_its_exit_code() {
+async fn a_failing_run_pings_fail_with_its_exit_code_and_a_busy_one_sends_nothing() {
     let (bao, server) = tokio::join!(Bao::single(), Server::start(&[]));
     let work = work();
     // OpenBao refuses this token: the snapshot fails, the run says retry.
@@ -297,6 +297,25 @@ async fn a_failing_run_pings_fail_with_its_exit_code() {
             .as_str()
             .is_some_and(|t| t.starts_with("failed — retry")),
         "{body:#}"
+    );
+
+    // Another run holds the lock (exit 5): that run notifies, this one
+    // sends nothing at all.
+    let before = server.seen("/").len();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(work.path("snapshots").join(".snapward-notified.lock"))
+        .expect("open the lock file");
+    lock.lock().expect("take the lock");
+    let busy = work.run(&policy, &[]).await;
+    busy.expect_exit_without_report(5);
+    assert_eq!(
+        server.seen("/").len(),
+        before,
+        "a busy run notified: {:?}",
+        server.seen("/")
     );
 }
 
