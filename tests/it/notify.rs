@@ -10,7 +10,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -339,9 +339,9 @@ async fn webhooks_that_hang_or_answer_500_are_retried_within_bounds_and_never_fa
             ],
         }),
     );
-    let began = Instant::now();
+    // Bounded: the hanging webhook cannot hold the run past the work
+    // dir's run limit (a run that does not end fails the test as a hang).
     let run = work.run(&policy, &[]).await;
-    let took = began.elapsed();
     // The run's own outcome stands.
     run.expect_exit(0);
     assert_eq!(
@@ -378,9 +378,6 @@ async fn webhooks_that_hang_or_answer_500_are_retried_within_bounds_and_never_fa
         "a warning in the log:\n{}",
         run.stderr
     );
-    // Bounded: 2 × 1 s + 3 quick attempts + backoff (≤ 5 s each), far
-    // below the run limit; the hanging server never holds the run.
-    assert!(took < Duration::from_secs(120), "took {took:?}");
 }
 
 /// The lint rules of `spec.notify`: http(s) only, no credentials inside
