@@ -106,11 +106,17 @@ impl Notifier {
         }
         // No redirects: headers from `headersFile` must not reach another
         // host, and a ping service does not redirect.
-        let client = reqwest::Client::builder()
+        let client = match reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("snapward/", env!("CARGO_PKG_VERSION")))
             .build()
-            .ok()?;
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %crate::backends::chain(&e), "no notifications this run: cannot build the HTTP client");
+                return None;
+            }
+        };
         Some(Self {
             client,
             ping: n.ping.as_ref().map(Endpoint::new),
