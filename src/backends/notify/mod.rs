@@ -61,7 +61,7 @@ struct Endpoint {
 impl Endpoint {
     fn new(e: &model::Endpoint) -> Self {
         Self {
-            url: e.url.trim_end_matches('/').to_string(),
+            url: e.url.clone(),
             // Validated by lint; a value that does not parse is the default.
             timeout: e
                 .timeout
@@ -130,8 +130,14 @@ impl Notifier {
             return Vec::new();
         };
         vec![
-            self.send("ping", "start", p, format!("{}/start", p.url), None)
-                .await,
+            self.send(
+                "ping",
+                "start",
+                p,
+                format!("{}/start", p.url.trim_end_matches('/')),
+                None,
+            )
+            .await,
         ]
     }
 
@@ -148,7 +154,7 @@ impl Notifier {
                 "ping",
                 "end",
                 p,
-                format!("{}/{exit_code}", p.url),
+                format!("{}/{exit_code}", p.url.trim_end_matches('/')),
                 Some(Body::Text(summary.to_string())),
             )
         });
@@ -347,7 +353,9 @@ mod tests {
             attempts: Some(99),
             headers_file: None,
         });
-        assert_eq!(e.url, "https://hc-ping.com/0b6a1f3e-uuid");
+        // Kept as written (a webhook may need its trailing slash); the
+        // ping's `/start` and `/<code>` are appended without a double one.
+        assert_eq!(e.url, "https://hc-ping.com/0b6a1f3e-uuid/");
         assert_eq!(e.timeout, DEFAULT_TIMEOUT);
         assert_eq!(e.attempts, MAX_ATTEMPTS);
         assert_eq!(e.origin(), "https://hc-ping.com");
