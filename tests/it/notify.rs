@@ -336,6 +336,8 @@ async fn webhooks_that_hang_or_answer_500_are_retried_within_bounds_and_never_fa
             "webhooks": [
                 {"url": server.url("/hang"), "timeout": "1s", "attempts": 2},
                 {"url": server.url("/broken"), "attempts": 3},
+                // A headers file that is not there: not sent, said so.
+                {"url": server.url("/unsent"), "headersFile": work.path("no-such-headers").display().to_string()},
             ],
         }),
     );
@@ -359,7 +361,15 @@ async fn webhooks_that_hang_or_answer_500_are_retried_within_bounds_and_never_fa
         .as_array()
         .expect("notifications");
     let failed: Vec<&Value> = sent.iter().filter(|d| d["delivered"] == false).collect();
-    assert_eq!(failed.len(), 2, "{sent:?}");
+    assert_eq!(failed.len(), 3, "{sent:?}");
+    assert!(server.seen("/unsent").is_empty());
+    assert!(
+        failed.iter().any(|d| d["attempts"] == 0
+            && d["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("headersFile") && e.contains("no-such-headers"))),
+        "{sent:?}"
+    );
     assert!(
         failed.iter().any(|d| d["attempts"] == 2
             && d["error"]
