@@ -70,11 +70,8 @@ impl S3Target {
         // Progress per part (a single PutObject has no byte hook: all at once).
         let shown = crate::progress::start(format!("upload {}", self.ctx.target), Some(size));
         let sent = if size <= self.multipart_threshold {
-            let sent = self
-                .put_single(file, &key, identity, tag, &want_sha, cancel)
-                .await;
-            shown.set(if sent.is_ok() { size } else { 0 });
-            sent
+            self.put_single(file, &key, identity, tag, &want_sha, cancel)
+                .await
         } else {
             self.put_multipart(
                 file,
@@ -87,9 +84,6 @@ impl S3Target {
             )
             .await
         };
-        if sent.is_ok() {
-            shown.finish();
-        }
         let sent = match sent {
             Ok(s) => s,
             Err(TargetError::AlreadyExists { target, name }) => {
@@ -108,6 +102,9 @@ impl S3Target {
             }
             Err(e) => return Err(e),
         };
+        // Sent (the confirming HEAD follows).
+        shown.set(size);
+        shown.finish();
         crate::crash::crash_point!("s3.after-complete");
         let confirmed = self.confirm(&key, name, &want_sha, &sent).await?;
         tracing::info!(target_name = %self.ctx.target, key, size, "upload confirmed");
