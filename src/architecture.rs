@@ -16,6 +16,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Core: leaves.
     ("secret", &[]),
     ("crash", &[]),
+    // Output: progress lines on a terminal.
+    ("progress", &[]),
     ("diag", &[]),
     ("exit", &[]),
     ("cluster", &[]),
@@ -37,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "crash",
             "policy",
             "retention",
+            "progress",
         ],
     ),
     // The executor: schedules the DAG, calls backends through their traits.
@@ -52,6 +55,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "secret",
             "crash",
             "exit",
+            "progress",
         ],
     ),
     // The composition root.
@@ -78,6 +82,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "diag",
             "exit",
             "cli",
+            "progress",
         ],
     ),
 ];

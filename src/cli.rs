@@ -16,6 +16,10 @@ pub struct Cli {
     /// Log format on stderr (default: human on a TTY, JSON otherwise).
     #[arg(long, global = true, value_enum, env = "SNAPWARD_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Quiet: no progress lines and only warnings and errors in the logs
+    /// (SNAPWARD_LOG still sets the level); the summary is still printed.
+    #[arg(short, long, global = true, env = "SNAPWARD_QUIET")]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }

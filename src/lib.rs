@@ -35,6 +35,7 @@ pub mod exec;
 pub mod exit;
 pub mod plan;
 pub mod policy;
+pub mod progress;
 pub mod retention;
 pub mod secret;
 pub mod snapshot;

@@ -9,17 +9,25 @@ use snapward::cli::{Cli, Command, LogFormat};
 use snapward::commands;
 use snapward::exit::Exit;
 
-fn init_logs(format: Option<LogFormat>) {
+fn init_logs(format: Option<LogFormat>, quiet: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SNAPWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let level = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_env("SNAPWARD_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let tty = std::io::stderr().is_terminal();
     let json = match format {
         Some(LogFormat::Json) => true,
         Some(LogFormat::Human) => false,
-        None => !std::io::stderr().is_terminal(),
+        None => !tty,
     };
+    // Progress lines only where a human watches: a terminal, human logs,
+    // not --quiet (src/progress.rs). Logs go through the progress writer
+    // so that a log line never lands inside a bar.
+    snapward::progress::install(tty && !json && !quiet);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(snapward::progress::LogWriter)
+        // Colours on a terminal only: human logs piped to a file stay text.
+        .with_ansi(tty)
         // On a broken stderr it would report the failed write with
         // `eprintln!`, which panics there: the log line is lost instead.
         .log_internal_errors(false);
@@ -84,7 +92,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logs(cli.log_format);
+    init_logs(cli.log_format, cli.quiet);
     if matches!(
         cli.command,
         Command::Run { .. }

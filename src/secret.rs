@@ -74,6 +74,16 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Only the scheme, host and port of `url` (`https://hc-ping.com`), for
+/// printing a URL whose path or query may be a secret (a ping UUID, a
+/// webhook token). Anything that does not parse gives `[redacted]`.
+pub fn url_origin(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.host_str().is_some() => u.origin().ascii_serialization(),
+        _ => REDACTED.to_string(),
+    }
+}
+
 /// Reads a secret from a file (a mounted Kubernetes Secret, a token file),
 /// trimming surrounding whitespace (the trailing newline most tools write).
 ///

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod kube;
 pub mod local;
 pub mod metrics;
+pub mod notify;
 pub mod openbao;
 pub mod s3;
 pub mod throwaway;

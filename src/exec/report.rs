@@ -100,6 +100,10 @@ pub struct RunReport {
     pub decision: Option<Decision>,
     pub cancelled: bool,
     pub actions: Vec<ActionReport>,
+    /// `spec.notify`: what each ping and webhook did (never the URL, only
+    /// its scheme and host). A failed one does not change the exit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<crate::backends::notify::Delivery>,
 }
 
 impl RunReport {

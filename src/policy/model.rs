@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 mod auth;
 pub use auth::*;
+mod notify;
+pub use notify::*;
 
 pub const API_VERSION: &str = "snapward.dev/v1alpha1";
 pub const KIND: &str = "SnapshotPolicy";
@@ -79,6 +81,10 @@ pub struct Spec {
     /// the stored keys and read, never touching the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_test: Option<RestoreTest>,
+    /// Notifications of each run (not of dry runs): a dead-man's-switch
+    /// ping and JSON webhooks. They never change the exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
     /// The most a snapshot may hold once decompressed (its tar archive):
     /// bytes, or with a `Ki`, `Mi`, `Gi` or `Ti` suffix. Default `64Gi`.
     /// Verification stops at this size, and also at 1032 times the bytes

@@ -309,13 +309,16 @@ impl Inner {
         tmp: &Path,
         cancel: &CancellationToken,
     ) -> Result<Option<(u64, String)>, TargetError> {
-        let mut input = File::open(src).map_err(|e| self.io(src, e))?;
+        let input = File::open(src).map_err(|e| self.io(src, e))?;
         let mut out = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(tmp)
             .map_err(|e| self.io(tmp, e))?;
+        let total = input.metadata().ok().map(|m| m.len());
+        let shown = crate::progress::start(format!("upload {}", self.name), total);
+        let mut input = crate::progress::SyncReader::new(input, &shown);
         let copied = copy_hashing(&mut input, &mut out, cancel).map_err(|e| match e {
             CopyError::Read(e) => self.io(src, e),
             CopyError::Write(e) => self.io(tmp, e),
@@ -323,6 +326,7 @@ impl Inner {
         if copied.is_none() {
             return Ok(None);
         }
+        shown.finish();
         out.sync_all().map_err(|e| self.io(tmp, e))?;
         out.set_permissions(fs::Permissions::from_mode(self.file_mode))
             .map_err(|e| self.io(tmp, e))?;
@@ -453,6 +457,8 @@ impl Inner {
             .create_new(true)
             .open(dest)
             .map_err(|e| self.io(dest, e))?;
+        let total = input.metadata().ok().map(|m| m.len());
+        let shown = crate::progress::start(format!("fetch {}", self.name), total);
         let result = (|| {
             let mut buf = vec![0u8; COPY_BUF];
             let mut n = 0u64;
@@ -469,11 +475,14 @@ impl Inner {
                 out.write_all(buf.get(..read).unwrap_or(&[]))
                     .map_err(|e| self.io(dest, e))?;
                 n += read as u64;
+                shown.inc(read as u64);
             }
             out.sync_all().map_err(|e| self.io(dest, e))?;
             Ok(n)
         })();
-        if result.is_err() {
+        if result.is_ok() {
+            shown.finish();
+        } else {
             remove_quietly(dest);
         }
         result

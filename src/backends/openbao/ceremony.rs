@@ -134,6 +134,10 @@ impl Ceremony for HttpOpenBao {
         let path = how.path();
         let f = tokio::fs::File::open(file).await.map_err(BaoError::Io)?;
         let len = f.metadata().await.map_err(BaoError::Io)?.len();
+        let f = crate::progress::Reader::new(
+            f,
+            crate::progress::start(format!("restore {}", n.name), Some(len)),
+        );
         let body =
             reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20));
         let rb = self

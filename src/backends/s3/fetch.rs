@@ -47,6 +47,7 @@ impl S3Target {
             .open(dest)
             .await
             .map_err(|source| io_err(dest, source))?;
+        let shown = crate::progress::start(format!("fetch {}", self.ctx.target), expected_size);
         let result: Result<u64, TargetError> = async {
             let mut hasher = Sha256::new();
             let mut written = 0u64;
@@ -70,6 +71,7 @@ impl S3Target {
                     .await
                     .map_err(|source| io_err(dest, source))?;
                 written += chunk.len() as u64;
+                shown.inc(chunk.len() as u64);
                 crate::crash::crash_point!("fetch.mid-download");
             }
             file.flush().await.map_err(|source| io_err(dest, source))?;
@@ -94,6 +96,9 @@ impl S3Target {
             Ok(written)
         }
         .await;
+        if result.is_ok() {
+            shown.finish();
+        }
         if result.is_err() {
             drop(file);
             let _ = tokio::fs::remove_file(dest).await;

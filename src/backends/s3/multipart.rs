@@ -87,6 +87,10 @@ async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str)
 impl S3Target {
     /// Multipart upload; the upload is aborted on every path that does not
     /// complete it.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the progress line is one more borrowed handle"
+    )]
     pub(super) async fn put_multipart(
         &self,
         file: &Path,
@@ -95,6 +99,7 @@ impl S3Target {
         meta: std::collections::HashMap<String, String>,
         want_sha: &str,
         cancel: &CancellationToken,
+        shown: &crate::progress::Counter,
     ) -> Result<Sent, TargetError> {
         let (sse, kms) = self.sse();
         let (lock_mode, lock_until) = self.lock();
@@ -135,7 +140,7 @@ impl S3Target {
         );
 
         let parts = match self
-            .upload_parts(file, key, &upload_id, size, want_sha, cancel)
+            .upload_parts(file, key, &upload_id, size, want_sha, cancel, shown)
             .await
         {
             Ok(p) => p,
@@ -210,6 +215,10 @@ impl S3Target {
     /// file on the way) and uploads up to `parts_in_flight` parts at once,
     /// each streamed from the file with the SHA-256 just computed for it.
     /// Returns the completed parts in order with their SHA-256 digests.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the progress line is one more borrowed handle"
+    )]
     pub(super) async fn upload_parts(
         &self,
         file: &Path,
@@ -218,6 +227,7 @@ impl S3Target {
         size: u64,
         want_sha: &str,
         cancel: &CancellationToken,
+        shown: &crate::progress::Counter,
     ) -> Result<Vec<(CompletedPart, [u8; 32])>, TargetError> {
         let part_size = self.part_size.max(size.div_ceil(MAX_PARTS));
         let count = size.div_ceil(part_size);
@@ -255,6 +265,7 @@ impl S3Target {
             let key = key.to_owned();
             let uploaded = Arc::clone(&uploaded);
             let progress = self.progress.clone();
+            let shown = shown.clone();
             tasks.spawn(async move {
                 let _slot = permit;
                 let out = request.send().await.map_err(|e| {
@@ -262,6 +273,7 @@ impl S3Target {
                 })?;
                 crate::crash::crash_point!("s3.multipart.after-part");
                 let total = uploaded.fetch_add(len, Ordering::Relaxed) + len;
+                shown.set(total);
                 if let Some(p) = progress {
                     p(total);
                 }

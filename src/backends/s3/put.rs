@@ -67,6 +67,8 @@ impl S3Target {
             return Err(TargetError::Cancelled);
         }
         tracing::info!(target_name = %self.ctx.target, key, size, "uploading snapshot");
+        // Progress per part (a single PutObject has no byte hook: all at once).
+        let shown = crate::progress::start(format!("upload {}", self.ctx.target), Some(size));
         let sent = if size <= self.multipart_threshold {
             self.put_single(file, &key, identity, tag, &want_sha, cancel)
                 .await
@@ -78,6 +80,7 @@ impl S3Target {
                 self.metadata(identity, &want_sha, tag),
                 &want_sha,
                 cancel,
+                &shown.handle(),
             )
             .await
         };
@@ -99,6 +102,9 @@ impl S3Target {
             }
             Err(e) => return Err(e),
         };
+        // Sent (the confirming HEAD follows).
+        shown.set(size);
+        shown.finish();
         crate::crash::crash_point!("s3.after-complete");
         let confirmed = self.confirm(&key, name, &want_sha, &sent).await?;
         tracing::info!(target_name = %self.ctx.target, key, size, "upload confirmed");

@@ -4,6 +4,7 @@
 //! and ends with the exit code, report, metrics and summary (`finish`).
 
 mod finish;
+mod notify;
 mod runner;
 mod single_flight;
 
@@ -137,12 +138,34 @@ pub(crate) async fn run_loaded(
     }
 }
 
+/// The run with its notifications (`spec.notify`): a run that stopped
+/// before it had a report still ends its ping with the exit code, except
+/// when another run holds the lock (that one notifies).
 async fn run_policy(
     p: ValidPolicy,
     client: Option<::kube::Client>,
     opts: &RunOptions,
     cancel: CancellationToken,
 ) -> Result<(Exit, RunReport), Exit> {
+    let notifier = notify::notifier(&p, opts);
+    let started_at = jiff::Timestamp::now();
+    let r = run_notified(&p, client, opts, cancel, notifier.as_ref()).await;
+    if let (Some(n), Err(exit)) = (&notifier, &r)
+        && *exit != Exit::Busy
+    {
+        notify::not_started(n, &p, started_at, *exit).await;
+    }
+    r
+}
+
+async fn run_notified(
+    p: &ValidPolicy,
+    client: Option<::kube::Client>,
+    opts: &RunOptions,
+    cancel: CancellationToken,
+    notifier: Option<&crate::backends::notify::Notifier>,
+) -> Result<(Exit, RunReport), Exit> {
+    let p = p.clone();
     if let Some(name) = &opts.only_snapshot
         && crate::backends::snapshot_time(&p.local.prefix, name).is_none()
     {
@@ -175,6 +198,10 @@ async fn run_policy(
     let held = match single_flight::take(&p, lease_kube, opts.dry_run).await {
         Ok(h) => h,
         Err(exit) => return Err(exit),
+    };
+    let mut notifications = match notifier {
+        Some(n) => n.start().await,
+        None => Vec::new(),
     };
     // Discovery (read-only) only once this run holds the lock and Lease.
     let (bao, ceremony) = match cluster(&p, kube.as_ref()).await {
@@ -218,7 +245,7 @@ async fn run_policy(
         lease_lost.as_ref().is_some_and(|l| l.is_cancelled()),
         opts.dry_run,
     );
-    let report = RunReport {
+    let mut report = RunReport {
         policy: p.name().to_string(),
         dry_run: opts.dry_run,
         started_at,
@@ -229,9 +256,17 @@ async fn run_policy(
         decision: st.decision.clone(),
         cancelled: cancel.is_cancelled(),
         actions,
+        notifications: Vec::new(),
     };
     finish::metrics(&p, &report, &st).await;
     drop(st);
+    if let Some(n) = notifier {
+        let ended = n
+            .end(report.exit_code, &report.summary, &notify::body(&report))
+            .await;
+        notifications.extend(ended);
+        report.notifications = notifications;
+    }
     if !opts.quiet {
         finish::output(opts, &report);
     }

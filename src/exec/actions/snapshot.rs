@@ -51,7 +51,18 @@ pub(super) async fn run(
         .get(node)
         .map(|n| n.name.clone())
         .unwrap_or_default();
-    let streamed = a.bao.snapshot(node, &mut out, cancel).await;
+    let shown = crate::progress::start(format!("snapshot {name}"), None);
+    let streamed = a
+        .bao
+        .snapshot(
+            node,
+            &mut crate::progress::Writer::new(&mut out, &shown),
+            cancel,
+        )
+        .await;
+    if streamed.is_ok() {
+        shown.finish();
+    }
     let flushed = out.flush().await;
     let (file, verdict) = out.finish().await;
     let synced = match flushed {

@@ -15,6 +15,7 @@ mod json_schema;
 mod keys;
 mod limits;
 mod metrics;
+mod notify;
 mod parse;
 mod restore;
 mod stores;
@@ -174,6 +175,7 @@ fn semantic(doc: PolicyDocument, out: &mut Vec<Finding>) -> Option<ValidPolicy> 
     keys::init(&spec.init, spec.unseal_keys.is_some(), out);
     keys::authenticity(spec.unseal_keys.is_some(), spec.targets.len(), out);
     metrics::check(spec.metrics.as_ref(), out);
+    notify::check(spec.notify.as_ref(), out);
     guards::always_on(&spec.guards, out);
     let max_snapshot_bytes = limits::max_snapshot_bytes(spec.max_snapshot_bytes.as_deref(), out);
 
