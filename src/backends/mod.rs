@@ -14,6 +14,8 @@
 //! decide), read policy beyond `policy::model` (configuration data), or let
 //! a secret reach an error, a log line or a report.
 
+pub mod azure;
+pub mod cloud;
 pub mod dry_run;
 mod error;
 pub mod filesystem;

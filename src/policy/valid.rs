@@ -134,11 +134,13 @@ impl ValidTarget {
     }
 }
 
-/// Exactly one of `s3` or `filesystem`.
+/// Exactly one of `s3`, `azure` or `filesystem`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetKind {
-    /// Boxed: far larger than the other kind.
+    /// Boxed: far larger than the other kinds.
     S3(Box<S3Settings>),
+    /// An Azure Blob container (the model as written: endpoint checked).
+    Azure(Box<model::AzureTarget>),
     Filesystem(model::FilesystemTarget),
 }
 

@@ -17,6 +17,7 @@ mod alerts;
 mod auth;
 mod auth_methods;
 mod auto_unseal;
+mod azure;
 mod backup;
 mod bad_input;
 mod bao_faults;

@@ -9,6 +9,7 @@
 //! Stage: validate. Pure: no I/O (file paths in the policy are not opened
 //! here — they may only exist inside the Job's pod).
 
+mod azure;
 mod cluster;
 mod guards;
 mod json_schema;

@@ -89,6 +89,7 @@ pub(super) fn targets(
 ) -> Option<Vec<ValidTarget>> {
     let mut names = BTreeMap::new();
     let mut s3_locations: Vec<(usize, String, String, String)> = Vec::new();
+    let mut azure_locations = super::azure::Locations::new();
     let mut paths: BTreeMap<String, String> = BTreeMap::new();
     paths.insert(
         local_path.trim_end_matches('/').to_string(),
@@ -118,20 +119,30 @@ pub(super) fn targets(
                 .help("target names must be unique: reports, metrics and restore sources refer to them"),
             );
         }
-        match (&t.s3, &t.filesystem) {
-            (Some(_), Some(_)) | (None, None) => out.push(
+        let kinds = [t.s3.is_some(), t.azure.is_some(), t.filesystem.is_some()];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            out.push(
                 Finding::error(
                     Code::TargetKind,
                     p.clone(),
                     format!(
-                        "target `{}` needs exactly one of `s3` or `filesystem`",
+                        "target `{}` needs exactly one of `s3`, `azure` or `filesystem`",
                         t.name
                     ),
                 )
-                .help("split it into two targets if you want both"),
-            ),
-            _ => {}
+                .help("split it into several targets if you want more than one"),
+            );
         }
+        let azure_ok = t.azure.as_ref().is_some_and(|az| {
+            super::azure::check(
+                i,
+                &t.name,
+                az,
+                &format!("{p}/azure"),
+                &mut azure_locations,
+                out,
+            )
+        });
         let mut s3_settings = None;
         if let Some(s3) = &t.s3 {
             let sp = format!("{p}/s3");
@@ -214,9 +225,12 @@ pub(super) fn targets(
             interval,
             out,
         );
-        let kind = match (s3_settings, &t.filesystem) {
-            (Some(s3), None) => Some(TargetKind::S3(Box::new(s3))),
-            (None, Some(fs)) if t.s3.is_none() => Some(TargetKind::Filesystem(fs.clone())),
+        let kind = match (s3_settings, &t.azure, &t.filesystem) {
+            (Some(s3), None, None) => Some(TargetKind::S3(Box::new(s3))),
+            (None, Some(az), None) if t.s3.is_none() && azure_ok => {
+                Some(TargetKind::Azure(Box::new(az.clone())))
+            }
+            (None, None, Some(fs)) if t.s3.is_none() => Some(TargetKind::Filesystem(fs.clone())),
             _ => None,
         };
         if let (Some(rules), Some(kind), true) = (rules, kind, clean_since(out, start)) {

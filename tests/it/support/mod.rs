@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+pub mod azurite;
 pub mod bao;
 pub mod cmd;
 pub mod drill;
