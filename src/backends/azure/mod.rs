@@ -16,10 +16,14 @@
 //! letters, digits, `_`): `snapward-sha256` is refused there (Azurite
 //! does not check), so every name uses `_` ([`META`]).
 //!
-//! Deletes go through object_store's blob batch (one blob per batch).
+//! Deletes go through object_store's blob batch (one blob per batch),
+//! except with a SAS token, which may not authorise a batch: then a plain
+//! `DELETE` per blob (`sas_delete.rs`).
 //!
 //! Must never: format or log the account key or SAS token (they are kept
 //! only in the client and in the [`Scrubber`]).
+
+mod sas_delete;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,6 +119,7 @@ pub async fn target(
         b = b.with_endpoint(ep.trim_end_matches('/').to_owned());
     }
     let mut secrets = Vec::new();
+    let mut sas_token = None;
     if let Some(c) = &cfg.credentials {
         if let Some(p) = &c.account_key_file {
             let key = read_secret(name, "accountKeyFile", p).await?;
@@ -133,6 +138,7 @@ pub async fn target(
                 }
             }
             b = b.with_sas_authorization(pairs);
+            sas_token = Some(SecretString::from(sas.expose_secret().to_owned()));
             secrets.push(sas);
         }
     }
@@ -163,9 +169,25 @@ pub async fn target(
             });
         }
     }
-    let location = match &cfg.endpoint {
-        Some(ep) => format!("{}/{}", ep.trim_end_matches('/'), cfg.container),
-        None => format!("{}/{}", cfg.account, cfg.container),
+    let account_url = match &cfg.endpoint {
+        Some(ep) => ep.trim_end_matches('/').to_owned(),
+        None => format!("https://{}.blob.core.windows.net", cfg.account),
+    };
+    let location = format!("{account_url}/{}", cfg.container);
+    let one_delete = match sas_token {
+        None => None,
+        Some(sas) => {
+            let http = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(300))
+                .build()
+                .map_err(|e| failed(format!("cannot set up the HTTP client: {e}")))?;
+            Some(Arc::new(sas_delete::SasDelete {
+                http,
+                container_url: location.clone(),
+                sas,
+            }) as Arc<dyn super::cloud::OneDelete>)
+        }
     };
     Ok(CloudTarget::new(CloudParts {
         name: name.to_owned(),
@@ -177,6 +199,7 @@ pub async fn target(
         meta: META,
         scrub,
         location,
+        one_delete,
     }))
 }
 

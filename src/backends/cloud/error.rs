@@ -80,6 +80,9 @@ impl CloudTarget {
             detail: format!("{} {op} `{what}`: {status}: {hint} ({text})", self.kind),
             source: None,
         };
+        // Some operations (list) wrap the status in a generic error: the
+        // status line is in the text.
+        let says = |status: &str| text.contains(&format!("status code: {status}"));
         match e {
             object_store::Error::PermissionDenied { .. } => {
                 refused("HTTP 403 (access denied)", self.refused_hint)
@@ -87,6 +90,8 @@ impl CloudTarget {
             object_store::Error::Unauthenticated { .. } => {
                 refused("HTTP 401 (not authenticated)", self.refused_hint)
             }
+            _ if says("403") => refused("HTTP 403 (access denied)", self.refused_hint),
+            _ if says("401") => refused("HTTP 401 (not authenticated)", self.refused_hint),
             _ if text.contains("ContainerNotFound") => refused(
                 "the container does not exist",
                 "create it, or fix `container`/`endpoint`",

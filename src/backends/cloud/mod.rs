@@ -99,6 +99,15 @@ pub struct CloudTarget {
     location: String,
     part_size: usize,
     parts_in_flight: usize,
+    one_delete: Option<Arc<dyn OneDelete>>,
+}
+
+/// A store-specific single-blob delete, used instead of object_store's
+/// (Azure: a blob batch, which a SAS may not authorise). Answers the HTTP
+/// status and body, or a transport error (without credentials).
+#[async_trait]
+pub trait OneDelete: Send + Sync {
+    async fn delete_one(&self, key: &str) -> Result<(u16, String), String>;
 }
 
 impl fmt::Debug for CloudTarget {
@@ -125,6 +134,7 @@ pub struct CloudParts {
     pub meta: MetaNames,
     pub scrub: Scrubber,
     pub location: String,
+    pub one_delete: Option<Arc<dyn OneDelete>>,
 }
 
 impl CloudTarget {
@@ -139,6 +149,7 @@ impl CloudTarget {
             meta: p.meta,
             scrub: p.scrub,
             location: p.location,
+            one_delete: p.one_delete,
             part_size: PART_SIZE,
             parts_in_flight: PARTS_IN_FLIGHT,
         }

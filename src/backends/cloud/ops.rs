@@ -228,6 +228,9 @@ impl CloudTarget {
     }
 
     async fn delete_key(&self, key: &str) -> Result<DeleteOutcome, TargetError> {
+        if let Some(d) = &self.one_delete {
+            return self.delete_one(d.as_ref(), key).await;
+        }
         let path = self.path(key)?;
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(DeleteOutcome::Deleted),
@@ -236,6 +239,53 @@ impl CloudTarget {
                 Ok(DeleteOutcome::RetainedByLock)
             }
             Err(e) => Err(self.error("delete", key, &e)),
+        }
+    }
+
+    /// [`Self::delete_key`] through the store's own single-blob delete,
+    /// retried (with backoff) on transport errors, 5xx and 429.
+    async fn delete_one(
+        &self,
+        d: &dyn super::OneDelete,
+        key: &str,
+    ) -> Result<DeleteOutcome, TargetError> {
+        let mut wait = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            let answer = d.delete_one(key).await;
+            let retry = match &answer {
+                Err(_) => true,
+                Ok((status, _)) => *status >= 500 || *status == 429,
+            };
+            if retry && attempt < 5 {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+                attempt += 1;
+                continue;
+            }
+            return match answer {
+                Ok((200..=299 | 404, _)) => Ok(DeleteOutcome::Deleted),
+                Ok((409, body)) if is_immutable(&body) => {
+                    tracing::info!(target_name = %self.name, key, "delete refused by an immutability policy or legal hold: retained");
+                    Ok(DeleteOutcome::RetainedByLock)
+                }
+                Ok((status @ (401 | 403), body)) => Err(TargetError::Refused {
+                    target: self.name.clone(),
+                    detail: format!(
+                        "{} delete `{key}`: HTTP {status}: {} ({})",
+                        self.kind,
+                        self.refused_hint,
+                        self.scrub.scrub(body.trim())
+                    ),
+                    source: None,
+                }),
+                Ok((status, body)) => Err(self.failed(format!(
+                    "{} delete `{key}`: HTTP {status} ({})",
+                    self.kind,
+                    self.scrub.scrub(body.trim())
+                ))),
+                Err(e) => Err(self.failed(format!("{} {}", self.kind, self.scrub.scrub(&e)))),
+            };
         }
     }
 

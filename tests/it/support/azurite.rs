@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -106,15 +106,20 @@ impl Azurite {
             .is_none_or(|c| !matches!(c.try_wait(), Ok(None)))
     }
 
+    /// True once Azurite says it listens on our port (its own log line, so
+    /// another process on the port never passes); false if it exited.
     fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + START_WAIT;
-        let addr = format!("127.0.0.1:{}", self.port).parse().expect("addr");
+        let ready = format!("successfully listens on http://127.0.0.1:{}", self.port);
         while Instant::now() < deadline {
             if self.exited() {
                 return false;
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return !self.exited();
+            if fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .contains(&ready)
+            {
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
