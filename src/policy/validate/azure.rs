@@ -102,3 +102,150 @@ pub(super) fn check(
     seen.push((i, location, az.container.clone(), az.prefix.clone()));
     super::clean_since(out, start)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::diag::{Code, Severity};
+    use crate::policy::TargetKind;
+
+    fn policy(targets: Value) -> Value {
+        json!({
+            "apiVersion": "snapward.dev/v1alpha1",
+            "kind": "SnapshotPolicy",
+            "metadata": {"name": "t"},
+            "spec": {
+                "cluster": {"nodes": [{"address": "https://a.example:8200"}]},
+                "local": {"path": "/snapshots", "retention": {"keepLast": 3}},
+                "targets": targets,
+            }
+        })
+    }
+
+    fn azure(name: &str, az: Value) -> Value {
+        json!({"name": name, "retention": {"keepLast": 3}, "azure": az})
+    }
+
+    fn findings(targets: Value) -> Vec<(Code, Severity, String)> {
+        let (_, f) = super::super::validate(&policy(targets));
+        f.into_iter()
+            .map(|f| (f.code, f.severity, f.path))
+            .collect()
+    }
+
+    #[test]
+    fn a_plain_azure_target_is_valid_and_kept_as_written() {
+        let az = json!({"account": "acct", "container": "snaps", "prefix": "a/"});
+        let (v, f) = super::super::validate(&policy(json!([azure("az", az)])));
+        let v = v.unwrap_or_else(|| panic!("valid: {f:#?}"));
+        let TargetKind::Azure(a) = &v.targets[0].kind else {
+            panic!("an azure target: {:?}", v.targets[0].kind);
+        };
+        assert_eq!((a.account.as_str(), a.prefix.as_str()), ("acct", "a/"));
+    }
+
+    #[test]
+    fn endpoint_must_be_a_url_without_credentials() {
+        let f = findings(json!([azure(
+            "az",
+            json!({"account": "acct", "container": "snaps", "endpoint": "not a url"})
+        )]));
+        assert!(
+            f.contains(&(
+                Code::EndpointNotUrl,
+                Severity::Error,
+                "/spec/targets/0/azure/endpoint".into()
+            )),
+            "{f:?}"
+        );
+        let f = findings(json!([azure(
+            "az",
+            json!({"account": "acct", "container": "snaps", "endpoint": "https://acct.blob.example/?sv=1&sig=x"})
+        )]));
+        assert!(
+            f.iter()
+                .any(|(c, s, _)| *c == Code::CredentialsInUrl && *s == Severity::Error),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn prefix_without_slash_and_plain_http_warn() {
+        let f = findings(json!([azure(
+            "az",
+            json!({"account": "acct", "container": "snaps", "prefix": "prod", "endpoint": "http://10.0.0.5:10000/acct"})
+        )]));
+        assert!(
+            f.contains(&(
+                Code::PrefixWithoutSlash,
+                Severity::Warning,
+                "/spec/targets/0/azure/prefix".into()
+            )),
+            "{f:?}"
+        );
+        assert!(
+            f.iter()
+                .any(|(c, s, _)| *c == Code::InsecureHttp && *s == Severity::Warning),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn same_account_container_and_overlapping_prefix_is_an_error() {
+        let f = findings(json!([
+            azure(
+                "a",
+                json!({"account": "acct", "container": "snaps", "prefix": "prod/"})
+            ),
+            azure(
+                "b",
+                json!({"account": "acct", "container": "snaps", "prefix": "prod/x/"})
+            ),
+            azure(
+                "c",
+                json!({"account": "acct", "container": "snaps", "prefix": "dev/"})
+            ),
+            azure(
+                "d",
+                json!({"account": "other", "container": "snaps", "prefix": "prod/"})
+            ),
+        ]));
+        let same: Vec<_> = f
+            .iter()
+            .filter(|(c, _, _)| *c == Code::SameBucketPrefix)
+            .collect();
+        assert_eq!(
+            same,
+            vec![&(
+                Code::SameBucketPrefix,
+                Severity::Error,
+                "/spec/targets/1/azure/container".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn credentials_need_exactly_one_file_and_kinds_are_exclusive() {
+        let f = findings(json!([azure(
+            "az",
+            json!({"account": "acct", "container": "snaps",
+                   "credentials": {"accountKeyFile": "/k", "sasTokenFile": "/s"}})
+        )]));
+        assert!(
+            f.contains(&(
+                Code::TargetKind,
+                Severity::Error,
+                "/spec/targets/0/azure/credentials".into()
+            )),
+            "{f:?}"
+        );
+        let mut both = azure("az", json!({"account": "acct", "container": "snaps"}));
+        both["filesystem"] = json!({"path": "/mnt"});
+        let f = findings(json!([both]));
+        assert!(
+            f.contains(&(Code::TargetKind, Severity::Error, "/spec/targets/0".into())),
+            "{f:?}"
+        );
+    }
+}
