@@ -406,3 +406,37 @@ async fn azure_drill_local_store_lost_is_restored_from_azure() {
         "no temp file of the fetch is left"
     );
 }
+
+/// `cleanup` removes only staging blobs of this target's snapshots
+/// (`.<name>.partial-*`) older than the age: never a snapshot, never a
+/// foreign blob, never a young staging blob (a live run's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_cleanup_removes_only_stale_staging_blobs() {
+    let a = azurite().await;
+    let t = target(&a.target_config(CONTAINER, KEY_PREFIX)).await;
+    let work = tempfile::tempdir().expect("tmp");
+    let (file, id) = snapshot_file(work.path(), "s", 1000, 1);
+    t.put(&file, &name_on(1), &id, &tag(), &never())
+        .await
+        .expect("put");
+    let staging = format!("{KEY_PREFIX}.{}.partial-0123456789abcdef", name_on(2));
+    let foreign = format!("{KEY_PREFIX}.other.partial-1");
+    for k in [&staging, &foreign] {
+        a.put_raw(CONTAINER, k, b"left over".to_vec()).await;
+    }
+    let young = t
+        .cleanup_older_than(std::time::Duration::from_secs(3600))
+        .await
+        .expect("cleanup");
+    assert!(
+        young.removed.is_empty(),
+        "a young staging blob stays: {young:?}"
+    );
+    let old = t
+        .cleanup_older_than(std::time::Duration::ZERO)
+        .await
+        .expect("cleanup");
+    assert_eq!(old.removed, vec![staging.clone()]);
+    let left: Vec<_> = a.blobs(CONTAINER).await.into_keys().collect();
+    assert_eq!(left, vec![foreign, format!("{KEY_PREFIX}{}", name_on(1))]);
+}
