@@ -17,6 +17,7 @@
 pub mod dry_run;
 mod error;
 pub mod filesystem;
+pub mod gcs;
 pub mod keys;
 pub mod kube;
 pub mod local;

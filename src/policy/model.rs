@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 mod auth;
 pub use auth::*;
+mod gcs;
+pub use gcs::*;
 mod notify;
 pub use notify::*;
 
@@ -350,7 +352,7 @@ pub struct Retention {
     pub keep_within: Option<String>,
 }
 
-/// An off-cluster copy: exactly one of `s3` or `filesystem`.
+/// An off-cluster copy: exactly one of `s3`, `gcs` or `filesystem`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Target {
@@ -366,6 +368,8 @@ pub struct Target {
     pub retention: Retention,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Target>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcs: Option<GcsTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filesystem: Option<FilesystemTarget>,
 }

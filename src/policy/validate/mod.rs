@@ -10,6 +10,7 @@
 //! here — they may only exist inside the Job's pod).
 
 mod cluster;
+mod gcs;
 mod guards;
 mod json_schema;
 mod keys;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 pub mod bao;
 pub mod cmd;
 pub mod drill;
+pub mod fake_gcs;
 pub mod fault_proxy;
 pub mod kube_api;
 pub mod outcome;
