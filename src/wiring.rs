@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::backends::dry_run::{DryRunCeremony, DryRunKeyStore, DryRunLocal, DryRunTarget};
 use crate::backends::filesystem::FsTarget;
+use crate::backends::gcs::GcsTarget;
 use crate::backends::keys::{FileKeyStore, KeyStore, SecretKeyStore, UnavailableKeyStore};
 use crate::backends::kube::{self as k8s, DiscoveredOpenBao, Readiness};
 use crate::backends::local::{LocalStore, SnapshotStore};
@@ -111,6 +112,9 @@ pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
             TargetKind::Azure(az) => crate::backends::azure::target(&t.name, az, &p.local.prefix)
                 .await
                 .map(|s| Arc::new(s) as Arc<dyn Target>),
+            TargetKind::Gcs(gcs) => GcsTarget::new(&t.name, gcs, &p.local.prefix)
+                .await
+                .map(|g| Arc::new(g) as Arc<dyn Target>),
             TargetKind::Filesystem(fs) => Ok(Arc::new(FsTarget::new(
                 &t.name,
                 fs,

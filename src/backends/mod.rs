@@ -19,6 +19,7 @@ pub mod cloud;
 pub mod dry_run;
 mod error;
 pub mod filesystem;
+pub mod gcs;
 pub mod keys;
 pub mod kube;
 pub mod local;

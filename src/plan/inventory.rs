@@ -273,7 +273,9 @@ pub fn preview(p: &ValidPolicy, inventory: &str, stores: &[ListedStore]) -> Prev
     for t in &p.targets {
         let lock = match &t.kind {
             TargetKind::S3(s) => s.object_lock.as_ref().map(|l| l.days),
-            TargetKind::Azure(_) | TargetKind::Filesystem(_) => None,
+            // A bucket retention policy, immutability policy or hold is not known in
+            // advance: its refusals show up as `retained` when prune runs.
+            TargetKind::Azure(_) | TargetKind::Gcs(_) | TargetKind::Filesystem(_) => None,
         };
         order.push((t.name.clone(), &t.rules, lock));
     }

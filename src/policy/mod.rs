@@ -20,9 +20,9 @@ use miette::{NamedSource, SourceSpan};
 use crate::diag::{Code, Finding, PolicyDiagnostic, Severity};
 pub use store_id::StoreId;
 pub use valid::{
-    AuthSettings, ClusterSettings, ClusterTimeouts, GuardSettings, KeyLocation, KeyStoreSettings,
-    ListedNode, LocalSettings, Nodes, RestoreSettings, S3Settings, S3Timeouts, TargetKind,
-    ValidPolicy, ValidTarget,
+    AuthSettings, ClusterSettings, ClusterTimeouts, GcsSettings, GuardSettings, KeyLocation,
+    KeyStoreSettings, ListedNode, LocalSettings, Nodes, RestoreSettings, S3Settings, S3Timeouts,
+    TargetKind, ValidPolicy, ValidTarget,
 };
 use yaml::{ByteSpan, Lines};
 

@@ -15,6 +15,8 @@ mod auth;
 pub use auth::*;
 mod azure;
 pub use azure::*;
+mod gcs;
+pub use gcs::*;
 mod notify;
 pub use notify::*;
 
@@ -352,7 +354,7 @@ pub struct Retention {
     pub keep_within: Option<String>,
 }
 
-/// An off-cluster copy: exactly one of `s3`, `azure` or `filesystem`.
+/// An off-cluster copy: exactly one of `s3`, `azure`, `gcs` or `filesystem`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Target {
@@ -370,6 +372,8 @@ pub struct Target {
     pub s3: Option<S3Target>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<AzureTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcs: Option<GcsTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filesystem: Option<FilesystemTarget>,
 }

@@ -134,13 +134,15 @@ impl ValidTarget {
     }
 }
 
-/// Exactly one of `s3`, `azure` or `filesystem`.
+/// Exactly one of `s3`, `azure`, `gcs` or `filesystem`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetKind {
     /// Boxed: far larger than the other kinds.
     S3(Box<S3Settings>),
     /// An Azure Blob container (the model as written: endpoint checked).
     Azure(Box<model::AzureTarget>),
+    /// A Google Cloud Storage bucket (endpoint checked).
+    Gcs(Box<GcsSettings>),
     Filesystem(model::FilesystemTarget),
 }
 
@@ -160,7 +162,19 @@ pub struct S3Settings {
     pub timeouts: S3Timeouts,
 }
 
-/// `spec.targets[].s3.timeouts`, each positive (defaults `10s`, `5m`).
+/// A Google Cloud Storage target: `model::GcsTarget` with its timeouts
+/// parsed (defaults applied when the policy gives none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcsSettings {
+    /// A validated http(s) URL, as written; `None` for Google itself.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub prefix: String,
+    pub credentials: Option<model::GcsCredentials>,
+    pub timeouts: S3Timeouts,
+}
+
+/// `spec.targets[].s3.timeouts` (and `gcs.timeouts`), each positive (defaults `10s`, `5m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct S3Timeouts {
     /// TCP + TLS connect.

@@ -30,6 +30,7 @@ mod deploy;
 mod drills;
 mod executor;
 mod fuzz_smoke;
+mod gcs;
 mod hardening_dos;
 mod hardening_local;
 mod hardening_transport;

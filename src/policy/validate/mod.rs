@@ -11,6 +11,7 @@
 
 mod azure;
 mod cluster;
+mod gcs;
 mod guards;
 mod json_schema;
 mod keys;

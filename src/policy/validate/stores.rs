@@ -9,7 +9,7 @@ use std::time::Duration;
 use jiff::SignedDuration;
 
 use super::parse::{self, TimeoutError, check_url, has_credentials, is_loopback_host};
-use super::{clean_since, timeout};
+use super::{clean_since, gcs, timeout};
 use crate::diag::{Code, Finding};
 use crate::policy::StoreId;
 use crate::policy::model::{self, LocalStore, Retention, Target};
@@ -90,6 +90,7 @@ pub(super) fn targets(
     let mut names = BTreeMap::new();
     let mut s3_locations: Vec<(usize, String, String, String)> = Vec::new();
     let mut azure_locations = super::azure::Locations::new();
+    let mut gcs_locations: Vec<gcs::Location> = Vec::new();
     let mut paths: BTreeMap<String, String> = BTreeMap::new();
     paths.insert(
         local_path.trim_end_matches('/').to_string(),
@@ -119,14 +120,19 @@ pub(super) fn targets(
                 .help("target names must be unique: reports, metrics and restore sources refer to them"),
             );
         }
-        let kinds = [t.s3.is_some(), t.azure.is_some(), t.filesystem.is_some()];
+        let kinds = [
+            t.s3.is_some(),
+            t.azure.is_some(),
+            t.gcs.is_some(),
+            t.filesystem.is_some(),
+        ];
         if kinds.iter().filter(|k| **k).count() != 1 {
             out.push(
                 Finding::error(
                     Code::TargetKind,
                     p.clone(),
                     format!(
-                        "target `{}` needs exactly one of `s3`, `azure` or `filesystem`",
+                        "target `{}` needs exactly one of `s3`, `azure`, `gcs` or `filesystem`",
                         t.name
                     ),
                 )
@@ -205,6 +211,10 @@ pub(super) fn targets(
             s3_locations.push((i, endpoint_key, s3.bucket.clone(), s3.prefix.clone()));
             s3_settings = s3_timeouts(s3.timeouts.as_ref(), &sp, out).map(|t| settings(s3, t));
         }
+        let gcs_settings = t
+            .gcs
+            .as_ref()
+            .and_then(|g| gcs::check(i, &t.name, g, &mut gcs_locations, out));
         if let Some(fs) = &t.filesystem {
             let key = fs.path.trim_end_matches('/').to_string();
             if let Some(other) = paths.insert(key, t.name.clone()) {
@@ -225,12 +235,15 @@ pub(super) fn targets(
             interval,
             out,
         );
-        let kind = match (s3_settings, &t.azure, &t.filesystem) {
-            (Some(s3), None, None) => Some(TargetKind::S3(Box::new(s3))),
-            (None, Some(az), None) if t.s3.is_none() && azure_ok => {
+        let kind = match (s3_settings, gcs_settings, &t.azure, &t.filesystem) {
+            (Some(s3), None, None, None) if t.gcs.is_none() => Some(TargetKind::S3(Box::new(s3))),
+            (None, Some(g), None, None) if t.s3.is_none() => Some(TargetKind::Gcs(Box::new(g))),
+            (None, None, Some(az), None) if t.s3.is_none() && t.gcs.is_none() && azure_ok => {
                 Some(TargetKind::Azure(Box::new(az.clone())))
             }
-            (None, None, Some(fs)) if t.s3.is_none() => Some(TargetKind::Filesystem(fs.clone())),
+            (None, None, None, Some(fs)) if t.s3.is_none() && t.gcs.is_none() => {
+                Some(TargetKind::Filesystem(fs.clone()))
+            }
             _ => None,
         };
         if let (Some(rules), Some(kind), true) = (rules, kind, clean_since(out, start)) {
@@ -245,8 +258,8 @@ pub(super) fn targets(
     (valid.len() == targets.len()).then_some(valid)
 }
 
-/// `timeouts` of an S3 target, each positive; the defaults when absent.
-fn s3_timeouts(
+/// `timeouts` of an S3 (or GCS) target, each positive; the defaults when absent.
+pub(super) fn s3_timeouts(
     t: Option<&model::S3Timeouts>,
     path: &str,
     out: &mut Vec<Finding>,

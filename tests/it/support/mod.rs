@@ -9,6 +9,7 @@ pub mod azurite;
 pub mod bao;
 pub mod cmd;
 pub mod drill;
+pub mod fake_gcs;
 pub mod fault_proxy;
 pub mod kube_api;
 pub mod outcome;
