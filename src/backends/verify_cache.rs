@@ -150,7 +150,13 @@ impl VerifyCache {
         if self.mode == CacheUse::Off {
             return None;
         }
-        let e = self.entries.get(name)?;
+        let Some(e) = self.entries.get(name) else {
+            tracing::debug!(
+                file = name,
+                "verification cache: no entry; verifying the file"
+            );
+            return None;
+        };
         if e.stamp != Stamp::of(meta) {
             tracing::debug!(
                 file = name,
