@@ -219,6 +219,11 @@ pub enum Command {
         /// or ~/.kube/config if present, else the pod's service account).
         #[arg(long, value_name = "PATH")]
         kubeconfig: Option<PathBuf>,
+        /// Read and verify every snapshot file of the local store and the
+        /// filesystem targets, ignoring the verification cache
+        /// (`.snapward-verified.json`) that lets runs skip unchanged files.
+        #[arg(long)]
+        verify: bool,
     },
     /// Rehearse a restore on a throwaway OpenBao: fetch the stored copy
     /// (by default from the last restore source, the farthest one),

@@ -210,10 +210,12 @@ fn main() -> ExitCode {
             policy,
             format,
             kubeconfig,
+            verify,
         } => Ok(block_on(commands::list::run(
             &policy,
             format,
             kubeconfig.as_deref(),
+            verify,
         ))),
     };
     match outcome {

@@ -15,6 +15,7 @@ use crate::backends::kube::{self as k8s, DiscoveredOpenBao, Readiness};
 use crate::backends::local::{LocalStore, SnapshotStore};
 use crate::backends::openbao::{HttpOpenBao, Timeouts};
 use crate::backends::s3::S3Target;
+use crate::backends::verify_cache::CacheUse;
 use crate::backends::{Ceremony, OpenBao, Target, TargetError};
 use crate::cli::PolicySource;
 use crate::exec::actions::TargetSlot;
@@ -103,6 +104,12 @@ pub async fn cluster(
 }
 
 pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
+    build_targets_with(p, CacheUse::ReadWrite).await
+}
+
+/// [`build_targets`], filesystem targets using the verification cache as
+/// `cache` says (see [`crate::backends::verify_cache`]).
+pub async fn build_targets_with(p: &ValidPolicy, cache: CacheUse) -> Vec<TargetSlot> {
     let mut out = Vec::new();
     for t in &p.targets {
         let target: Result<Arc<dyn Target>, TargetError> = match &t.kind {
@@ -115,12 +122,9 @@ pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
             TargetKind::Gcs(gcs) => GcsTarget::new(&t.name, gcs, &p.local.prefix)
                 .await
                 .map(|g| Arc::new(g) as Arc<dyn Target>),
-            TargetKind::Filesystem(fs) => Ok(Arc::new(FsTarget::new(
-                &t.name,
-                fs,
-                &p.local.prefix,
-                p.local.file_mode,
-            )) as Arc<dyn Target>),
+            TargetKind::Filesystem(fs) => Ok(Arc::new(
+                FsTarget::new(&t.name, fs, &p.local.prefix, p.local.file_mode).with_cache(cache),
+            ) as Arc<dyn Target>),
         };
         out.push(TargetSlot {
             name: t.name.clone(),
@@ -135,6 +139,11 @@ pub async fn build_targets(p: &ValidPolicy) -> Vec<TargetSlot> {
 /// The local snapshot store (the PVC).
 pub fn local_store(p: &ValidPolicy) -> LocalStore {
     LocalStore::new(&p.local.dir, &p.local.prefix, p.local.file_mode)
+}
+
+/// [`local_store`] using the verification cache as `cache` says.
+pub fn local_store_with(p: &ValidPolicy, cache: CacheUse) -> LocalStore {
+    local_store(p).with_cache(cache)
 }
 
 /// The key store a policy names, if any. A Kubernetes Secret needs `kube`

@@ -28,6 +28,7 @@ pub mod notify;
 pub mod openbao;
 pub mod s3;
 pub mod throwaway;
+pub mod verify_cache;
 
 use std::path::Path;
 

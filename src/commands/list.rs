@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::verify::{Checked, UnsealKey, Verdict, policy_key};
 use crate::backends::local::LocalSnapshot;
+use crate::backends::verify_cache::CacheUse;
 use crate::backends::{RemoteSnapshot, Trust};
 use crate::cli::OutputFormat;
 use crate::exec::select::{local_candidate, remote_candidate, remote_valid};
@@ -97,7 +98,19 @@ fn authenticate_again(key: &UnsealKey, dir: &Path, s: &LocalSnapshot) -> Option<
     })
 }
 
-pub async fn run(path: &Path, format: OutputFormat, kubeconfig: Option<&Path>) -> Exit {
+/// `verify`: read and verify every file (`list --verify`), ignoring the
+/// verification cache; otherwise the cache is used, never written.
+pub async fn run(
+    path: &Path,
+    format: OutputFormat,
+    kubeconfig: Option<&Path>,
+    verify: bool,
+) -> Exit {
+    let cache = if verify {
+        CacheUse::Off
+    } else {
+        CacheUse::ReadOnly
+    };
     let p = match policy::load_policy(path) {
         Ok(p) => p,
         Err(e) => {
@@ -121,7 +134,7 @@ pub async fn run(path: &Path, format: OutputFormat, kubeconfig: Option<&Path>) -
     let trust_keys = key.as_ref().map(|k| std::sync::Arc::new(k.trust_keys()));
     let local_keys = trust_keys.clone();
     let mut out = Vec::new();
-    let local = crate::wiring::local_store(&p);
+    let local = crate::wiring::local_store_with(&p, cache);
     let mut failed = false;
     let listed = tokio::task::spawn_blocking(move || {
         local.inventory().map(|mut inv| {
@@ -187,7 +200,7 @@ pub async fn run(path: &Path, format: OutputFormat, kubeconfig: Option<&Path>) -
             });
         }
     }
-    for slot in crate::wiring::build_targets(&p).await {
+    for slot in crate::wiring::build_targets_with(&p, cache).await {
         let listing = match &slot.target {
             Ok(t) => match t.list().await {
                 Ok(mut list) => {

@@ -55,6 +55,7 @@ mod signals;
 mod snapshot_verify;
 mod targets;
 mod verify_auth;
+mod verify_cache;
 
 /// Without `--features failpoints` the `crash` module is compiled away:
 /// fail loudly instead of passing without its tests.

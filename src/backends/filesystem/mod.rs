@@ -44,6 +44,7 @@ use super::{
     UploadTag, snapshot_time,
 };
 use crate::backends::local::open_nofollow;
+use crate::backends::verify_cache::{CacheUse, VerifyCache};
 use crate::policy::model;
 use crate::snapshot::{self, Identity};
 
@@ -64,6 +65,8 @@ struct Inner {
     dir: PathBuf,
     snapshot_prefix: String,
     file_mode: u32,
+    /// How `list` uses the verification cache in the directory.
+    cache: CacheUse,
 }
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
@@ -143,6 +146,22 @@ impl FsTarget {
                 dir: PathBuf::from(&cfg.path),
                 snapshot_prefix: snapshot_prefix.to_owned(),
                 file_mode,
+                cache: CacheUse::default(),
+            }),
+        }
+    }
+
+    /// The same target with another use of the verification cache
+    /// ([`crate::backends::verify_cache`]).
+    pub fn with_cache(self, cache: CacheUse) -> Self {
+        let i = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                name: i.name.clone(),
+                dir: i.dir.clone(),
+                snapshot_prefix: i.snapshot_prefix.clone(),
+                file_mode: i.file_mode,
+                cache,
             }),
         }
     }
@@ -240,6 +259,7 @@ impl Inner {
             }
             Err(e) => return Err(self.io(&self.dir, e)),
         };
+        let mut cache = VerifyCache::load(&self.dir, self.cache);
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| self.io(&self.dir, e))?;
@@ -265,9 +285,20 @@ impl Inner {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(self.io(&path, e)),
             };
-            let verified = open_nofollow(&path)
-                .map_err(snapshot::VerifyError::Io)
-                .and_then(snapshot::sealed_sums_reader);
+            // Read only when the cache has no entry for the file as it is.
+            let verified = match cache.get(&name, &meta) {
+                Some(hit) => Ok(hit),
+                None => {
+                    let v = open_nofollow(&path)
+                        .map_err(snapshot::VerifyError::Io)
+                        .and_then(snapshot::sealed_sums_reader);
+                    match &v {
+                        Ok(s) => cache.put(&name, &meta, s),
+                        Err(_) => cache.forget(&name),
+                    }
+                    v
+                }
+            };
             let (sha256, index, term, sums) = match verified {
                 Ok(s) => (
                     Some(s.identity.sha256.clone()),
@@ -299,6 +330,7 @@ impl Inner {
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
+        cache.save();
         Ok(out)
     }
 

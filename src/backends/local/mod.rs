@@ -9,20 +9,20 @@
 //! a snapshot's identity, or remove anything but the named snapshot, its
 //! own `.partial` temp files and the restore marker.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use serde::Serialize;
 
 mod port;
+mod writer;
 pub use port::{Begun, Committed, SnapshotStore};
+pub use writer::SnapshotWriter;
 
 use crate::backends::snapshot_time;
+use crate::backends::verify_cache::{CacheUse, VerifyCache};
 use crate::snapshot::{self, Identity};
 
 /// One `.snap` file in the store.
@@ -49,17 +49,10 @@ pub struct LocalStore {
     pub dir: PathBuf,
     pub prefix: String,
     pub mode: u32,
-    /// Verification results of this run, by (name, length, mtime): a file
-    /// is verified once per run unless it changes. Shared by clones.
-    verified: Arc<Mutex<HashMap<CacheKey, Verdict>>>,
+    /// How `inventory` uses the verification cache in the directory
+    /// ([`crate::backends::verify_cache`]).
+    cache: CacheUse,
 }
-
-/// (file name, length, mtime): a changed file is verified again.
-type CacheKey = (String, u64, SystemTime);
-
-/// A remembered verification. The error is shared (`Arc`): `VerifyError`
-/// holds an `io::Error` and is not `Clone`.
-type Verdict = Result<snapshot::SealedSums, Arc<snapshot::VerifyError>>;
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -94,8 +87,14 @@ impl LocalStore {
             dir: dir.into(),
             prefix: prefix.into(),
             mode,
-            verified: Arc::default(),
+            cache: CacheUse::default(),
         }
+    }
+
+    /// The same store with another use of the verification cache.
+    pub fn with_cache(mut self, cache: CacheUse) -> Self {
+        self.cache = cache;
+        self
     }
 
     pub fn path_of(&self, name: &str) -> PathBuf {
@@ -115,6 +114,7 @@ impl LocalStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
+        let mut cache = VerifyCache::load(&self.dir, self.cache);
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry?;
@@ -125,7 +125,7 @@ impl LocalStore {
             if !entry.file_type()?.is_file() {
                 continue;
             }
-            let (identity, invalid, sums) = match self.verify_cached(&name, &entry.path()) {
+            let (identity, invalid, sums) = match verify_cached(&mut cache, &name, &entry.path()) {
                 Ok(s) => (Some(s.identity), None, Some((s.sums, s.sealed))),
                 Err(e) => (None, Some(format!("{}: {e}", e.check())), None),
             };
@@ -139,27 +139,8 @@ impl LocalStore {
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
+        cache.save();
         Ok(out)
-    }
-
-    fn cache_key(name: &str, path: &Path) -> Option<CacheKey> {
-        let m = fs::metadata(path).ok()?;
-        Some((name.to_string(), m.len(), m.modified().ok()?))
-    }
-
-    /// Verify a store file, at most once per run while it is unchanged.
-    fn verify_cached(&self, name: &str, path: &Path) -> Verdict {
-        let key = Self::cache_key(name, path);
-        if let Some(k) = &key
-            && let Some(hit) = self.verified.lock().ok().and_then(|c| c.get(k).cloned())
-        {
-            return hit;
-        }
-        let result = snapshot::sealed_sums_file(path).map_err(Arc::new);
-        if let (Some(k), Ok(mut c)) = (key, self.verified.lock()) {
-            c.insert(k, result.clone());
-        }
-        result
     }
 
     /// Remove `.<prefix>*.partial` files left by a crashed run. Call only
@@ -250,14 +231,19 @@ impl LocalStore {
                     partial.display()
                 ))));
             }
-            // Verified just now: the inventory need not read it again.
-            if let (Some(k), Ok(mut c)) = (Self::cache_key(name, &dest), self.verified.lock()) {
-                c.insert(k, Ok(sums));
-            }
-            Ok((dest, identity))
+            Ok((dest, identity, sums))
         })();
         let _ = fs::remove_file(partial);
-        let out = result?;
+        let (dest, identity, sums) = result?;
+        // Verified just now: the inventory need not read it again. The
+        // stamp is taken after the temp name was removed (an unlink
+        // changes the inode's ctime).
+        if let Ok(m) = fs::symlink_metadata(&dest) {
+            let mut cache = VerifyCache::load(&self.dir, self.cache);
+            cache.put(name, &m, &sums);
+            cache.save_keeping_unseen();
+        }
+        let out = (dest, identity);
         fsync_dir(&self.dir).map_err(CommitError::Io)?;
         Ok(out)
     }
@@ -313,6 +299,30 @@ impl LocalStore {
     pub fn delete(&self, name: &str) -> io::Result<()> {
         fs::remove_file(self.path_of(name))?;
         fsync_dir(&self.dir)
+    }
+}
+
+/// A store file's verdict: from the cache while the file is unchanged,
+/// else read and verified (and remembered when valid). The metadata is
+/// taken before the read, so a file changed during it is read again.
+fn verify_cached(
+    cache: &mut VerifyCache,
+    name: &str,
+    path: &Path,
+) -> Result<snapshot::SealedSums, snapshot::VerifyError> {
+    let meta = fs::symlink_metadata(path).map_err(snapshot::VerifyError::Io)?;
+    if let Some(hit) = cache.get(name, &meta) {
+        return Ok(hit);
+    }
+    match snapshot::sealed_sums_file(path) {
+        Ok(s) => {
+            cache.put(name, &meta, &s);
+            Ok(s)
+        }
+        Err(e) => {
+            cache.forget(name);
+            Err(e)
+        }
     }
 }
 

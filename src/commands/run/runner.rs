@@ -25,9 +25,15 @@ pub(super) async fn build(
     scratch: &Path,
 ) -> Arc<dyn Runner> {
     let key_kube = kube.map(|k| (&k.client, k.namespace.as_str()));
+    // A dry run writes nothing, not even the verification cache.
+    let cache = if opts.dry_run {
+        crate::backends::verify_cache::CacheUse::ReadOnly
+    } else {
+        crate::backends::verify_cache::CacheUse::ReadWrite
+    };
     let mut writers = Writers {
-        targets: wiring::build_targets(p).await,
-        local: Arc::new(wiring::local_store(p)),
+        targets: wiring::build_targets_with(p, cache).await,
+        local: Arc::new(wiring::local_store_with(p, cache)),
         key_store: wiring::key_store(p, key_kube),
         ceremony,
     };

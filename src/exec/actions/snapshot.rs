@@ -2,7 +2,6 @@
 //! of the local store, verified while it streams (the verdict is kept for
 //! `verify`), then fsynced. On any failure the temp file is removed.
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -40,10 +39,7 @@ pub(super) async fn run(
     let limits = crate::snapshot::Limits {
         max_bytes: a.policy.max_snapshot_bytes,
     };
-    let mut out = crate::snapshot::VerifyingWriter::with_limits(
-        tokio::fs::File::from_std(begun.file),
-        limits,
-    );
+    let mut out = crate::backends::local::SnapshotWriter::new(begun.file, limits);
     let node_name = state
         .lock()
         .await
@@ -63,13 +59,8 @@ pub(super) async fn run(
     if streamed.is_ok() {
         shown.finish();
     }
-    let flushed = out.flush().await;
-    let (file, verdict) = out.finish().await;
-    let synced = match flushed {
-        Ok(()) => file.sync_all().await,
-        Err(e) => Err(e),
-    };
-    drop(file);
+    // Writes the rest, fsyncs (the writer's thread), returns the verdict.
+    let (synced, verdict) = out.finish().await;
     match (streamed, synced) {
         (Ok(bytes), Ok(())) => {
             state.lock().await.partial = Some((path, name.clone(), verdict));
