@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
-use tokio_util::sync::PollSender;
+use tokio_util::sync::{CancellationToken, PollSender};
 
 use crate::backends::{StreamingPut, TargetError};
 
@@ -39,6 +39,8 @@ struct Out {
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Why it was detached.
     detached: Option<String>,
+    /// Cancelled on detach: the pump stops at once, even inside a write.
+    stop: CancellationToken,
     pump: tokio::task::JoinHandle<Pumped>,
 }
 
@@ -49,6 +51,7 @@ type Pumped = (Box<dyn StreamingPut>, Result<(), TargetError>);
 impl Out {
     fn detach(&mut self, why: String) {
         if self.tx.take().is_some() {
+            self.stop.cancel();
             tracing::warn!(target_name = %self.target, reason = %why, "target detached from the snapshot stream: it uploads from the local file afterwards");
             self.detached = Some(why);
         }
@@ -68,13 +71,30 @@ pub enum Streamed {
     Detached(String),
 }
 
-async fn pump(mut put: Box<dyn StreamingPut>, mut rx: mpsc::Receiver<Bytes>) -> Pumped {
-    while let Some(chunk) = rx.recv().await {
-        if let Err(e) = put.write(chunk).await {
+/// Feeds the queue to the target until it ends, a write fails, or `stop`.
+async fn pump(
+    mut put: Box<dyn StreamingPut>,
+    mut rx: mpsc::Receiver<Bytes>,
+    stop: CancellationToken,
+) -> Pumped {
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return (put, Ok(())),
+            next = rx.recv() => next,
+        };
+        let Some(chunk) = next else {
+            return (put, Ok(()));
+        };
+        let wrote = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return (put, Ok(())),
+            wrote = put.write(chunk) => wrote,
+        };
+        if let Err(e) = wrote {
             return (put, Err(e));
         }
     }
-    (put, Ok(()))
 }
 
 impl<W: AsyncWrite + Unpin> Fanout<W> {
@@ -84,12 +104,14 @@ impl<W: AsyncWrite + Unpin> Fanout<W> {
             .into_iter()
             .map(|(target, put)| {
                 let (tx, rx) = mpsc::channel(SLOTS);
+                let stop = CancellationToken::new();
                 Out {
                     target,
                     tx: Some(PollSender::new(tx)),
                     stall: None,
                     detached: None,
-                    pump: tokio::spawn(pump(put, rx)),
+                    pump: tokio::spawn(pump(put, rx, stop.clone())),
+                    stop,
                 }
             })
             .collect();
@@ -102,7 +124,21 @@ impl<W: AsyncWrite + Unpin> Fanout<W> {
         let mut done = Vec::new();
         for mut o in self.outs {
             drop(o.tx.take());
-            let (put, wrote) = match (&mut o.pump).await {
+            // What is still queued drains; a target that cannot take it
+            // within the stall bound is detached like during the stream.
+            let drained = tokio::time::timeout(STALL, &mut o.pump).await;
+            if drained.is_err() && o.detached.is_none() {
+                o.stop.cancel();
+                o.detached = Some(format!(
+                    "it did not take the last bytes within {} s",
+                    STALL.as_secs()
+                ));
+            }
+            let joined = match drained {
+                Ok(j) => j,
+                Err(_) => (&mut o.pump).await,
+            };
+            let (put, wrote) = match joined {
                 Ok(p) => p,
                 Err(e) => {
                     done.push((
@@ -175,5 +211,129 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Fanout<W> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use tokio::io::AsyncWriteExt;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::backends::{PutOutcome, UploadTag};
+    use crate::snapshot::Identity;
+
+    #[derive(Clone, Copy)]
+    enum Mode {
+        Keep,
+        Fail,
+        Hang,
+    }
+
+    struct Probe {
+        mode: Mode,
+        got: Arc<Mutex<Vec<u8>>>,
+        aborted: Arc<AtomicBool>,
+    }
+
+    #[async_trait]
+    impl StreamingPut for Probe {
+        async fn write(&mut self, b: Bytes) -> Result<(), TargetError> {
+            match self.mode {
+                Mode::Keep => {
+                    self.got.lock().unwrap().extend_from_slice(&b);
+                    Ok(())
+                }
+                Mode::Fail => Err(TargetError::Cancelled),
+                Mode::Hang => std::future::pending().await,
+            }
+        }
+        async fn commit(
+            self: Box<Self>,
+            _: &Identity,
+            _: &UploadTag,
+            _: &CancellationToken,
+        ) -> Result<PutOutcome, TargetError> {
+            Err(TargetError::Cancelled)
+        }
+        async fn abort(self: Box<Self>) {
+            self.aborted.store(true, Ordering::SeqCst);
+        }
+    }
+
+    type Seen = (Arc<Mutex<Vec<u8>>>, Arc<AtomicBool>);
+
+    fn probe(mode: Mode) -> (Box<dyn StreamingPut>, Seen) {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let aborted = Arc::new(AtomicBool::new(false));
+        let p = Probe {
+            mode,
+            got: got.clone(),
+            aborted: aborted.clone(),
+        };
+        (Box::new(p), (got, aborted))
+    }
+
+    /// Streams `chunks` distinct 1000-byte chunks through a fan-out to a
+    /// target that keeps everything and one of `other`'s mode.
+    async fn stream(other: Mode, chunks: usize) -> (Vec<u8>, Vec<u8>, Seen, Vec<(String, bool)>) {
+        let (keep, keep_seen) = probe(Mode::Keep);
+        let (odd, odd_seen) = probe(other);
+        let mut fan = Fanout::new(
+            Vec::new(),
+            vec![("keep".to_string(), keep), ("odd".to_string(), odd)],
+        );
+        let mut want = Vec::new();
+        for i in 0..chunks {
+            let chunk = vec![(i % 251) as u8; 1000];
+            fan.write_all(&chunk).await.unwrap();
+            want.extend_from_slice(&chunk);
+        }
+        fan.flush().await.unwrap();
+        let (local, done) = fan.finish().await;
+        assert_eq!(local, want, "the local copy got every byte, in order");
+        let ready = done
+            .into_iter()
+            .map(|(t, s)| (t, matches!(s, Streamed::Ready(_))))
+            .collect();
+        let kept = keep_seen.0.lock().unwrap().clone();
+        assert!(
+            !keep_seen.1.load(Ordering::SeqCst),
+            "a healthy target is not aborted"
+        );
+        (want, kept, odd_seen, ready)
+    }
+
+    #[tokio::test]
+    async fn a_failing_target_is_detached_and_aborted_while_the_others_get_every_byte() {
+        let (want, kept, (_, aborted), ready) = stream(Mode::Fail, 4 * SLOTS).await;
+        assert_eq!(kept, want, "the healthy target got every byte, in order");
+        assert_eq!(
+            ready,
+            vec![("keep".to_string(), true), ("odd".to_string(), false)]
+        );
+        assert!(
+            aborted.load(Ordering::SeqCst),
+            "the failed target's copy is aborted"
+        );
+    }
+
+    /// The paused clock advances only when every task waits: no timing.
+    #[tokio::test(start_paused = true)]
+    async fn a_target_whose_buffer_stays_full_is_detached_and_holds_up_the_local_copy_no_longer() {
+        let (want, kept, (_, aborted), ready) = stream(Mode::Hang, 4 * SLOTS).await;
+        assert_eq!(kept, want);
+        assert_eq!(
+            ready,
+            vec![("keep".to_string(), true), ("odd".to_string(), false)]
+        );
+        assert!(
+            aborted.load(Ordering::SeqCst),
+            "the stuck target's copy is aborted"
+        );
     }
 }
