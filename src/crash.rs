@@ -28,7 +28,9 @@
 //! | `s3.multipart.after-create` | S3 upload: multipart upload created, no part sent |
 //! | `s3.multipart.after-part` | S3 upload: a part was accepted (others may be in flight) |
 //! | `s3.after-complete` | S3 upload: object complete (PutObject / CompleteMultipartUpload), not yet confirmed by HEAD |
-//! | `fs.before-publish` | filesystem target: temp copy written and fsynced, not yet linked/renamed |
+//! | `fs.before-publish` | filesystem target: temp copy (uploaded or streamed) written and fsynced, not yet linked/renamed |
+//! | `fs.after-publish` | filesystem target: linked and the directory fsynced, not yet read back |
+//! | `stream.after-verify` | snapshot action: streamed to the local temp file and every streaming target's temp file, verified, local file fsynced; nothing linked or committed |
 //! | `prune.after-delete` | target prune: one snapshot deleted, the next not yet |
 //! | `fetch.mid-download` | S3 fetch for a restore: part of the body written to the scratch file |
 //! | `restore.after-temp-init` | restore: node 0 temp-initialised, temporary keys only in memory |
@@ -37,6 +39,13 @@
 //! | `init.after-init` | init: `sys/init` answered, keys only in memory (the data-loss window) |
 //!
 //! "Keys stored, cluster not yet unsealed" is `action.after.store-keys`.
+//!
+//! Fault points ([`fault`]) make one operation fail instead of aborting
+//! (armed with `return` like a crash point):
+//!
+//! | name | where |
+//! |---|---|
+//! | `fs.stream-write` | filesystem target: a write of a streamed copy fails (the target is detached and uploads from the local file) |
 //!
 //! Stage: test support, compiled into the library only with the feature.
 
@@ -65,6 +74,19 @@ pub fn hit(name: &str) {
         crate::ewriteln!("crash point {name}: aborting");
         std::process::abort()
     });
+}
+
+/// Whether the fault point `name` is armed (feature `failpoints`; always
+/// `false` without it): the caller then fails the operation.
+#[cfg(feature = "failpoints")]
+pub fn fault(name: &str) -> bool {
+    fail::fail_point!(name, |_| true);
+    false
+}
+
+#[cfg(not(feature = "failpoints"))]
+pub fn fault(_name: &str) -> bool {
+    false
 }
 
 /// Arms the points named in `FAILPOINTS` for the life of the returned

@@ -203,6 +203,43 @@ pub trait Target: Send + Sync {
     /// Remove leftovers of crashed runs: incomplete multipart uploads older
     /// than a day (S3), stale temp files (filesystem). Never a snapshot.
     async fn cleanup(&self) -> Result<Cleanup, TargetError>;
+
+    /// Start receiving snapshot `name` while it streams from the active
+    /// node (DESIGN.md §10). `Ok(None)`: this target does not stream; its
+    /// upload reads the local file afterwards. Nothing becomes visible
+    /// under `name` before [`StreamingPut::commit`].
+    async fn begin_stream(
+        &self,
+        _name: &str,
+    ) -> Result<Option<Box<dyn StreamingPut>>, TargetError> {
+        Ok(None)
+    }
+}
+
+/// One target's copy of a snapshot being streamed ([`Target::begin_stream`]).
+///
+/// The bytes go to a temp name of the target (never a snapshot name);
+/// `commit` is called only after the snapshot was verified and the local
+/// file fsynced, and publishes create-only, then reads back like
+/// [`Target::put`]. `abort` (or a crash: the next run's stream or cleanup
+/// removes the leftover) leaves nothing under the snapshot's name.
+#[async_trait]
+pub trait StreamingPut: Send + Sync {
+    /// The next bytes of the snapshot, in order.
+    async fn write(&mut self, bytes: bytes::Bytes) -> Result<(), TargetError>;
+
+    /// Everything was written and verified as `identity`: publish it
+    /// create-only and confirm it by read-back.
+    async fn commit(
+        self: Box<Self>,
+        identity: &Identity,
+        tag: &UploadTag,
+        cancel: &CancellationToken,
+    ) -> Result<PutOutcome, TargetError>;
+
+    /// Discard what was written (temp removed). Never fails: a leftover is
+    /// removed by the next run.
+    async fn abort(self: Box<Self>);
 }
 
 pub use crate::cluster::{NodeStatus, SealKind};

@@ -95,8 +95,24 @@ pub enum Item {
         node: String,
         bytes: u64,
     },
+    /// This run's snapshot streamed to a target's temp copy at the same
+    /// time (its upload commits it).
+    StreamedTo {
+        target: String,
+    },
+    /// A target dropped out of the stream (failed, or too slow): its
+    /// upload reads the local file instead.
+    StreamDetached {
+        target: String,
+        reason: String,
+    },
 
     // -- upload --
+    /// This run's snapshot was published from the copy streamed to the
+    /// target during the snapshot (then read back: see `Uploaded`).
+    StreamCommitted {
+        name: String,
+    },
     CleanedUp {
         what: String,
     },
@@ -327,6 +343,17 @@ impl fmt::Display for Item {
             }
             Item::Streamed { name, node, bytes } => {
                 write!(f, "streamed {name} ({bytes} bytes) from {node}")
+            }
+            Item::StreamedTo { target } => write!(f, "streamed to `{target}` at the same time"),
+            Item::StreamDetached { target, reason } => write!(
+                f,
+                "`{target}` dropped out of the stream ({reason}): it uploads from the local file"
+            ),
+            Item::StreamCommitted { name } => {
+                write!(
+                    f,
+                    "published {name} from the copy streamed during the snapshot"
+                )
             }
             Item::CleanedUp { what } => write!(f, "cleaned up {what}"),
             Item::CleanupFailed { error } => write!(f, "cleanup of leftovers failed: {error}"),

@@ -38,6 +38,26 @@ pub struct RestoreSource {
     pub unchecked: Option<String>,
 }
 
+/// A target's copy of this run's snapshot, streamed and verified, not yet
+/// committed.
+pub struct OpenStream(pub Box<dyn crate::backends::StreamingPut>);
+
+impl std::fmt::Debug for OpenStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpenStream")
+    }
+}
+
+impl RunState {
+    /// Aborts every stream not yet committed (this run's snapshot will not
+    /// be published from them).
+    pub async fn abort_streams(&mut self) {
+        for (_, s) in std::mem::take(&mut self.streams) {
+            s.0.abort().await;
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct RunState {
     pub nodes: Vec<NodeStatus>,
@@ -58,6 +78,9 @@ pub struct RunState {
         String,
         Result<crate::snapshot::SealedSums, crate::snapshot::VerifyError>,
     )>,
+    /// Targets that received this run's snapshot while it streamed, not
+    /// yet committed (DESIGN.md §10); their upload commits it.
+    pub streams: BTreeMap<String, OpenStream>,
     /// This run's snapshot under the stored keys (`None`: not checkable).
     pub snapshot_authentic: Option<Authenticity>,
     /// `snapward restore --allow-unauthenticated`: a human accepts a

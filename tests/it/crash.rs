@@ -454,6 +454,8 @@ async fn backup_action_boundary(#[case] action: &str) {
 #[case::local_after_link("local.after-link")]
 #[case::s3_after_complete("s3.after-complete")]
 #[case::fs_before_publish("fs.before-publish")]
+#[case::stream_after_verify("stream.after-verify")]
+#[case::fs_after_publish("fs.after-publish")]
 #[tokio::test]
 async fn backup_crash_inside(#[case] point: &str) {
     let (d, p, token) = backup_bed(1, KNOBS).await;

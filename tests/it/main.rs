@@ -53,6 +53,7 @@ mod retention_auth;
 mod s3_faults;
 mod signals;
 mod snapshot_verify;
+mod stream_once;
 mod targets;
 mod verify_auth;
 mod verify_cache;

@@ -51,6 +51,8 @@ use crate::snapshot::{self, Identity};
 /// Temp files of crashed runs older than this are removed by `cleanup`.
 pub const STALE_PARTIAL_AGE: Duration = Duration::from_secs(60 * 60);
 
+mod stream;
+
 const COPY_BUF: usize = 1024 * 1024;
 
 /// A mounted directory as a snapshot target.
@@ -422,20 +424,43 @@ impl Inner {
                 return Err(e);
             }
         };
+        self.publish_confirmed(
+            &tmp,
+            name,
+            identity,
+            copied,
+            &src.display().to_string(),
+            cancel,
+        )
+    }
+
+    /// `tmp` (fsynced, mode set) holds `copied` (length, SHA-256) of
+    /// `what`: unless that is `identity`, it is removed; else it is
+    /// published create-only as `name` and read back.
+    fn publish_confirmed(
+        &self,
+        tmp: &Path,
+        name: &str,
+        identity: &Identity,
+        copied: (u64, String),
+        what: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Confirmed, TargetError> {
+        let dest = self.dir.join(name);
         let want = identity.sha256.to_ascii_lowercase();
         if copied.0 != identity.file_size || copied.1 != want {
-            remove_quietly(&tmp);
+            remove_quietly(tmp);
             return Err(self.failed(format!(
-                "{} does not match its snapshot identity (changed since it was verified?): not copied",
-                src.display()
+                "{what} does not match its snapshot identity (changed since it was verified?): not copied"
             )));
         }
         crate::crash::crash_point!("fs.before-publish");
-        if let Err(e) = self.publish(&tmp, &dest, name) {
-            remove_quietly(&tmp);
+        if let Err(e) = self.publish(tmp, &dest, name) {
+            remove_quietly(tmp);
             return Err(e);
         }
         fsync_dir(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+        crate::crash::crash_point!("fs.after-publish");
         // Published; a cancel now only skips the read-back (the next run's
         // `list` verifies the file anyway).
         let Some((size, sha)) = hash_file(&dest, cancel).map_err(|e| self.io(&dest, e))? else {
@@ -620,5 +645,12 @@ impl Target for FsTarget {
 
     async fn cleanup(&self) -> Result<Cleanup, TargetError> {
         self.cleanup_older_than(STALE_PARTIAL_AGE).await
+    }
+
+    async fn begin_stream(
+        &self,
+        name: &str,
+    ) -> Result<Option<Box<dyn super::StreamingPut>>, TargetError> {
+        stream::begin(Arc::clone(&self.inner), name).await
     }
 }

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use super::multipart::abort_upload;
+
 use super::S3Target;
 use super::error::failure;
 use crate::backends::{Cleanup, TargetError};
@@ -89,6 +91,52 @@ impl S3Target {
                 break;
             }
         }
+        removed.extend(self.cleanup_staging(cutoff).await);
         Ok(Cleanup { removed })
+    }
+
+    /// Staging uploads and objects of streamed uploads
+    /// (`<prefix>.<name>.partial-<random>`, see `stream.rs`) older than
+    /// `cutoff` (seconds). Best effort: one page of each listing.
+    async fn cleanup_staging(&self, cutoff: i64) -> Vec<String> {
+        let prefix = format!("{}.{}", self.prefix, self.snapshot_prefix);
+        let mut removed = Vec::new();
+        if let Ok(page) = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.ctx.bucket)
+            .prefix(&prefix)
+            .send()
+            .await
+        {
+            for u in page.uploads() {
+                let old = u.initiated().is_some_and(|t| t.secs() <= cutoff);
+                if let (Some(k), Some(id), true) = (u.key(), u.upload_id(), old)
+                    && self.is_staging(k)
+                {
+                    abort_upload(&self.client, &self.ctx.bucket, k, id).await;
+                    removed.push(format!("{k} (multipart upload {id})"));
+                }
+            }
+        }
+        if let Ok(page) = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.ctx.bucket)
+            .prefix(&prefix)
+            .send()
+            .await
+        {
+            for o in page.contents() {
+                let old = o.last_modified().is_some_and(|t| t.secs() <= cutoff);
+                if let (Some(k), true) = (o.key(), old)
+                    && self.is_staging(k)
+                {
+                    self.delete_staging(k).await;
+                    removed.push(k.to_owned());
+                }
+            }
+        }
+        removed
     }
 }

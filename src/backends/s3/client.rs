@@ -152,6 +152,7 @@ impl S3Target {
             part_size: DEFAULT_PART_SIZE,
             parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
             progress: None,
+            streaming: false,
         })
     }
 }

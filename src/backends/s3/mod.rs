@@ -73,6 +73,7 @@ mod fetch;
 mod list;
 mod multipart;
 mod put;
+mod stream;
 
 use std::fmt;
 use std::path::Path;
@@ -126,6 +127,7 @@ const META_TAG: &str = "snapward-tag";
 pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// One S3 bucket + prefix as a snapshot target.
+#[derive(Clone)]
 pub struct S3Target {
     ctx: Arc<Context>,
     client: Client,
@@ -139,6 +141,8 @@ pub struct S3Target {
     part_size: u64,
     parts_in_flight: usize,
     progress: Option<Progress>,
+    /// Whether `begin_stream` streams (see `stream.rs`); off by default.
+    streaming: bool,
 }
 
 impl fmt::Debug for S3Target {
@@ -180,6 +184,15 @@ impl S3Target {
     }
 
     /// Reports upload progress (see [`Progress`]).
+    /// Stream uploads while the snapshot streams (DESIGN.md §10: staging
+    /// key, then a create-only server-side copy). Not yet switched on by
+    /// `run`: its S3 fault and crash tests pin the request sequence of the
+    /// upload from the local file.
+    pub fn with_streaming(mut self, on: bool) -> Self {
+        self.streaming = on;
+        self
+    }
+
     pub fn with_progress(mut self, progress: Progress) -> Self {
         self.progress = Some(progress);
         self
@@ -243,5 +256,15 @@ impl Target for S3Target {
 
     async fn cleanup(&self) -> Result<Cleanup, TargetError> {
         self.cleanup_older_than(STALE_UPLOAD_AGE).await
+    }
+
+    async fn begin_stream(
+        &self,
+        name: &str,
+    ) -> Result<Option<Box<dyn super::StreamingPut>>, TargetError> {
+        if !self.streaming {
+            return Ok(None);
+        }
+        self.begin_streaming(name).await
     }
 }

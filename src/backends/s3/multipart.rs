@@ -58,7 +58,7 @@ impl Drop for UploadGuard {
     }
 }
 
-async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str) {
+pub(super) async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str) {
     let res = client
         .abort_multipart_upload()
         .bucket(bucket)

@@ -6,6 +6,7 @@
 //!
 //! Stage: execute.
 
+mod fanout;
 mod fetch;
 mod followers;
 mod guard_check;

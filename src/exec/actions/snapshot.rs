@@ -1,13 +1,21 @@
 //! `snapshot`: stream a raft snapshot from the active node into a temp file
 //! of the local store, verified while it streams (the verdict is kept for
 //! `verify`), then fsynced. On any failure the temp file is removed.
+//!
+//! Stream once (DESIGN.md §10): the same bytes go at the same time to
+//! every target that streams ([`crate::backends::Target::begin_stream`],
+//! through [`super::fanout::Fanout`]). Their copies are kept for their
+//! `upload:<target>` actions to commit after `verify` linked the local
+//! file; if the stream, the verification or the fsync failed, every
+//! target's copy is aborted here.
 
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::Actions;
+use super::fanout::Streamed;
 use crate::backends::snapshot_name;
-use crate::exec::state::RunState;
+use crate::exec::state::{OpenStream, RunState};
 use crate::exec::{Item, Outcome};
 
 pub(super) async fn run(
@@ -47,38 +55,113 @@ pub(super) async fn run(
         .get(node)
         .map(|n| n.name.clone())
         .unwrap_or_default();
+    let mut items = Vec::new();
+    let targets = begin_streams(a, state, &name, &mut items).await;
+    let mut fan = super::fanout::Fanout::new(&mut out, targets);
     let shown = crate::progress::start(format!("snapshot {name}"), None);
     let streamed = a
         .bao
         .snapshot(
             node,
-            &mut crate::progress::Writer::new(&mut out, &shown),
+            &mut crate::progress::Writer::new(&mut fan, &shown),
             cancel,
         )
         .await;
     if streamed.is_ok() {
         shown.finish();
     }
+    let flushed = fan.flush().await;
+    let (_, copies) = fan.finish().await;
     // Writes the rest, fsyncs (the writer's thread), returns the verdict.
     let (synced, verdict) = out.finish().await;
-    match (streamed, synced) {
-        (Ok(bytes), Ok(())) => {
-            state.lock().await.partial = Some((path, name.clone(), verdict));
-            Outcome::ok(format!("streamed {name} from active node {node_name}"))
-                .with_bytes(bytes)
-                .with_items(vec![Item::Streamed {
-                    name,
-                    node: node_name,
-                    bytes,
-                }])
-        }
-        (Err(e), _) => {
-            let _ = std::fs::remove_file(&path);
-            Outcome::failed(format!("snapshot from {node_name} failed: {e}"))
-        }
-        (_, Err(e)) => {
-            let _ = std::fs::remove_file(&path);
-            Outcome::failed(format!("fsync of the snapshot failed: {e}"))
+    let synced = flushed.and(synced);
+    let mut ready = std::collections::BTreeMap::new();
+    for (target, copy) in copies {
+        match copy {
+            Streamed::Ready(put) => {
+                ready.insert(target, OpenStream(put));
+            }
+            Streamed::Detached(reason) => items.push(Item::StreamDetached { target, reason }),
         }
     }
+    match (streamed, synced) {
+        (Ok(bytes), Ok(())) => {
+            let mut s = state.lock().await;
+            if verdict.is_ok() {
+                crate::crash::crash_point!("stream.after-verify");
+                s.streams = ready;
+            } else {
+                // Not a snapshot: no target ever publishes it.
+                for (_, put) in ready {
+                    put.0.abort().await;
+                }
+            }
+            s.partial = Some((path, name.clone(), verdict));
+            items.insert(
+                0,
+                Item::Streamed {
+                    name: name.clone(),
+                    node: node_name.clone(),
+                    bytes,
+                },
+            );
+            Outcome::ok(format!("streamed {name} from active node {node_name}"))
+                .with_bytes(bytes)
+                .with_items(items)
+        }
+        (streamed, synced) => {
+            for (_, put) in ready {
+                put.0.abort().await;
+            }
+            let _ = std::fs::remove_file(&path);
+            match (streamed, synced) {
+                (Err(e), _) => Outcome::failed(format!("snapshot from {node_name} failed: {e}")),
+                (_, Err(e)) => Outcome::failed(format!("fsync of the snapshot failed: {e}")),
+                _ => Outcome::failed("snapshot failed"),
+            }
+            .with_items(items)
+        }
+    }
+}
+
+/// Opens a streamed copy on every usable target that streams. A target
+/// that cannot begin one is reported and uploads from the local file.
+async fn begin_streams(
+    a: &Actions,
+    state: &Mutex<RunState>,
+    name: &str,
+    items: &mut Vec<Item>,
+) -> Vec<(String, Box<dyn crate::backends::StreamingPut>)> {
+    let skipped = {
+        let s = state.lock().await;
+        s.skipped_targets
+            .iter()
+            .chain(s.unavailable.keys())
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let mut out = Vec::new();
+    for slot in &a.targets {
+        let Ok(t) = &slot.target else { continue };
+        if skipped.contains(&slot.name) {
+            continue;
+        }
+        match t.begin_stream(name).await {
+            Ok(Some(put)) => {
+                items.push(Item::StreamedTo {
+                    target: slot.name.clone(),
+                });
+                out.push((slot.name.clone(), put));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(target_name = %slot.name, error = %crate::backends::chain(&e), "cannot stream to the target: it uploads from the local file afterwards");
+                items.push(Item::StreamDetached {
+                    target: slot.name.clone(),
+                    reason: crate::backends::chain(&e),
+                });
+            }
+        }
+    }
+    out
 }

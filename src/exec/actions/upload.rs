@@ -3,12 +3,16 @@
 //! (create-only) and confirmed by read-back; nothing is ever deleted here.
 //! This run's snapshot must end up confirmed on the target, or the action
 //! fails (and the target's prune is skipped).
+//!
+//! A target that received this run's snapshot while it streamed (see
+//! `snapshot`) commits that copy instead of uploading it: the same
+//! create-only publish and read-back, the same items and progress line.
 
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::{Actions, tri};
-use crate::backends::PutOutcome;
+use crate::backends::{PutOutcome, TargetError};
 use crate::exec::select::mirror_plan;
 use crate::exec::state::RunState;
 use crate::exec::trust;
@@ -57,6 +61,9 @@ pub(super) async fn run(
             .and_then(|n| n.cluster_id.clone())
             .unwrap_or_default()
     };
+    // This run's snapshot, if it streamed here: committed instead of
+    // uploaded (a failed commit falls back to the upload).
+    let mut stream = state.lock().await.streams.remove(target);
     let mut bytes = 0;
     let mut failed = None;
     for name in &plan.conflicts {
@@ -85,7 +92,31 @@ pub(super) async fn run(
                 reason: reason.clone(),
             });
         }
-        match t.put(&s.path, &s.name, &s.identity, &tag, cancel).await {
+        let put = match (is_this_run(&s.name), stream.take()) {
+            (true, Some(copy)) => match copy.0.commit(&s.identity, &tag, cancel).await {
+                Ok(done) => {
+                    items.push(Item::StreamCommitted {
+                        name: s.name.clone(),
+                    });
+                    Ok(done)
+                }
+                Err(e @ TargetError::Cancelled) => Err(e),
+                Err(e) => {
+                    let reason = crate::backends::chain(&e);
+                    tracing::warn!(target_name = %target, error = %reason, "committing the streamed copy failed: uploading from the local file");
+                    items.push(Item::StreamDetached {
+                        target: target.to_string(),
+                        reason,
+                    });
+                    t.put(&s.path, &s.name, &s.identity, &tag, cancel).await
+                }
+            },
+            (_, copy) => {
+                stream = copy;
+                t.put(&s.path, &s.name, &s.identity, &tag, cancel).await
+            }
+        };
+        match put {
             Ok(PutOutcome::Confirmed(c))
                 if c.size == s.identity.file_size && c.sha256 == s.identity.sha256 =>
             {
@@ -127,6 +158,11 @@ pub(super) async fn run(
                 break;
             }
         }
+    }
+    // Not published (this run's snapshot was not to be uploaded here, or
+    // the loop stopped before it): nothing of it may stay.
+    if let Some(copy) = stream.take() {
+        copy.0.abort().await;
     }
     for name in plan.not_uploaded {
         items.push(Item::NotUploaded { name });

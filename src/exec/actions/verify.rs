@@ -30,8 +30,15 @@ pub(super) async fn run(a: &Actions, state: &Mutex<RunState>) -> Outcome {
     let committed =
         match tokio::task::spawn_blocking(move || local.commit(&partial, &n2, verdict)).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Outcome::failed(format!("{e}; the partial file was removed")),
-            Err(e) => return Outcome::failed(e.to_string()),
+            Ok(Err(e)) => {
+                // Not committed locally: no target publishes it either.
+                state.lock().await.abort_streams().await;
+                return Outcome::failed(format!("{e}; the partial file was removed"));
+            }
+            Err(e) => {
+                state.lock().await.abort_streams().await;
+                return Outcome::failed(e.to_string());
+            }
         };
     let identity = committed.identity().clone();
     let detail = match &committed {

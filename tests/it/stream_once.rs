@@ -1,0 +1,436 @@
+//! Stream once (issue 14 item 2, DESIGN.md §10): the snapshot's bytes go
+//! from the active node to the local temp file, the verifier and a
+//! filesystem target's temp copy at the same time; the target's upload
+//! commits that copy (create-only link, read-back) after `verify` linked
+//! the local file. Real OpenBao, real directories, the real binary.
+//!
+//! The assertions are on files and report fields (item kinds), never on
+//! log wording or timing. Crash points inside the overlapped path are in
+//! `crash.rs` (`stream.after-verify`, `fs.after-publish`).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::support::drill::{Drill, PolicyOpts, SNAP_PREFIX, snap_files};
+use crate::support::outcome::Outcome;
+
+fn nfs(d: &Drill) -> PathBuf {
+    d.path("nfs")
+}
+
+/// A single-node cluster initialised by snapward, a policy with the local
+/// store and the filesystem target `nfs` (no S3).
+async fn bed() -> (Drill, PathBuf) {
+    let mut d = Drill::single(false).await;
+    let p = d.policy(
+        "policy",
+        &PolicyOpts {
+            nfs: Some(nfs(&d)),
+            ..d.opts()
+        },
+    );
+    let keys = d.keys_dir();
+    d.snapward_init(&p, &keys).await;
+    (d, p)
+}
+
+/// The kinds (and targets) of an action's report items.
+fn items<'a>(r: &'a Outcome, id: &str) -> Vec<&'a Value> {
+    r.action(id)["items"]
+        .as_array()
+        .map(|v| v.iter().collect())
+        .unwrap_or_default()
+}
+
+fn has_item(r: &Outcome, id: &str, kind: &str, target: Option<&str>) -> bool {
+    items(r, id)
+        .iter()
+        .any(|i| i["kind"] == kind && target.is_none_or(|t| i["target"] == t))
+}
+
+/// Every temp file (`.<name>.partial`) of `dir`.
+fn stray(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(SNAP_PREFIX) && !n.ends_with(".snap"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn expect_no_temp_files(d: &Drill) {
+    for dir in [d.snap_dir(), nfs(d)] {
+        let s = stray(&dir);
+        assert!(s.is_empty(), "temp files left in {}: {s:?}", dir.display());
+    }
+}
+
+/// The target holds exactly the local snapshots, byte-identical.
+fn expect_target_mirrors_local(d: &Drill, r: &Outcome) {
+    let local: BTreeMap<String, Vec<u8>> = snap_files(&d.snap_dir());
+    let remote: BTreeMap<String, Vec<u8>> = snap_files(&nfs(d));
+    assert_eq!(
+        remote.keys().collect::<Vec<_>>(),
+        local.keys().collect::<Vec<_>>(),
+        "the target holds other snapshots than the local store\n{}",
+        r.context()
+    );
+    for (name, bytes) in &local {
+        assert!(
+            remote[name] == *bytes,
+            "{name} on the target differs from the local copy"
+        );
+        snapward::snapshot::verify_file(&nfs(d).join(name))
+            .unwrap_or_else(|e| panic!("{name} on the target is not a valid snapshot: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn a_filesystem_target_gets_the_copy_streamed_with_the_snapshot_confirmed_and_identical() {
+    let (d, p) = bed().await;
+    let (r, name) = d.backup(&p, &d.snap_dir()).await;
+    r.expect_status("upload:nfs", "succeeded");
+    assert!(
+        has_item(&r, "snapshot", "streamed-to", Some("nfs")),
+        "the snapshot streamed to `nfs` at the same time\n{}",
+        r.context()
+    );
+    assert!(
+        !has_item(&r, "snapshot", "stream-detached", None),
+        "no target dropped out of the stream\n{}",
+        r.context()
+    );
+    assert!(
+        items(&r, "upload:nfs")
+            .iter()
+            .any(|i| i["kind"] == "stream-committed" && i["name"] == name.as_str()),
+        "upload:nfs published the streamed copy instead of copying the local file\n{}",
+        r.context()
+    );
+    assert!(
+        items(&r, "upload:nfs")
+            .iter()
+            .any(|i| i["kind"] == "uploaded" && i["name"] == name.as_str()),
+        "and reports it as uploaded (confirmed)\n{}",
+        r.context()
+    );
+    expect_target_mirrors_local(&d, &r);
+    expect_no_temp_files(&d);
+    // The confirmed upload lets the target's prune run, as before.
+    assert!(
+        ["succeeded", "nothing-to-do"].contains(&r.status("prune:nfs")),
+        "prune:nfs ran after the confirmed commit\n{}",
+        r.context()
+    );
+}
+
+/// `spec.maxSnapshotBytes` far below the real snapshot: the stream ends
+/// normally and only the verifier refuses it — verification failing at
+/// the very end, after every byte went to the target's temp copy.
+#[tokio::test]
+async fn a_snapshot_failing_verification_at_the_end_leaves_no_copy_on_the_target_and_prunes_nothing()
+ {
+    let (d, p) = bed().await;
+    let (first, _) = d.backup(&p, &d.snap_dir()).await;
+    first.expect_status("upload:nfs", "succeeded");
+    let local_before = snap_files(&d.snap_dir());
+    let nfs_before = snap_files(&nfs(&d));
+    assert_eq!(nfs_before.len(), 1, "{}", first.context());
+
+    let yaml = fs::read_to_string(&p).expect("read the policy");
+    let limited = d.path("limited.yaml");
+    fs::write(
+        &limited,
+        yaml.replacen("spec:\n", "spec:\n  maxSnapshotBytes: \"4Ki\"\n", 1),
+    )
+    .expect("write the policy");
+    d.wait_for_a_fresh_second(&d.snap_dir()).await;
+    let r = d.run(&limited).await;
+    assert_ne!(r.code, Some(0), "the run fails\n{}", r.context());
+    assert!(
+        has_item(&r, "snapshot", "streamed-to", Some("nfs")),
+        "the snapshot streamed to `nfs` before the verdict\n{}",
+        r.context()
+    );
+    assert_eq!(r.status("verify"), "failed", "{}", r.context());
+    for id in ["upload:nfs", "prune:nfs", "prune:local"] {
+        assert_ne!(
+            r.status(id),
+            "succeeded",
+            "{id} must not run\n{}",
+            r.context()
+        );
+    }
+    assert!(
+        snap_files(&nfs(&d)) == nfs_before,
+        "the target holds exactly what it held before (nothing new, nothing pruned)"
+    );
+    assert!(
+        snap_files(&d.snap_dir()) == local_before,
+        "the local store holds exactly what it held before"
+    );
+    expect_no_temp_files(&d);
+}
+
+/// The fault point `fs.stream-write` fails every write of the target's
+/// streamed copy: the target is detached, the local copy is intact, and
+/// `upload:nfs` uploads from the local file as before.
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn a_target_failing_mid_stream_is_detached_and_gets_the_snapshot_by_the_normal_upload() {
+    let (d, p) = bed().await;
+    d.wait_for_a_fresh_second(&d.snap_dir()).await;
+    let r = d
+        .snapward_env("run", &p, &[], &[("FAILPOINTS", "fs.stream-write=return")])
+        .await;
+    r.expect_exit(0).expect_branch("backup");
+    assert!(
+        items(&r, "snapshot")
+            .iter()
+            .any(|i| i["kind"] == "stream-detached" && i["target"] == "nfs"),
+        "`nfs` dropped out of the stream\n{}",
+        r.context()
+    );
+    r.expect_status("verify", "succeeded")
+        .expect_status("upload:nfs", "succeeded");
+    assert!(
+        !has_item(&r, "upload:nfs", "stream-committed", None),
+        "nothing streamed was published\n{}",
+        r.context()
+    );
+    assert!(
+        has_item(&r, "upload:nfs", "uploaded", None),
+        "the normal upload sent it\n{}",
+        r.context()
+    );
+    let local = snap_files(&d.snap_dir());
+    assert_eq!(local.len(), 1, "{}", r.context());
+    for name in local.keys() {
+        snapward::snapshot::verify_file(&d.snap_dir().join(name))
+            .unwrap_or_else(|e| panic!("the local copy {name} is not intact: {e}"));
+    }
+    expect_target_mirrors_local(&d, &r);
+    expect_no_temp_files(&d);
+}
+
+// ---- S3: the streamed upload at the backend level ------------------------
+//
+// `S3Target::with_streaming(true)`: parts go to a staging key while the
+// bytes arrive; `commit` completes it and copies it create-only, with the
+// identity metadata, to the final key. (`run` does not switch it on yet.)
+
+mod s3 {
+    use std::time::Duration;
+
+    use rstest::rstest;
+    use sha2::{Digest, Sha256};
+    use snapward::backends::s3::S3Target;
+    use snapward::backends::{PutOutcome, StreamingPut, Target, TargetError, UploadTag};
+    use snapward::snapshot::Identity;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::support::fault_proxy::{Fault, FaultProxy, Rule};
+    use crate::support::s3::{Kind, S3Server, settings};
+    use crate::support::work::{PREFIX, snap};
+
+    const BUCKET: &str = "stream";
+    const KEY_PREFIX: &str = "once/";
+    const MIB: usize = 1 << 20;
+
+    /// 12 MiB that do not compress: three parts of 5 MiB at most.
+    fn blob() -> Vec<u8> {
+        let mut out = Vec::with_capacity(12 * MIB);
+        let mut h = Sha256::digest(b"stream once");
+        while out.len() < 12 * MIB {
+            h = Sha256::digest(h);
+            out.extend_from_slice(&h);
+        }
+        out
+    }
+
+    fn identity(bytes: &[u8]) -> Identity {
+        Identity {
+            index: 42,
+            term: 3,
+            version: 1,
+            state_size: 1,
+            file_size: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(bytes)),
+        }
+    }
+
+    async fn target(s3: &S3Server, endpoint: &str) -> S3Target {
+        let mut cfg = s3.target_config(BUCKET, KEY_PREFIX);
+        cfg.endpoint = Some(endpoint.to_owned());
+        S3Target::new("offsite", &settings(&cfg), PREFIX)
+            .await
+            .expect("target")
+            .with_multipart(5 * MIB as u64, 5 * MIB as u64, 2)
+            .with_streaming(true)
+    }
+
+    async fn server(kind: Kind) -> S3Server {
+        let s3 = S3Server::start(kind);
+        s3.create_bucket(BUCKET, false).await;
+        s3
+    }
+
+    /// Writes `bytes` in 64 KiB chunks; the first error, if any.
+    async fn feed(put: &mut Box<dyn StreamingPut>, bytes: &[u8]) -> Result<(), TargetError> {
+        for chunk in bytes.chunks(64 * 1024) {
+            put.write(bytes::Bytes::copy_from_slice(chunk)).await?;
+        }
+        Ok(())
+    }
+
+    #[rstest]
+    #[case::moto(Kind::Moto)]
+    #[case::s3s_fs(Kind::S3sFs)]
+    #[tokio::test]
+    async fn s3_streamed_parts_are_published_create_only_by_a_server_side_copy_with_the_identity(
+        #[case] kind: Kind,
+    ) {
+        let s3 = server(kind).await;
+        let t = target(&s3, &s3.endpoint).await;
+        let name = snap("20261202-020000");
+        let bytes = blob();
+        let id = identity(&bytes);
+        let mut put = t
+            .begin_stream(&name)
+            .await
+            .expect("begin")
+            .expect("streams");
+        feed(&mut put, &bytes).await.expect("parts accepted");
+        let done = put
+            .commit(&id, &UploadTag::default(), &CancellationToken::new())
+            .await
+            .expect("committed");
+        let PutOutcome::Confirmed(c) = done else {
+            panic!("a real target confirms: {done:?}");
+        };
+        assert_eq!(
+            (c.size, c.sha256.as_str()),
+            (id.file_size, id.sha256.as_str())
+        );
+        let key = format!("{KEY_PREFIX}{name}");
+        let objects = s3.objects(BUCKET).await;
+        assert_eq!(
+            objects.keys().collect::<Vec<_>>(),
+            vec![&key],
+            "only the snapshot is left: no staging object"
+        );
+        assert_eq!(s3.object_sha256(BUCKET, &key).await, id.sha256);
+        let listed = t.list().await.expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].sha256.as_deref(), Some(id.sha256.as_str()));
+        assert_eq!((listed[0].index, listed[0].term), (Some(42), Some(3)));
+        if matches!(kind, Kind::Moto) {
+            assert!(s3.uploads(BUCKET).await.is_empty(), "no upload left");
+        }
+        // Create-only: a second stream of the same name is refused.
+        assert!(matches!(
+            t.begin_stream(&name).await,
+            Err(TargetError::AlreadyExists { .. })
+        ));
+    }
+
+    /// Abort after every byte was sent (verification failed at the end),
+    /// and a part refused mid-stream: neither leaves an object or upload.
+    #[rstest]
+    #[case::aborted(false)]
+    #[case::part_refused(true)]
+    #[tokio::test]
+    async fn s3_a_stream_that_is_aborted_or_loses_a_part_leaves_no_object_and_no_upload(
+        #[case] refuse_part: bool,
+    ) {
+        let s3 = server(Kind::Moto).await;
+        let proxy = FaultProxy::start(&s3.endpoint).await;
+        if refuse_part {
+            proxy.add(Rule::new(
+                "staging-part",
+                |r| r.is_upload_part() && r.path().contains(".partial-"),
+                Fault::s3_error(403, "AccessDenied", "refused by the fault proxy"),
+            ));
+        }
+        let t = target(&s3, &proxy.url).await;
+        let name = snap("20261202-030000");
+        let bytes = blob();
+        let id = identity(&bytes);
+        let mut put = t
+            .begin_stream(&name)
+            .await
+            .expect("begin")
+            .expect("streams");
+        let fed = feed(&mut put, &bytes).await;
+        if refuse_part {
+            let failed = match fed {
+                Err(e) => {
+                    put.abort().await;
+                    Err(e)
+                }
+                Ok(()) => put
+                    .commit(&id, &UploadTag::default(), &CancellationToken::new())
+                    .await
+                    .map(|_| ()),
+            };
+            assert!(failed.is_err(), "a refused part fails the stream");
+            assert!(proxy.fired("staging-part") >= 1, "{}", proxy.log());
+        } else {
+            fed.expect("parts accepted");
+            put.abort().await;
+        }
+        assert!(s3.objects(BUCKET).await.is_empty(), "no object left");
+        assert!(s3.uploads(BUCKET).await.is_empty(), "no upload left");
+        assert!(t.list().await.expect("list").is_empty());
+    }
+
+    /// A crashed run's staging upload and staging object are removed by the
+    /// stale cleanup; nothing else is.
+    #[tokio::test]
+    async fn s3_cleanup_removes_a_crashed_runs_staging_upload_and_object_only() {
+        let s3 = server(Kind::Moto).await;
+        let t = target(&s3, &s3.endpoint).await;
+        let name = snap("20261202-040000");
+        let bytes = blob();
+        let mut put = t
+            .begin_stream(&name)
+            .await
+            .expect("begin")
+            .expect("streams");
+        feed(&mut put, &bytes).await.expect("parts accepted");
+        // A crash: neither committed nor aborted.
+        std::mem::forget(put);
+        let staging_object = format!("{KEY_PREFIX}.{name}.partial-deadbeef");
+        let other = format!("{KEY_PREFIX}.not-ours");
+        for key in [&staging_object, &other] {
+            s3.client()
+                .put_object()
+                .bucket(BUCKET)
+                .key(key)
+                .body(b"x".to_vec().into())
+                .send()
+                .await
+                .expect("put");
+        }
+        assert!(!s3.uploads(BUCKET).await.is_empty());
+        let cleaned = t.cleanup_older_than(Duration::ZERO).await.expect("cleanup");
+        assert!(
+            cleaned.removed.iter().any(|r| r.contains(".partial-")),
+            "{cleaned:?}"
+        );
+        assert!(
+            s3.uploads(BUCKET).await.is_empty(),
+            "the staging upload is aborted"
+        );
+        assert_eq!(
+            s3.objects(BUCKET).await.keys().collect::<Vec<_>>(),
+            vec![&other],
+            "the staging object is deleted, the other one kept"
+        );
+    }
+}
