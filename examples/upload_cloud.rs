@@ -8,6 +8,8 @@
 //! The Azure container `bench` (created here, Shared Key signed) and the S3
 //! bucket `bench` (created by the script) are used.
 
+#![allow(clippy::expect_used, clippy::indexing_slicing, clippy::panic)] // a bench tool: it stops on any failure
+
 use std::process::ExitCode;
 use std::time::Instant;
 

@@ -227,7 +227,7 @@ impl CloudTarget {
         self.delete_key(&key).await
     }
 
-    async fn delete_key(&self, key: &str) -> Result<DeleteOutcome, TargetError> {
+    pub(super) async fn delete_key(&self, key: &str) -> Result<DeleteOutcome, TargetError> {
         if let Some(d) = &self.one_delete {
             return self.delete_one(d.as_ref(), key).await;
         }

@@ -24,6 +24,9 @@ use crate::snapshot::Identity;
 
 /// Read buffer of the streamed multipart upload.
 const READ_BUF: usize = 256 * 1024;
+/// Read-backs of a blob whose server-side copy may still be pending.
+const PENDING_COPY_CHECKS: u32 = 10;
+const PENDING_COPY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl CloudTarget {
     pub(super) async fn put_confirmed(
@@ -58,12 +61,14 @@ impl CloudTarget {
         tracing::info!(target_name = %self.name, key, size, "uploading snapshot");
         let attrs = self.attributes(identity, &want_sha, tag);
         let shown = crate::progress::start(format!("upload {}", self.name), Some(size));
+        let mut staging = None;
         let sent = if size <= SINGLE_PUT_LIMIT {
             self.put_single(file, &key, size, &want_sha, attrs, cancel)
                 .await
         } else {
             self.put_staged(file, name, &key, &want_sha, attrs, cancel, &shown)
                 .await
+                .map(|s| staging = Some(s))
         };
         match sent {
             Ok(()) => {}
@@ -80,7 +85,13 @@ impl CloudTarget {
         shown.set(size);
         shown.finish();
         crate::crash::crash_point!("cloud.after-put");
-        let confirmed = self.confirm(&key, name, size, &want_sha, cancel).await?;
+        let confirmed = self.confirm(&key, name, size, &want_sha, cancel).await;
+        // The staging blob goes only now: a copy the store finishes
+        // asynchronously (Azure may) needs its source until it is done.
+        if let Some(staging) = staging {
+            self.delete_staging(&staging).await;
+        }
+        let confirmed = confirmed?;
         tracing::info!(target_name = %self.name, key, size, "upload confirmed");
         Ok(confirmed)
     }
@@ -141,7 +152,8 @@ impl CloudTarget {
     }
 
     /// Multipart upload to a staging blob, then a create-only copy to the
-    /// final name; the staging blob is deleted on every path.
+    /// final name. The staging blob is deleted on every failure; on
+    /// success it is handed back, for deletion after the read-back.
     #[allow(clippy::too_many_arguments)]
     async fn put_staged(
         &self,
@@ -152,7 +164,7 @@ impl CloudTarget {
         attributes: Attributes,
         cancel: &CancellationToken,
         shown: &crate::progress::Transfer,
-    ) -> Result<(), TargetError> {
+    ) -> Result<Key, TargetError> {
         let staging = format!("{}.{name}{STAGING_MARK}{}", self.prefix, unique_suffix());
         let staging_path = self.path(&staging)?;
         let result = tokio::select! {
@@ -174,18 +186,24 @@ impl CloudTarget {
             }
             Err(e) => Err(e),
         };
-        // Never left behind (a crash before this: `cleanup` removes it a
-        // day later; uncommitted blocks the store drops itself).
-        match self.store.delete(&staging_path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => tracing::warn!(
-                target_name = %self.name,
-                staging,
-                error = %self.scrub.scrub(&crate::backends::chain(&e)),
-                "could not delete the staging blob; cleanup removes it later"
-            ),
+        if result.is_err() {
+            self.delete_staging(&staging_path).await;
         }
-        result
+        result.map(|()| staging_path)
+    }
+
+    /// Never left behind (a crash before this: `cleanup` removes it a day
+    /// later; uncommitted blocks the store drops itself).
+    async fn delete_staging(&self, staging: &Key) {
+        let key = staging.to_string();
+        if let Err(e) = self.delete_key(&key).await {
+            tracing::warn!(
+                target_name = %self.name,
+                staging = key,
+                error = %e,
+                "could not delete the staging blob; cleanup removes it later"
+            );
+        }
     }
 
     async fn upload_staging(
@@ -268,15 +286,17 @@ impl CloudTarget {
     }
 
     /// Reads the final blob in full: size and SHA-256 of what the store
-    /// holds, and its stored SHA-256, must all be this upload's.
-    async fn confirm(
+    /// holds, and its stored SHA-256, must all be this upload's. The inner
+    /// `Err` is a disagreement (with the bytes read), the outer one a
+    /// failed request.
+    async fn read_back(
         &self,
         key: &str,
         name: &str,
         size: u64,
         want_sha: &str,
         cancel: &CancellationToken,
-    ) -> Result<Confirmed, TargetError> {
+    ) -> Result<Result<Confirmed, (u64, TargetError)>, TargetError> {
         let not_confirmed = |got: String| TargetError::NotConfirmed {
             target: self.name.clone(),
             name: name.to_owned(),
@@ -287,7 +307,7 @@ impl CloudTarget {
         let res = match self.store.get_opts(&path, GetOptions::default()).await {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => {
-                return Err(not_confirmed("no such blob".to_owned()));
+                return Ok(Err((0, not_confirmed("no such blob".to_owned()))));
             }
             Err(e) => return Err(self.error("read back", key, &e)),
         };
@@ -304,21 +324,52 @@ impl CloudTarget {
             let chunk = chunk.map_err(|e| self.error("read back", key, &e))?;
             got += chunk.len() as u64;
             if got > size {
-                return Err(not_confirmed(format!("more than {size} bytes")));
+                return Ok(Err((got, not_confirmed(format!("more than {size} bytes")))));
             }
             hasher.update(&chunk);
         }
         let sha = hex::encode(hasher.finalize());
         if got != size || sha != want_sha || stored.as_deref() != Some(want_sha) {
-            return Err(not_confirmed(format!(
-                "{got} bytes, sha256 {sha}, stored sha256 {}",
-                stored.as_deref().unwrap_or("absent")
+            return Ok(Err((
+                got,
+                not_confirmed(format!(
+                    "{got} bytes, sha256 {sha}, stored sha256 {}",
+                    stored.as_deref().unwrap_or("absent")
+                )),
             )));
         }
-        Ok(Confirmed {
+        Ok(Ok(Confirmed {
             size,
             sha256: want_sha.to_owned(),
-        })
+        }))
+    }
+
+    /// [`Self::read_back`], again while the blob is shorter than the file:
+    /// a server-side copy the store completes asynchronously (Azure Copy
+    /// Blob may answer 202 "pending") — bounded, [`PENDING_COPY_CHECKS`]
+    /// reads [`PENDING_COPY_WAIT`] apart.
+    async fn confirm(
+        &self,
+        key: &str,
+        name: &str,
+        size: u64,
+        want_sha: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Confirmed, TargetError> {
+        let mut checks = 1;
+        loop {
+            match self.read_back(key, name, size, want_sha, cancel).await? {
+                Ok(c) => return Ok(c),
+                Err((got, e)) if got >= size || checks >= PENDING_COPY_CHECKS => return Err(e),
+                Err(_) => {
+                    checks += 1;
+                    tokio::select! {
+                        () = tokio::time::sleep(PENDING_COPY_WAIT) => {}
+                        () = cancel.cancelled() => return Err(TargetError::Cancelled),
+                    }
+                }
+            }
+        }
     }
 
     pub(super) fn path(&self, key: &str) -> Result<Key, TargetError> {
