@@ -18,9 +18,12 @@
 #                 big snapshot as backlog: the `upload:s3` action's durationMs
 #                 (and the put itself, from the JSON log)
 #   rclone copy / aws s3 cp of the same file.
-# Prints every command, the seconds (best/median/worst) and the ratios:
-# end-to-end snapward / (save+rclone) (goal <= 0.7) and upload throughput
-# snapward / rclone (goal >= 1.2).
+# Prints every command, the seconds (best/median/worst) and every goal of
+# issue 14 as `met` / `NOT met`: end-to-end <= 0.60x (save+rclone) and
+# <= 0.75x (save+aws), fresh and steady state; the snapshot action <= 1.15x
+# `save` (its durationMs in the best fresh run vs the best save); upload
+# throughput >= 1.5x rclone; steady <= 1.1x fresh; peak RSS <= 64 MiB
+# (/usr/bin/time -v around every snapward run).
 #
 # Needs rclone (Debian: apt-get install -y rclone; run with AWS_CA_BUNDLE
 # unset) and aws (awscli). SNAPWARD=/path/to/snapward times that binary.
@@ -106,9 +109,12 @@ object_size() { stat -c %s "$S3_DATA/bench/$1$2" 2>/dev/null || echo 0; }
 drop_prefix() { rm -rf "${S3_DATA:?}/bench/${1:?}"; }
 
 # snapward_run POLICY REPORT LOG: runs it, checks exit 0 and a confirmed upload.
+RSS_MAX=0
 snapward_run() {
-  local rc=0
-  "$SNAPWARD" --log-format json run -f "$1" --report "$2" 2>"$3" >/dev/null || rc=$?
+  local rc=0 kb
+  /usr/bin/time -v -o "$3.time" "$SNAPWARD" --log-format json run -f "$1" --report "$2" 2>"$3" >/dev/null || rc=$?
+  kb=$(awk -F': ' '/Maximum resident/ { print $2 }' "$3.time" 2>/dev/null || echo 0)
+  [ "${kb:-0}" -gt "$RSS_MAX" ] && RSS_MAX=$kb
   if [ "$rc" != 0 ] || [ "$(jq -r '.actions[] | select(.id == "upload:s3") | .status' "$2")" != succeeded ]; then
     tail -5 "$3" >&2; die "snapward run exited $rc"
   fi
@@ -226,12 +232,23 @@ usw=$(min_of "${UP_SW[@]}"); uput=$(min_of "${UP_PUT[@]}"); urc=$(min_of "${UP_R
   printf '  %-40s %s\n' "snapward put (log: start->confirmed)" "$(stats "${UP_PUT[@]}")"
   printf '  %-40s %s\n' "rclone copy" "$(stats "${UP_RC[@]}")"
   printf '  %-40s %s\n' "aws s3 cp" "$(stats "${UP_AWS[@]}")"
-  awk -v mib="$SNAP_MIB" -v sw="$sw" -v sw2="$sw2" -v rc="$rc" -v aw="$aw" -v usw="$usw" -v uput="$uput" -v urc="$urc" -v uaw="$uaw" 'BEGIN {
+  snap=$(awk -v m="$(action_ms "$best_report" snapshot)" 'BEGIN { printf "%.3f", m / 1000 }'); save=$(min_of "${SAVE[@]}")
+  awk -v mib="$SNAP_MIB" -v sw="$sw" -v sw2="$sw2" -v rc="$rc" -v aw="$aw" -v usw="$usw" -v uput="$uput" -v urc="$urc" -v uaw="$uaw" -v snap="$snap" -v save="$save" -v rss="$RSS_MAX" 'BEGIN {
     printf "throughput (best): snapward upload %.0f MiB/s (put %.0f MiB/s), rclone %.0f MiB/s, aws %.0f MiB/s\n", mib / usw, mib / uput, mib / urc, mib / uaw
-    printf "ratio end-to-end snapward / (save+rclone):      %.2f  (goal <= 0.70) %s\n", sw / rc, (sw / rc <= 0.7 ? "met" : "NOT met")
-    printf "ratio end-to-end snapward / (save+aws s3 cp):   %.2f\n", sw / aw
-    printf "ratio steady-state snapward / (save+rclone):    %.2f\n", sw2 / rc
-    printf "ratio upload throughput snapward / rclone:      %.2f  (goal >= 1.20) %s  [put only: %.2f]\n", urc / usw, (urc / usw >= 1.2 ? "met" : "NOT met"), urc / uput
-    printf "ratio upload throughput snapward / aws s3 cp:   %.2f\n", uaw / usw
+    printf "goals (issue 14), best of each:\n"
+    g("end-to-end snapward / (save+rclone), fresh", sw / rc, "<=", 0.60)
+    g("end-to-end snapward / (save+aws s3 cp), fresh", sw / aw, "<=", 0.75)
+    g("end-to-end snapward / (save+rclone), steady", sw2 / rc, "<=", 0.60)
+    g("end-to-end snapward / (save+aws s3 cp), steady", sw2 / aw, "<=", 0.75)
+    g("snapshot action / bao snapshot save", snap / save, "<=", 1.15)
+    g("upload throughput snapward / rclone", urc / usw, ">=", 1.5)
+    printf "    (put only: %.2f; snapward / aws s3 cp: %.2f)\n", urc / uput, uaw / usw
+    g("steady state (1 earlier snapshot) / fresh", sw2 / sw, "<=", 1.10)
+    g("peak RSS of snapward runs, MiB", rss / 1024, "<=", 64)
+    printf "  (steady state with a long history: bench/scale.sh)\n"
+  }
+  function g(what, v, op, goal) {
+    ok = (op == "<=") ? (v <= goal) : (v >= goal)
+    printf "  %-50s %7.2f  (goal %s %.2f) %s\n", what, v, op, goal, ok ? "met" : "NOT met"
   }'
 }

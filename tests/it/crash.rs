@@ -302,6 +302,7 @@ async fn expect_converged(
         let stray: Vec<String> = dir_files(&dir)
             .into_keys()
             .filter(|n| !(n.starts_with(SNAP_PREFIX) && n.ends_with(".snap")))
+            .filter(|n| n != snapward::backends::verify_cache::FILE_NAME)
             .collect();
         assert!(
             stray.is_empty(),

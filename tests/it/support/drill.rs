@@ -531,11 +531,13 @@ fn marker(name: &str) -> Value {
 
 // ---- files -------------------------------------------------------------
 
-/// Every file in a snapshot store (name → bytes), the run lock excepted.
+/// Every file in a snapshot store (name → bytes), the run lock and the
+/// verification cache excepted.
 pub fn snap_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     files_in(dir)
         .into_iter()
         .filter(|(n, _)| !(n.starts_with(".snapward-") && n.ends_with(".lock")))
+        .filter(|(n, _)| n != snapward::backends::verify_cache::FILE_NAME)
         .collect()
 }
 
