@@ -100,6 +100,7 @@ impl S3Target {
                 "CreateMultipartUpload `{staging}` returned no upload id"
             )));
         };
+        crate::crash::crash_point!("s3.multipart.after-create");
         Ok(Some(Box::new(S3Stream {
             t: self.clone(),
             name: name.to_owned(),
@@ -198,7 +199,7 @@ impl S3Stream {
             let out = request.send().await.map_err(|e| {
                 ctx.error("UploadPart", &format!("{key} part {number}"), &failure(&e))
             })?;
-            crate::crash::crash_point!("s3.stream.after-part");
+            crate::crash::crash_point!("s3.multipart.after-part");
             Ok(CompletedPart::builder()
                 .part_number(number)
                 .set_e_tag(out.e_tag().map(str::to_owned))
