@@ -370,6 +370,7 @@ async fn a_key_the_token_endpoint_rejects_refuses_the_upload_without_key_materia
             "-out",
         ])
         .arg(&pem_path)
+        .stderr(std::process::Stdio::null())
         .status()
         .expect("openssl genpkey");
     assert!(st.success());
