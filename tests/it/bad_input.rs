@@ -573,7 +573,7 @@ fn offline_rows(p: &Policies) -> Vec<Row> {
             .expect("target name `minio` is already used by target 0"),
         plan("target with two kinds", &p.variant("two-kinds.yaml", "      retention:\n        keepDaily: 14", "      filesystem: {path: /mnt/nfs}\n      retention:\n        keepDaily: 14"))
             .code(1)
-            .expect("needs exactly one of `s3` or `filesystem`"),
+            .expect("needs exactly one of `s3`, `gcs` or `filesystem`"),
         plan("missing required field", &p.variant("missing-path.yaml", "    path: /var/lib/snapward/snapshots\n", ""))
             .code(1)
             .expect("missing required field `path`"),

@@ -370,6 +370,7 @@ async fn a_key_the_token_endpoint_rejects_refuses_the_upload_without_key_materia
             "-out",
         ])
         .arg(&pem_path)
+        .stderr(std::process::Stdio::null())
         .status()
         .expect("openssl genpkey");
     assert!(st.success());
@@ -510,5 +511,64 @@ async fn drill_raft_data_and_local_store_lost_is_restored_from_gcs() {
         s.objects(BUCKET).await,
         objects,
         "a restore changes no remote snapshot"
+    );
+}
+
+/// fake-gcs-server enforces neither retention policies nor holds: the
+/// proxy gives the DELETE Google's own refusals. A retention or hold
+/// refusal is `RetainedByLock` (the snapshot stays); a permission refusal
+/// is an error naming what to check.
+#[tokio::test]
+async fn a_delete_refused_by_retention_or_a_hold_is_retained_and_a_permission_refusal_is_an_error()
+{
+    let s = server().await;
+    let proxy = FaultProxy::start(&s.endpoint).await;
+    let work = tempfile::tempdir().expect("work dir");
+    let mut cfg = s.target_config(BUCKET, KEY_PREFIX);
+    cfg.endpoint = Some(proxy.url.clone());
+    let t = target(&cfg).await;
+    let (file, id) = snapshot_file(work.path(), "a.snap", 800, 3);
+    let name = name_on(9);
+    t.put(&file, &name, &id, &tag(), &CancellationToken::new())
+        .await
+        .expect("upload");
+    let google = |message: &str| Fault::Reply {
+        status: 403,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: serde_json::json!({"error": {"code": 403, "message": message}})
+            .to_string()
+            .into_bytes(),
+    };
+    let key = format!("{KEY_PREFIX}{name}");
+    for (i, message) in [
+        format!("Object '{BUCKET}/{key}' is subject to bucket's retention policy or object retention and cannot be deleted or overwritten until 2027-01-01T00:00:00Z"),
+        format!("Object '{BUCKET}/{key}' is under active Temporary hold and cannot be deleted, overwritten or archived until hold is removed."),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rule = format!("locked-{i}");
+        proxy.clear();
+        proxy.add(Rule::new(&rule, |r| r.method == "DELETE", google(&message)).times(1));
+        assert_eq!(
+            t.delete(&name).await.expect("a lock is not an error"),
+            DeleteOutcome::RetainedByLock,
+            "{message}"
+        );
+        assert_eq!(proxy.fired(&rule), 1);
+    }
+    proxy.clear();
+    proxy.add(Rule::new(
+        "denied",
+        |r| r.method == "DELETE",
+        google("snapward@p.iam.gserviceaccount.com does not have storage.objects.delete access to the Google Cloud Storage object."),
+    ).times(1));
+    let err = t.delete(&name).await.expect_err("permission denied");
+    assert!(matches!(err, TargetError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("storage.objects.delete"), "{err}");
+    assert_eq!(
+        s.objects(BUCKET).await.keys().cloned().collect::<Vec<_>>(),
+        vec![key],
+        "every refused delete left the snapshot"
     );
 }

@@ -30,7 +30,8 @@ impl GcsTarget {
             StatusCode::NOT_FOUND => {
                 // A missing bucket is also a 404: tell them apart.
                 let f = Failure::read(res).await;
-                if f.message.to_ascii_lowercase().contains("bucket") {
+                let msg = f.message.to_ascii_lowercase();
+                if msg.contains("bucket does not exist") || msg.contains("no such bucket") {
                     return Err(self.http.error("reading", key, &f));
                 }
                 Ok(None)
@@ -139,7 +140,15 @@ impl GcsTarget {
         let f = Failure::read(res).await;
         if status == StatusCode::FORBIDDEN {
             let msg = f.message.to_ascii_lowercase();
-            let said = msg.contains("retention") || msg.contains("hold");
+            let said = [
+                "retention policy",
+                "object retention",
+                "temporary hold",
+                "event-based hold",
+                "event based hold",
+            ]
+            .iter()
+            .any(|p| msg.contains(p));
             if said
                 || self
                     .object(&key)

@@ -9,6 +9,7 @@
 //! file; if the stream, the verification or the fsync failed, every
 //! target's copy is aborted here.
 
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
