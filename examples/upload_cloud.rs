@@ -90,6 +90,7 @@ async fn main() -> ExitCode {
                 server_side_encryption: None,
                 object_lock: None,
                 timeouts: None,
+                stream: true,
             };
             let settings = snapward::policy::S3Settings::try_from(&cfg).expect("s3 settings");
             let t = snapward::backends::s3::S3Target::new("s3s-fs", &settings, "openbao-")

@@ -405,6 +405,11 @@ pub struct S3Target {
     /// Limits of every S3 request (defaults: `connect: 10s`, `request: 5m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<S3Timeouts>,
+    /// Send the parts while the snapshot streams from OpenBao (a staging key,
+    /// then a create-only server-side copy with the identity). `false`:
+    /// upload from the local file after `verify` (stores without UploadPartCopy).
+    #[serde(default = "yes")]
+    pub stream: bool,
 }
 
 fn default_region() -> String {

@@ -358,8 +358,10 @@ fn run_rows(table: &str, rows: Vec<Row>, secrets: &[String]) -> (usize, Vec<(Str
             }
             for rel in after[i].keys().filter(|r| !before[i].contains_key(*r)) {
                 // The run lock (`.snapward-<policy>.lock`) is bookkeeping.
+                // So is the verification cache (`.snapward-verified.json`).
                 let lock = rel.starts_with(".snapward-") && rel.ends_with(".lock");
-                if (exact && !lock) || rel.ends_with(".partial") {
+                let cache = rel.as_str() == ".snapward-verified.json";
+                if (exact && !lock && !cache) || rel.ends_with(".partial") {
                     problems.push(format!("{}/{rel} appeared", dir.display()));
                 }
             }
@@ -573,7 +575,7 @@ fn offline_rows(p: &Policies) -> Vec<Row> {
             .expect("target name `minio` is already used by target 0"),
         plan("target with two kinds", &p.variant("two-kinds.yaml", "      retention:\n        keepDaily: 14", "      filesystem: {path: /mnt/nfs}\n      retention:\n        keepDaily: 14"))
             .code(1)
-            .expect("needs exactly one of `s3`, `gcs` or `filesystem`"),
+            .expect("needs exactly one of `s3`, `azure`, `gcs` or `filesystem`"),
         plan("missing required field", &p.variant("missing-path.yaml", "    path: /var/lib/snapward/snapshots\n", ""))
             .code(1)
             .expect("missing required field `path`"),
@@ -1636,6 +1638,7 @@ async fn debug_never_shows_a_secret() {
         server_side_encryption: None,
         object_lock: None,
         timeouts: None,
+        stream: true,
     };
     let target = S3Target::new("s3", &crate::support::s3::settings(&cfg), PREFIX)
         .await

@@ -480,6 +480,22 @@ async fn backup_crash_inside(#[case] point: &str) {
 async fn backup_crash_mid_multipart_upload(#[case] point: &str) {
     let k = Knobs { fs: false, ..KNOBS };
     let (d, p, token) = backup_bed(1, k).await;
+    // The upload from the local file: the streamed path's multipart crash
+    // points (a staging upload, no local snapshot yet) are proven in
+    // `stream_once::s3`.
+    let text = std::fs::read_to_string(&p).expect("read the policy");
+    assert!(
+        text.contains("        pathStyle: true\n"),
+        "the drill policy's s3 section"
+    );
+    std::fs::write(
+        &p,
+        text.replace(
+            "        pathStyle: true\n",
+            "        pathStyle: true\n        stream: false\n",
+        ),
+    )
+    .expect("write the policy");
     grow_past_the_multipart_threshold(&d).await;
     d.wait_for_a_fresh_second(&d.snap_dir()).await;
     let before = stores(&d).await;

@@ -103,6 +103,10 @@ impl Setup {
         let mut s3 =
             serde_json::to_value(self.s3.target_config(BUCKET, KEY_PREFIX)).expect("s3 json");
         s3["endpoint"] = json!(self.proxy.url);
+        // These faults are about the upload from the local file (also the
+        // fallback of a detached stream); the streamed path's faults are in
+        // stream_once.rs.
+        s3["stream"] = json!(false);
         tweak(&mut s3);
         let mut p = self.work.policy(
             "faults",

@@ -379,6 +379,7 @@ async fn s3_missing_or_empty_credential_files_are_credentials_absent() {
             server_side_encryption: None,
             object_lock: None,
             timeouts: None,
+            stream: true,
         };
         let err = S3Target::new(
             "optional-offsite",

@@ -152,7 +152,7 @@ impl S3Target {
             part_size: DEFAULT_PART_SIZE,
             parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
             progress: None,
-            streaming: false,
+            streaming: cfg.stream,
         })
     }
 }
@@ -200,6 +200,7 @@ mod tests {
             server_side_encryption: None,
             object_lock: None,
             timeouts: None,
+            stream: true,
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let (ak, sk) = (dir.path().join("ak"), dir.path().join("sk"));

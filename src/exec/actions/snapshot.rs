@@ -117,7 +117,9 @@ pub(super) async fn run(
             let _ = std::fs::remove_file(&path);
             match (streamed, synced) {
                 (Err(e), _) => Outcome::failed(format!("snapshot from {node_name} failed: {e}")),
-                (_, Err(e)) => Outcome::failed(format!("fsync of the snapshot failed: {e}")),
+                (_, Err(e)) => Outcome::failed(format!(
+                    "snapshot from {node_name} failed: writing or fsyncing the local file: {e}"
+                )),
                 _ => Outcome::failed("snapshot failed"),
             }
             .with_items(items)

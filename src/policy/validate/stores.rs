@@ -284,6 +284,7 @@ fn settings(s3: &model::S3Target, timeouts: S3Timeouts) -> S3Settings {
         server_side_encryption: s3.server_side_encryption.clone(),
         object_lock: s3.object_lock.clone(),
         timeouts,
+        stream: s3.stream,
     }
 }
 

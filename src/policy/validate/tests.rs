@@ -410,6 +410,7 @@ fn s3_settings_from_a_bare_target() {
         server_side_encryption: None,
         object_lock: None,
         timeouts: None,
+        stream: true,
     };
     let s = S3Settings::try_from(&cfg).expect("defaults parse");
     assert_eq!(

@@ -280,6 +280,7 @@ impl S3Server {
             server_side_encryption: None,
             object_lock: None,
             timeouts: None,
+            stream: true,
         }
     }
 
