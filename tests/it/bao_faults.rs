@@ -211,14 +211,12 @@ async fn bao_leader_killed_mid_stream_leaves_no_partial_and_the_next_run_uses_th
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().expect("spawn snapward");
     gate.reached(WAIT).await;
-    // Mid-stream for certain: snapward has written part of the snapshot.
+    // Mid-stream for certain: the proxy sent the first 8 KiB of the body and
+    // holds the rest, and snapward's snapshot action has its temp file. (It
+    // may still be empty: the local writer gathers 1 MiB before it writes.)
     let local = s.local.clone();
-    poll("snapward to write the first bytes", || async {
-        let written = partials(&local)
-            .iter()
-            .filter_map(|n| std::fs::metadata(local.join(n)).ok())
-            .any(|m| m.len() > 0);
-        written.then_some(())
+    poll("snapward to open its temp file", || async {
+        (!partials(&local).is_empty()).then_some(())
     })
     .await;
     let leader = s.active;
