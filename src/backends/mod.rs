@@ -55,10 +55,11 @@ pub struct RemoteSnapshot {
     /// From the name (UTC).
     pub time: jiff::Timestamp,
     /// The cluster the snapshot was taken from, as recorded at upload
-    /// (`snapward-cluster-id`; S3 only).
+    /// (`snapward-cluster-id`; object metadata of the S3, Azure and GCS targets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
-    /// The object tag written at upload (`snapward-tag`, hex; S3 only): see
+    /// The object tag written at upload (`snapward-tag`, hex; object metadata of
+    /// the S3, Azure and GCS targets): see
     /// [`crate::snapshot::auth::tag`].
     #[serde(skip)]
     pub tag: Option<String>,

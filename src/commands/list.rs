@@ -3,11 +3,14 @@
 //! when the policy's key store can be read and holds unseal key shares, each
 //! local snapshot's authenticity (see `verify`). Read-only.
 //!
-//! Cost: the local inventory (`LocalStore::inventory`) verifies each file
-//! and keeps no sums, so authenticating reads each valid local snapshot a
-//! second time (one more full pass each, only when the keys are usable).
-//! Remote snapshots are judged by their tag (S3) or their sealed sums (a
-//! filesystem target, read in full on listing): see `exec::trust`.
+//! Cost: the local store and filesystem targets are listed through the
+//! verification cache, read-only (`crate::backends::verify_cache`): a file
+//! whose name, size, mtime, inode and ctime match a remembered entry is not
+//! read again; `--verify` ignores the cache and reads every file in full.
+//! When the keys are usable, authenticating reads each valid local snapshot
+//! once more (a fresh read, never the cache). Remote snapshots are judged by
+//! their tag (S3, Azure, GCS object metadata) or their sealed sums (a
+//! filesystem target): see `exec::trust`.
 
 use std::path::Path;
 
