@@ -22,10 +22,14 @@ check:
 	$(CARGO) clippy --locked --all-targets --features failpoints -- -D warnings
 	$(MAKE) --no-print-directory deny
 
-# Dependency licenses, banned crates and sources (deny.toml), offline: after
-# clippy, so every crate's manifest is already downloaded. Advisories need
-# the network: `cargo deny check advisories` (README "Tests").
+# Dependency licenses, banned crates and sources (deny.toml), offline.
+# cargo-deny reads `cargo metadata` for every platform, so the manifests of
+# crates the host build never compiles (Windows/Android-only) must be in the
+# registry cache first: `cargo fetch` downloads them (a fresh CI machine has
+# only what clippy built). Advisories need the RustSec database:
+# `cargo deny check advisories` (README "Tests").
 deny:
+	@$(CARGO) fetch --locked --quiet
 	@eval "$$(scripts/test-env.sh)" && "$$SNAPWARD_CARGO_DENY" --offline --locked check licenses bans sources
 
 schema:
