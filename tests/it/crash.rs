@@ -45,11 +45,15 @@ struct Knobs {
     s3_keep: u32,
     /// Add the filesystem target `nfs` (a second directory).
     fs: bool,
+    /// `stream: true` on the S3 target: its parts go out while the
+    /// snapshot streams (the default is the upload from the local file).
+    s3_stream: bool,
 }
 
 const KNOBS: Knobs = Knobs {
     s3_keep: 10,
     fs: true,
+    s3_stream: false,
 };
 
 /// The stores of a policy with these knobs, as `snapward list` names them.
@@ -76,6 +80,7 @@ fn policy(d: &Drill, name: &str, k: Knobs) -> PathBuf {
         name,
         &PolicyOpts {
             s3_keep: k.s3_keep,
+            s3_stream: k.s3_stream,
             nfs: k.fs.then(|| nfs_dir(d)),
             ..d.opts()
         },
@@ -449,18 +454,25 @@ async fn backup_action_boundary(#[case] action: &str) {
 
 // ---- backup branch: inside the actions ------------------------------------
 
-/// Crash inside the local store's commit and the targets' uploads.
+/// Crash inside the local store's commit and the targets' uploads: the S3
+/// upload from the local file (the default) and, `streamed`, the S3 parts
+/// sent while the snapshot streams (a staging upload, then a server-side
+/// copy): after the copy completed, and after verification with both
+/// targets' streamed copies still unpublished.
 #[rstest]
-#[case::local_before_link("local.before-link")]
-#[case::local_after_link("local.after-link")]
-#[case::s3_after_complete("s3.after-complete")]
-#[case::fs_before_publish("fs.before-publish")]
-#[case::stream_after_verify("stream.after-verify")]
-#[case::fs_after_publish("fs.after-publish")]
+#[case::local_before_link("local.before-link", false)]
+#[case::local_after_link("local.after-link", false)]
+#[case::s3_after_complete("s3.after-complete", false)]
+#[case::s3_after_complete_streamed("s3.after-complete", true)]
+#[case::fs_before_publish("fs.before-publish", false)]
+#[case::stream_after_verify("stream.after-verify", false)]
+#[case::stream_after_verify_s3_streamed("stream.after-verify", true)]
+#[case::fs_after_publish("fs.after-publish", false)]
 #[tokio::test]
-async fn backup_crash_inside(#[case] point: &str) {
-    let (d, p, token) = backup_bed(1, KNOBS).await;
-    backup_crash_then_converge(&d, &p, KNOBS, &token, point).await;
+async fn backup_crash_inside(#[case] point: &str, #[case] s3_stream: bool) {
+    let k = Knobs { s3_stream, ..KNOBS };
+    let (d, p, token) = backup_bed(1, k).await;
+    backup_crash_then_converge(&d, &p, k, &token, point).await;
 }
 
 /// Crash in a multipart upload (the snapshot is > 16 MiB): after the
@@ -480,22 +492,9 @@ async fn backup_crash_inside(#[case] point: &str) {
 async fn backup_crash_mid_multipart_upload(#[case] point: &str) {
     let k = Knobs { fs: false, ..KNOBS };
     let (d, p, token) = backup_bed(1, k).await;
-    // The upload from the local file: the streamed path's multipart crash
-    // points (a staging upload, no local snapshot yet) are proven in
-    // `stream_once::s3`.
-    let text = std::fs::read_to_string(&p).expect("read the policy");
-    assert!(
-        text.contains("        pathStyle: true\n"),
-        "the drill policy's s3 section"
-    );
-    std::fs::write(
-        &p,
-        text.replace(
-            "        pathStyle: true\n",
-            "        pathStyle: true\n        stream: false\n",
-        ),
-    )
-    .expect("write the policy");
+    // The upload from the local file (KNOBS: no `stream`): the streamed
+    // path's multipart crash points (a staging upload, no local snapshot
+    // yet) are proven in `stream_once::s3`.
     grow_past_the_multipart_threshold(&d).await;
     d.wait_for_a_fresh_second(&d.snap_dir()).await;
     let before = stores(&d).await;
@@ -589,6 +588,7 @@ async fn keep_last_one_deletes_the_previous_snapshot_only_after_the_new_one_is_c
     let k = Knobs {
         s3_keep: 1,
         fs: false,
+        ..KNOBS
     };
     let (d, p, token) = backup_bed(1, k).await;
     d.wait_for_a_fresh_second(&d.snap_dir()).await;

@@ -218,6 +218,75 @@ async fn a_target_failing_mid_stream_is_detached_and_gets_the_snapshot_by_the_no
     expect_no_temp_files(&d);
 }
 
+/// S3 without `stream` (the default) uploads from the verified local file;
+/// with `stream: true` the parts go out while the snapshot streams and the
+/// upload publishes them. Both leave one confirmed object per snapshot,
+/// byte-identical to the local copy, and no staging key or open upload.
+#[tokio::test]
+async fn s3_streams_only_when_the_policy_asks_and_both_paths_publish_the_confirmed_object() {
+    use crate::support::drill::{BUCKET, S3_PREFIX};
+    use sha2::{Digest, Sha256};
+    let mut d = Drill::single(true).await;
+    let plain = d.policy("plain", &d.opts());
+    let keys = d.keys_dir();
+    d.snapward_init(&plain, &keys).await;
+    let streamed = d.policy(
+        "streamed",
+        &PolicyOpts {
+            s3_stream: true,
+            ..d.opts()
+        },
+    );
+    for (p, stream) in [(&plain, false), (&streamed, true)] {
+        d.wait_for_a_fresh_second(&d.snap_dir()).await;
+        let (r, name) = d.backup(p, &d.snap_dir()).await;
+        r.expect_status("upload:s3", "succeeded");
+        assert_eq!(
+            has_item(&r, "snapshot", "streamed-to", Some("s3")),
+            stream,
+            "stream: {stream}: the parts went out with the snapshot\n{}",
+            r.context()
+        );
+        assert_eq!(
+            items(&r, "upload:s3")
+                .iter()
+                .any(|i| i["kind"] == "stream-committed" && i["name"] == name.as_str()),
+            stream,
+            "stream: {stream}: upload:s3 published the streamed parts\n{}",
+            r.context()
+        );
+        assert!(
+            items(&r, "upload:s3")
+                .iter()
+                .any(|i| i["kind"] == "uploaded" && i["name"] == name.as_str()),
+            "stream: {stream}: reported as uploaded (confirmed)\n{}",
+            r.context()
+        );
+        let objects = d.s3().objects(BUCKET).await;
+        let key = format!("{S3_PREFIX}{name}");
+        let local = fs::read(d.snap_dir().join(&name)).expect("the local copy");
+        assert_eq!(
+            objects.get(&key).map(|o| o.1),
+            Some(local.len() as i64),
+            "stream: {stream}: {key} holds the snapshot: {objects:?}"
+        );
+        assert_eq!(
+            d.s3().object_sha256(BUCKET, &key).await,
+            hex::encode(Sha256::digest(&local)),
+            "stream: {stream}: {key} is byte-identical to the local copy"
+        );
+        assert!(
+            objects.keys().all(|k| !k.contains(".partial-")),
+            "stream: {stream}: no staging key left: {objects:?}"
+        );
+        let uploads = d.s3().uploads(BUCKET).await;
+        assert!(
+            uploads.is_empty(),
+            "stream: {stream}: no open upload: {uploads:?}"
+        );
+    }
+}
+
 // ---- S3: the streamed upload at the backend level ------------------------
 //
 // `S3Target::with_streaming(true)`: parts go to a staging key while the

@@ -43,14 +43,6 @@ pub(super) async fn run(
     let is_this_run = |name: &str| this_run.as_ref().is_some_and(|t| t.name == name);
     let plan = mirror_plan(&slot.rules, &remote, &local);
     let mut items = Vec::new();
-    // Leftovers of crashed runs (incomplete multipart uploads older than a
-    // day, stale temp files): never a snapshot. Not fatal.
-    match t.cleanup().await {
-        Ok(c) => items.extend(c.removed.into_iter().map(|what| Item::CleanedUp { what })),
-        Err(e) => items.push(Item::CleanupFailed {
-            error: e.to_string(),
-        }),
-    }
     // What each upload records so that a HEAD can authenticate it later:
     // the tag (under the stored keys) and this cluster's id.
     let keys = a.trust_keys().await;
@@ -163,6 +155,19 @@ pub(super) async fn run(
     // the loop stopped before it): nothing of it may stay.
     if let Some(copy) = stream.take() {
         copy.0.abort().await;
+    }
+    // Leftovers of crashed runs (incomplete multipart uploads older than a
+    // day, stale temp files): never a snapshot. Not fatal. After this
+    // run's own copy was committed or aborted: a store whose upload
+    // listing misdates uploads (moto reports every one as begun in 2010)
+    // must not get this run's open staging upload aborted under it.
+    if !cancel.is_cancelled() {
+        match t.cleanup().await {
+            Ok(c) => items.extend(c.removed.into_iter().map(|what| Item::CleanedUp { what })),
+            Err(e) => items.push(Item::CleanupFailed {
+                error: e.to_string(),
+            }),
+        }
     }
     for name in plan.not_uploaded {
         items.push(Item::NotUploaded { name });

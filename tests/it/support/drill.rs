@@ -57,6 +57,8 @@ pub struct PolicyOpts {
     pub s3: bool,
     /// `keepLast` of the S3 target.
     pub s3_keep: u32,
+    /// `stream: true` on the S3 target (the default is off).
+    pub s3_stream: bool,
     /// Add the filesystem target `nfs` at this directory (keepLast 10).
     pub nfs: Option<PathBuf>,
     /// `restore.applyTimeout` / `restore.joinTimeout`: bounds a healthy
@@ -158,6 +160,7 @@ impl Drill {
             snap_dir: self.snap_dir(),
             s3: self.s3.is_some(),
             s3_keep: 10,
+            s3_stream: false,
             nfs: None,
             apply_timeout: "300s",
             join_timeout: "300s",
@@ -190,6 +193,7 @@ impl Drill {
                  \x20       bucket: {BUCKET}\n\
                  \x20       prefix: {S3_PREFIX}\n\
                  \x20       pathStyle: true\n\
+                 {stream}\
                  \x20       credentials:\n\
                  \x20         accessKeyIdFile: {ak}\n\
                  \x20         secretAccessKeyFile: {sk}\n\
@@ -198,6 +202,11 @@ impl Drill {
                 ak = creds.access_key_id_file,
                 sk = creds.secret_access_key_file,
                 keep = o.s3_keep,
+                stream = if o.s3_stream {
+                    "        stream: true\n"
+                } else {
+                    ""
+                },
             )
         } else {
             String::new()
