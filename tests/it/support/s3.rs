@@ -280,7 +280,9 @@ impl S3Server {
             server_side_encryption: None,
             object_lock: None,
             timeouts: None,
-            stream: true,
+            // The product's default: upload from the verified local file.
+            // Tests of the streamed path turn it on themselves.
+            stream: false,
         }
     }
 
