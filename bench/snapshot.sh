@@ -66,7 +66,7 @@ r_save() {
   rm -f "$WORK/save-$1.snap"
 }
 r_snapward() { # ROUND [shm]
-  local pol="$WORK/p-$1$2.yaml" ms kb nfs="$WORK/nfs-$1" what="target on the same disk"
+  local pol="$WORK/p-$1${2:-}.yaml" ms kb nfs="$WORK/nfs-$1" what="target on the same disk"
   [ "${2:-}" = shm ] && { nfs="$SHM_DIR/nfs-$1"; what="target on /dev/shm"; }
   write_policy "$pol" "$WORK/local-$1" "$nfs"
   mkdir -p "$nfs"
