@@ -106,16 +106,12 @@ async fn a_filesystem_target_gets_the_copy_streamed_with_the_snapshot_confirmed_
         r.context()
     );
     assert!(
-        items(&r, "upload:nfs")
-            .iter()
-            .any(|i| i["kind"] == "stream-committed" && i["name"] == name.as_str()),
+        r.named("upload:nfs", "stream-committed").contains(&name),
         "upload:nfs published the streamed copy instead of copying the local file\n{}",
         r.context()
     );
     assert!(
-        items(&r, "upload:nfs")
-            .iter()
-            .any(|i| i["kind"] == "uploaded" && i["name"] == name.as_str()),
+        r.named("upload:nfs", "uploaded").contains(&name),
         "and reports it as uploaded (confirmed)\n{}",
         r.context()
     );
@@ -248,17 +244,13 @@ async fn s3_streams_only_when_the_policy_asks_and_both_paths_publish_the_confirm
             r.context()
         );
         assert_eq!(
-            items(&r, "upload:s3")
-                .iter()
-                .any(|i| i["kind"] == "stream-committed" && i["name"] == name.as_str()),
+            r.named("upload:s3", "stream-committed").contains(&name),
             stream,
             "stream: {stream}: upload:s3 published the streamed parts\n{}",
             r.context()
         );
         assert!(
-            items(&r, "upload:s3")
-                .iter()
-                .any(|i| i["kind"] == "uploaded" && i["name"] == name.as_str()),
+            r.named("upload:s3", "uploaded").contains(&name),
             "stream: {stream}: reported as uploaded (confirmed)\n{}",
             r.context()
         );

@@ -299,6 +299,7 @@ impl Outcome {
     pub fn named(&self, id: &str, kind: &str) -> BTreeSet<String> {
         const KINDS: &[&str] = &[
             "uploaded",
+            "stream-committed",
             "would-upload",
             "not-uploaded",
             "conflict",
