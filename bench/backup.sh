@@ -26,7 +26,9 @@
 # (/usr/bin/time -v around every snapward run).
 #
 # Needs rclone (Debian: apt-get install -y rclone; run with AWS_CA_BUNDLE
-# unset) and aws (awscli). SNAPWARD=/path/to/snapward times that binary.
+# unset) and aws (awscli). SNAPWARD=/path/to/snapward times that binary;
+# S3_STREAM=true|false sets the S3 target's `stream` (default: the policy
+# default).
 # Everything it starts is stopped and its temp dir removed on exit.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
@@ -94,7 +96,8 @@ spec:
         prefix: $4
         pathStyle: true
         credentials: {accessKeyIdFile: $WORK/creds/access-key-id, secretAccessKeyFile: $WORK/creds/secret-access-key}
-      retention: {keepLast: 10}
+${S3_STREAM:+        stream: $S3_STREAM
+}      retention: {keepLast: 10}
 EOF
 }
 RCLONE=(env -u AWS_CA_BUNDLE rclone copy --s3-provider Other --s3-endpoint "$S3_ENDPOINT"

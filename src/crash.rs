@@ -27,6 +27,7 @@
 //! | `local.after-link` | local store: `.snap` linked, temp name not yet removed, directory not fsynced |
 //! | `s3.multipart.after-create` | S3 upload: multipart upload created, no part sent |
 //! | `s3.multipart.after-part` | S3 upload: a part was accepted (others may be in flight) |
+//! | `s3.stream.after-identity` | S3 streamed upload: identity object written, the upload not yet completed (no snapshot object) |
 //! | `s3.after-complete` | S3 upload: object complete (PutObject / CompleteMultipartUpload), not yet confirmed by HEAD |
 //! | `fs.before-publish` | filesystem target: temp copy (uploaded or streamed) written and fsynced, not yet linked/renamed |
 //! | `fs.after-publish` | filesystem target: linked and the directory fsynced, not yet read back |

@@ -140,7 +140,32 @@ fn snaps_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// Every object under the S3 prefix (name without prefix → bytes).
+/// A streamed snapshot's identity object (`<prefix>.<name>.identity`).
+fn is_identity_object(key: &str) -> bool {
+    key.strip_prefix(S3_PREFIX)
+        .is_some_and(|k| k.starts_with('.') && k.ends_with(".identity"))
+}
+
+/// The identity objects under the S3 prefix whose snapshot is not there.
+async fn orphaned_identities(d: &Drill) -> Vec<String> {
+    let objects = d.s3().objects(BUCKET).await;
+    objects
+        .keys()
+        .filter(|k| is_identity_object(k))
+        .filter(|k| {
+            let name = k
+                .strip_prefix(S3_PREFIX)
+                .and_then(|n| n.strip_prefix('.'))
+                .and_then(|n| n.strip_suffix(".identity"))
+                .unwrap_or_default();
+            !objects.contains_key(&format!("{S3_PREFIX}{name}"))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Every object under the S3 prefix but identity objects (name without
+/// prefix → bytes).
 async fn s3_snaps(d: &Drill) -> BTreeMap<String, Vec<u8>> {
     let client = d.s3.as_ref().expect("S3").client();
     let listed = client
@@ -153,6 +178,9 @@ async fn s3_snaps(d: &Drill) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for o in listed.contents() {
         let key = o.key().unwrap_or_default().to_owned();
+        if is_identity_object(&key) {
+            continue;
+        }
         let got = client
             .get_object()
             .bucket(BUCKET)
@@ -319,6 +347,11 @@ async fn expect_converged(
         uploads.is_empty(),
         "{point}: incomplete multipart uploads left after the next run: {uploads:?}"
     );
+    let orphans = orphaned_identities(d).await;
+    assert!(
+        orphans.is_empty(),
+        "{point}: identity objects without their snapshot left after the next run: {orphans:?}"
+    );
     for (store, held) in [("s3", &now.s3), ("nfs", &now.nfs)] {
         for (name, bytes) in held {
             let same = now.local.get(name).or_else(|| before.local.get(name));
@@ -455,15 +488,16 @@ async fn backup_action_boundary(#[case] action: &str) {
 // ---- backup branch: inside the actions ------------------------------------
 
 /// Crash inside the local store's commit and the targets' uploads: the S3
-/// upload from the local file (the default) and, `streamed`, the S3 parts
-/// sent while the snapshot streams (a staging upload, then a server-side
-/// copy): after the copy completed, and after verification with both
-/// targets' streamed copies still unpublished.
+/// upload from the local file and, `streamed`, the S3 parts sent while
+/// the snapshot streams: after the identity object was written but before
+/// the upload completed, after it completed, and after verification with
+/// both targets' streamed copies still unpublished.
 #[rstest]
 #[case::local_before_link("local.before-link", false)]
 #[case::local_after_link("local.after-link", false)]
 #[case::s3_after_complete("s3.after-complete", false)]
 #[case::s3_after_complete_streamed("s3.after-complete", true)]
+#[case::s3_stream_after_identity("s3.stream.after-identity", true)]
 #[case::fs_before_publish("fs.before-publish", false)]
 #[case::stream_after_verify("stream.after-verify", false)]
 #[case::stream_after_verify_s3_streamed("stream.after-verify", true)]

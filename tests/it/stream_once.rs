@@ -267,9 +267,15 @@ async fn s3_streams_only_when_the_policy_asks_and_both_paths_publish_the_confirm
             hex::encode(Sha256::digest(&local)),
             "stream: {stream}: {key} is byte-identical to the local copy"
         );
+        let identity = format!("{S3_PREFIX}.{name}.identity");
+        assert_eq!(
+            objects.contains_key(&identity),
+            stream,
+            "stream: {stream}: a streamed snapshot has its identity object: {objects:?}"
+        );
         assert!(
             objects.keys().all(|k| !k.contains(".partial-")),
-            "stream: {stream}: no staging key left: {objects:?}"
+            "stream: {stream}: no staging key: {objects:?}"
         );
         let uploads = d.s3().uploads(BUCKET).await;
         assert!(
@@ -281,9 +287,10 @@ async fn s3_streams_only_when_the_policy_asks_and_both_paths_publish_the_confirm
 
 // ---- S3: the streamed upload at the backend level ------------------------
 //
-// `S3Target::with_streaming(true)`: parts go to a staging key while the
-// bytes arrive; `commit` completes it and copies it create-only, with the
-// identity metadata, to the final key. (`run` does not switch it on yet.)
+// `S3Target::with_streaming(true)`: parts go straight to the final key
+// while the bytes arrive (an incomplete multipart upload, invisible);
+// `commit` writes the identity object `<prefix>.<name>.identity`
+// create-only, then completes the upload create-only.
 
 mod s3 {
     use std::time::Duration;
@@ -303,11 +310,11 @@ mod s3 {
     const KEY_PREFIX: &str = "once/";
     const MIB: usize = 1 << 20;
 
-    /// 12 MiB that do not compress: three parts of 5 MiB at most.
+    /// 20 MiB that do not compress: three parts of 8 MiB at most.
     fn blob() -> Vec<u8> {
-        let mut out = Vec::with_capacity(12 * MIB);
+        let mut out = Vec::with_capacity(20 * MIB);
         let mut h = Sha256::digest(b"stream once");
-        while out.len() < 12 * MIB {
+        while out.len() < 20 * MIB {
             h = Sha256::digest(h);
             out.extend_from_slice(&h);
         }
@@ -341,6 +348,10 @@ mod s3 {
         s3
     }
 
+    fn identity_key(name: &str) -> String {
+        format!("{KEY_PREFIX}.{name}.identity")
+    }
+
     /// Writes `bytes` in 64 KiB chunks; the first error, if any.
     async fn feed(put: &mut Box<dyn StreamingPut>, bytes: &[u8]) -> Result<(), TargetError> {
         for chunk in bytes.chunks(64 * 1024) {
@@ -349,11 +360,22 @@ mod s3 {
         Ok(())
     }
 
+    /// A stream fed with `bytes`, neither committed nor aborted.
+    async fn fed(t: &S3Target, name: &str, bytes: &[u8]) -> Box<dyn StreamingPut> {
+        let mut put = t
+            .begin_stream(name)
+            .await
+            .expect("begin")
+            .expect("streams");
+        feed(&mut put, bytes).await.expect("parts accepted");
+        put
+    }
+
     #[rstest]
     #[case::moto(Kind::Moto)]
     #[case::s3s_fs(Kind::S3sFs)]
     #[tokio::test]
-    async fn s3_streamed_parts_are_published_create_only_by_a_server_side_copy_with_the_identity(
+    async fn s3_streamed_parts_are_published_create_only_with_their_identity_object(
         #[case] kind: Kind,
     ) {
         let s3 = server(kind).await;
@@ -361,12 +383,12 @@ mod s3 {
         let name = snap("20261202-020000");
         let bytes = blob();
         let id = identity(&bytes);
-        let mut put = t
-            .begin_stream(&name)
-            .await
-            .expect("begin")
-            .expect("streams");
-        feed(&mut put, &bytes).await.expect("parts accepted");
+        let put = fed(&t, &name, &bytes).await;
+        let key = format!("{KEY_PREFIX}{name}");
+        assert!(
+            s3.objects(BUCKET).await.is_empty(),
+            "nothing is visible before the commit"
+        );
         let done = put
             .commit(&id, &UploadTag::default(), &CancellationToken::new())
             .await
@@ -378,120 +400,246 @@ mod s3 {
             (c.size, c.sha256.as_str()),
             (id.file_size, id.sha256.as_str())
         );
-        let key = format!("{KEY_PREFIX}{name}");
         let objects = s3.objects(BUCKET).await;
         assert_eq!(
             objects.keys().collect::<Vec<_>>(),
-            vec![&key],
-            "only the snapshot is left: no staging object"
+            vec![&identity_key(&name), &key],
+            "the snapshot and its identity object, nothing else"
         );
+        assert_eq!(objects[&identity_key(&name)].1, 0, "the identity object is empty");
         assert_eq!(s3.object_sha256(BUCKET, &key).await, id.sha256);
         let listed = t.list().await.expect("list");
-        assert_eq!(listed.len(), 1);
+        assert_eq!(listed.len(), 1, "the identity object is not a snapshot: {listed:?}");
+        assert_eq!(listed[0].name, name);
+        assert_eq!(listed[0].size, id.file_size);
         assert_eq!(listed[0].sha256.as_deref(), Some(id.sha256.as_str()));
         assert_eq!((listed[0].index, listed[0].term), (Some(42), Some(3)));
         if matches!(kind, Kind::Moto) {
             assert!(s3.uploads(BUCKET).await.is_empty(), "no upload left");
         }
+        // Fetched and checked against the identity object's SHA-256.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("fetched");
+        let got = t
+            .fetch(&name, &dest, &CancellationToken::new())
+            .await
+            .expect("fetch");
+        assert_eq!(got, id.file_size);
+        assert_eq!(std::fs::read(&dest).expect("fetched"), bytes);
         // Create-only: a second stream of the same name is refused.
         assert!(matches!(
             t.begin_stream(&name).await,
             Err(TargetError::AlreadyExists { .. })
         ));
+        // Prune deletes the snapshot, then its identity object.
+        t.delete(&name).await.expect("delete");
+        assert!(
+            s3.objects(BUCKET).await.is_empty(),
+            "both gone: {:?}",
+            s3.objects(BUCKET).await
+        );
     }
 
-    /// Abort after every byte was sent (verification failed at the end),
-    /// and a part refused mid-stream: neither leaves an object or upload.
-    #[rstest]
-    #[case::aborted(false)]
-    #[case::part_refused(true)]
+    /// A streamed object whose identity object was tampered with (another
+    /// SHA-256): the fetch is refused, nothing is left in its place.
     #[tokio::test]
-    async fn s3_a_stream_that_is_aborted_or_loses_a_part_leaves_no_object_and_no_upload(
-        #[case] refuse_part: bool,
+    async fn s3_a_fetch_checks_the_streamed_bytes_against_the_identity_object() {
+        let s3 = server(Kind::Moto).await;
+        let t = target(&s3, &s3.endpoint).await;
+        let name = snap("20261202-021000");
+        let bytes = blob();
+        let id = identity(&bytes);
+        fed(&t, &name, &bytes)
+            .await
+            .commit(&id, &UploadTag::default(), &CancellationToken::new())
+            .await
+            .expect("committed");
+        let forged = hex::encode(Sha256::digest(b"forged"));
+        s3.client()
+            .copy_object()
+            .bucket(BUCKET)
+            .key(identity_key(&name))
+            .copy_source(format!("{BUCKET}/{}", identity_key(&name)))
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .metadata("snapward-sha256", &forged)
+            .metadata("snapward-size", id.file_size.to_string())
+            .send()
+            .await
+            .expect("rewrite the identity object");
+        let listed = t.list().await.expect("list");
+        assert_eq!(listed[0].sha256.as_deref(), Some(forged.as_str()));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("fetched");
+        let err = t
+            .fetch(&name, &dest, &CancellationToken::new())
+            .await
+            .expect_err("the bytes do not match the identity");
+        assert!(
+            matches!(err, TargetError::NotConfirmed { .. }),
+            "refused as not matching: {err}"
+        );
+        assert!(!dest.exists(), "no unchecked download left");
+    }
+
+    /// Abort after every byte was sent, a part refused mid-stream, the
+    /// streamed bytes not matching the verified identity at the commit,
+    /// and CompleteMultipartUpload refused: none leaves an object, an
+    /// identity object or an open upload.
+    #[rstest]
+    #[case::aborted("aborted")]
+    #[case::part_refused("part")]
+    #[case::verification_failed("verify")]
+    #[case::complete_refused("complete")]
+    #[tokio::test]
+    async fn s3_a_stream_that_fails_anywhere_leaves_no_object_no_identity_and_no_upload(
+        #[case] how: &str,
     ) {
         let s3 = server(Kind::Moto).await;
         let proxy = FaultProxy::start(&s3.endpoint).await;
-        if refuse_part {
-            proxy.add(Rule::new(
-                "staging-part",
-                |r| r.is_upload_part() && r.path().contains(".partial-"),
+        match how {
+            "part" => proxy.add(Rule::new(
+                "part",
+                |r| r.is_upload_part(),
                 Fault::s3_error(403, "AccessDenied", "refused by the fault proxy"),
-            ));
+            )),
+            "complete" => proxy.add(Rule::new(
+                "complete",
+                |r| r.is_complete_multipart(),
+                Fault::s3_error(403, "AccessDenied", "refused by the fault proxy"),
+            )),
+            _ => {}
         }
         let t = target(&s3, &proxy.url).await;
         let name = snap("20261202-030000");
         let bytes = blob();
-        let id = identity(&bytes);
+        let mut id = identity(&bytes);
+        if how == "verify" {
+            id.sha256 = hex::encode(Sha256::digest(b"what the verifier saw"));
+        }
         let mut put = t
             .begin_stream(&name)
             .await
             .expect("begin")
             .expect("streams");
         let fed = feed(&mut put, &bytes).await;
-        if refuse_part {
-            let failed = match fed {
-                Err(e) => {
-                    put.abort().await;
-                    Err(e)
-                }
-                Ok(()) => put
-                    .commit(&id, &UploadTag::default(), &CancellationToken::new())
-                    .await
-                    .map(|_| ()),
-            };
-            assert!(failed.is_err(), "a refused part fails the stream");
-            assert!(proxy.fired("staging-part") >= 1, "{}", proxy.log());
-        } else {
-            fed.expect("parts accepted");
-            put.abort().await;
+        let outcome = match (how, fed) {
+            ("aborted", Ok(())) => {
+                put.abort().await;
+                Err(TargetError::Cancelled)
+            }
+            (_, Err(e)) => {
+                put.abort().await;
+                Err(e)
+            }
+            (_, Ok(())) => put
+                .commit(&id, &UploadTag::default(), &CancellationToken::new())
+                .await
+                .map(|_| ()),
+        };
+        assert!(outcome.is_err(), "{how}: the stream fails");
+        if how == "part" || how == "complete" {
+            assert!(proxy.fired(how) >= 1, "{}", proxy.log());
         }
-        assert!(s3.objects(BUCKET).await.is_empty(), "no object left");
-        assert!(s3.uploads(BUCKET).await.is_empty(), "no upload left");
+        assert!(
+            s3.objects(BUCKET).await.is_empty(),
+            "{how}: no object left: {:?}",
+            s3.objects(BUCKET).await
+        );
+        assert!(s3.uploads(BUCKET).await.is_empty(), "{how}: no upload left");
         assert!(t.list().await.expect("list").is_empty());
     }
 
-    /// A crashed run's staging upload and staging object are removed by the
-    /// stale cleanup; nothing else is.
+    /// A crash between the identity object and the completed upload leaves
+    /// an identity object without its snapshot and an open upload: never
+    /// listed as a snapshot; the stale cleanup aborts the upload and
+    /// deletes that identity object, and keeps a snapshot's identity and
+    /// anything that is not snapward's.
     #[tokio::test]
-    async fn s3_cleanup_removes_a_crashed_runs_staging_upload_and_object_only() {
+    async fn s3_cleanup_removes_a_crashed_streams_upload_and_orphaned_identity_only() {
         let s3 = server(Kind::Moto).await;
         let t = target(&s3, &s3.endpoint).await;
-        let name = snap("20261202-040000");
         let bytes = blob();
-        let mut put = t
-            .begin_stream(&name)
+        let id = identity(&bytes);
+        let kept = snap("20261202-035000");
+        fed(&t, &kept, &bytes)
             .await
-            .expect("begin")
-            .expect("streams");
-        feed(&mut put, &bytes).await.expect("parts accepted");
-        // A crash: neither committed nor aborted.
-        std::mem::forget(put);
+            .commit(&id, &UploadTag::default(), &CancellationToken::new())
+            .await
+            .expect("committed");
+        let name = snap("20261202-040000");
+        // A crash: fed, never committed nor aborted, and the identity
+        // object written (as `commit` does first).
+        std::mem::forget(fed(&t, &name, &bytes).await);
         let staging_object = format!("{KEY_PREFIX}.{name}.partial-deadbeef");
         let other = format!("{KEY_PREFIX}.not-ours");
-        for key in [&staging_object, &other] {
+        for key in [&identity_key(&name), &staging_object, &other] {
             s3.client()
                 .put_object()
                 .bucket(BUCKET)
                 .key(key)
-                .body(b"x".to_vec().into())
+                .metadata("snapward-size", id.file_size.to_string())
+                .metadata("snapward-sha256", &id.sha256)
+                .body(Vec::new().into())
                 .send()
                 .await
                 .expect("put");
         }
         assert!(!s3.uploads(BUCKET).await.is_empty());
+        let listed = t.list().await.expect("list");
+        assert_eq!(
+            listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            vec![kept.as_str()],
+            "an identity object without its snapshot is not a snapshot"
+        );
         let cleaned = t.cleanup_older_than(Duration::ZERO).await.expect("cleanup");
         assert!(
-            cleaned.removed.iter().any(|r| r.contains(".partial-")),
+            cleaned.removed.iter().any(|r| r == &identity_key(&name)),
             "{cleaned:?}"
         );
         assert!(
             s3.uploads(BUCKET).await.is_empty(),
-            "the staging upload is aborted"
+            "the crashed stream's upload is aborted"
         );
+        let kept_key = format!("{KEY_PREFIX}{kept}");
         assert_eq!(
             s3.objects(BUCKET).await.keys().collect::<Vec<_>>(),
-            vec![&other],
-            "the staging object is deleted, the other one kept"
+            vec![&other, &identity_key(&kept), &kept_key],
+            "the orphaned identity and an earlier version's staging object are deleted; the snapshot, its identity and the foreign object kept"
         );
+        assert_eq!(t.list().await.expect("list")[0].sha256.as_deref(), Some(id.sha256.as_str()));
+    }
+
+    /// An identity object left by a crashed stream does not survive an
+    /// upload of the same snapshot from the local file: the listing then
+    /// reads the uploaded object's own metadata.
+    #[tokio::test]
+    async fn s3_an_upload_from_the_local_file_replaces_a_crashed_streams_identity_object() {
+        let s3 = server(Kind::Moto).await;
+        let t = target(&s3, &s3.endpoint).await;
+        let name = snap("20261202-050000");
+        let bytes = blob();
+        let id = identity(&bytes);
+        s3.client()
+            .put_object()
+            .bucket(BUCKET)
+            .key(identity_key(&name))
+            .metadata("snapward-size", id.file_size.to_string())
+            .metadata("snapward-sha256", hex::encode(Sha256::digest(b"stale")))
+            .body(Vec::new().into())
+            .send()
+            .await
+            .expect("put");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join(&name);
+        std::fs::write(&file, &bytes).expect("write");
+        t.put(&file, &name, &id, &UploadTag::default(), &CancellationToken::new())
+            .await
+            .expect("uploaded");
+        assert_eq!(
+            s3.objects(BUCKET).await.keys().collect::<Vec<_>>(),
+            vec![&format!("{KEY_PREFIX}{name}")],
+            "the stale identity object is gone"
+        );
+        assert_eq!(t.list().await.expect("list")[0].sha256.as_deref(), Some(id.sha256.as_str()));
     }
 }

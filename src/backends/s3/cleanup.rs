@@ -1,8 +1,10 @@
 //! Aborting incomplete multipart uploads that crashed runs left under the
-//! snapshot prefix.
+//! snapshot prefix, and deleting identity objects left without their
+//! snapshot.
 //!
 //! Must never: abort an upload younger than the given age (a live run's),
-//! or touch a completed object.
+//! touch a completed snapshot object, or delete the identity object of a
+//! snapshot that exists.
 
 use std::time::Duration;
 
@@ -95,9 +97,10 @@ impl S3Target {
         Ok(Cleanup { removed })
     }
 
-    /// Staging uploads and objects of streamed uploads
-    /// (`<prefix>.<name>.partial-<random>`, see `stream.rs`) older than
-    /// `cutoff` (seconds). Best effort: one page of each listing.
+    /// Identity objects without their snapshot (`<prefix>.<name>.identity`,
+    /// see `stream.rs`), and earlier versions' staging uploads and objects
+    /// (`<prefix>.<name>.partial-<random>`), older than `cutoff` (seconds).
+    /// Best effort: one page of each listing.
     async fn cleanup_staging(&self, cutoff: i64) -> Vec<String> {
         let prefix = format!("{}.{}", self.prefix, self.snapshot_prefix);
         let mut removed = Vec::new();
@@ -129,10 +132,19 @@ impl S3Target {
         {
             for o in page.contents() {
                 let old = o.last_modified().is_some_and(|t| t.secs() <= cutoff);
-                if let (Some(k), true) = (o.key(), old)
-                    && self.is_staging(k)
+                let (Some(k), true) = (o.key(), old) else {
+                    continue;
+                };
+                if self.is_staging(k) {
+                    self.delete_quietly(k).await;
+                    removed.push(k.to_owned());
+                } else if let Some(name) = self.identity_of(k)
+                    && matches!(self.head(&self.key(name)).await, Ok(None))
                 {
-                    self.delete_staging(k).await;
+                    // An identity object whose snapshot was never completed
+                    // (a crash between the two) or whose delete stopped
+                    // half-way: it describes nothing.
+                    self.delete_quietly(k).await;
                     removed.push(k.to_owned());
                 }
             }

@@ -3,7 +3,8 @@
 //! and telling an Object Lock refusal ([`DeleteOutcome::RetainedByLock`])
 //! from a failure.
 //!
-//! Must never: delete anything but the named snapshot's key, or bypass
+//! Must never: delete anything but the named snapshot's key (and then its
+//! identity object, `stream.rs`), or bypass
 //! Object Lock governance (no `x-amz-bypass-governance-retention`).
 
 use super::S3Target;
@@ -23,17 +24,26 @@ impl S3Target {
     pub(super) async fn delete_snapshot(&self, name: &str) -> Result<DeleteOutcome, TargetError> {
         check_name(&self.ctx.target, name)?;
         let key = self.key(name);
-        let Some(versions) = self.versions_of(&key).await? else {
-            return self.delete_version(&key, None).await;
+        let outcome = self.delete_key(&key).await?;
+        if outcome == DeleteOutcome::RetainedByLock {
+            tracing::info!(target_name = %self.ctx.target, key, "delete refused by Object Lock: retained");
+        } else {
+            // A streamed snapshot's identity object goes after it (never
+            // before: a snapshot object never lacks its identity).
+            self.delete_quietly(&self.identity_key(name)).await;
+        }
+        Ok(outcome)
+    }
+
+    async fn delete_key(&self, key: &str) -> Result<DeleteOutcome, TargetError> {
+        let Some(versions) = self.versions_of(key).await? else {
+            return self.delete_version(key, None).await;
         };
         let mut outcome = DeleteOutcome::Deleted;
         for id in versions {
-            if self.delete_version(&key, Some(&id)).await? == DeleteOutcome::RetainedByLock {
+            if self.delete_version(key, Some(&id)).await? == DeleteOutcome::RetainedByLock {
                 outcome = DeleteOutcome::RetainedByLock;
             }
-        }
-        if outcome == DeleteOutcome::RetainedByLock {
-            tracing::info!(target_name = %self.ctx.target, key, "delete refused by Object Lock: retained");
         }
         Ok(outcome)
     }

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{check_name, failure, io_err, unless_cancelled};
-use super::{META_SHA256, S3Target};
+use super::{META_SHA256, META_STREAM, S3Target};
 use crate::backends::TargetError;
 
 impl S3Target {
@@ -35,11 +35,19 @@ impl S3Target {
                 "GetObject `{key}` answered without a Content-Length: not downloaded (the size bounds the download)"
             )));
         };
-        let expected_size = Some(expected_size);
-        let expected_sha = out
+        let mut expected_sha = out
             .metadata()
             .and_then(|m| m.get(META_SHA256))
             .map(|s| s.to_ascii_lowercase());
+        if expected_sha.is_none() && out.metadata().is_some_and(|m| m.contains_key(META_STREAM)) {
+            // A streamed snapshot: its identity object holds the SHA-256.
+            expected_sha = self
+                .streamed_identity(name, expected_size)
+                .await?
+                .and_then(|h| h.metadata().and_then(|m| m.get(META_SHA256)).cloned())
+                .map(|s| s.to_ascii_lowercase());
+        }
+        let expected_size = Some(expected_size);
         let mut body = out.body;
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)

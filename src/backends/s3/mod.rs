@@ -57,12 +57,16 @@
 //! # Files
 //!
 //! - `client.rs`: credentials and the SDK client of one target;
-//! - `list.rs`: listing snapshots and their identity (HEAD metadata);
+//! - `list.rs`: listing snapshots and their identity (HEAD metadata, of
+//!   the identity object for a streamed one);
 //! - `put.rs`: create-only upload, one PutObject, and the read-back;
 //! - `multipart.rs`: multipart upload, its abort guard, crashed uploads;
 //! - `fetch.rs`: download to a new file, checked against the metadata;
 //! - `delete.rs`: deleting every version, Object Lock's refusals;
-//! - `cleanup.rs`: aborting stale incomplete multipart uploads;
+//! - `stream.rs`: parts sent while the snapshot streams, the identity
+//!   object, the create-only commit;
+//! - `cleanup.rs`: aborting stale incomplete multipart uploads, orphaned
+//!   identity objects;
 //! - `error.rs`: SDK failures → [`TargetError`], scrubbed of credentials.
 
 mod cleanup;
@@ -120,6 +124,10 @@ const META_INDEX: &str = "snapward-raft-index";
 const META_TERM: &str = "snapward-raft-term";
 const META_CLUSTER_ID: &str = "snapward-cluster-id";
 const META_TAG: &str = "snapward-tag";
+/// On an identity object: the size of the snapshot it describes.
+const META_SIZE: &str = "snapward-size";
+/// On a streamed snapshot and its identity object: the stream's nonce.
+const META_STREAM: &str = "snapward-stream";
 
 /// Called with the cumulative number of bytes the store has accepted during
 /// a `put` (after each part, or once for a single PutObject). For progress
@@ -183,16 +191,14 @@ impl S3Target {
         self
     }
 
-    /// Reports upload progress (see [`Progress`]).
-    /// Stream uploads while the snapshot streams (DESIGN.md §10: staging
-    /// key, then a create-only server-side copy). Not yet switched on by
-    /// `run`: its S3 fault and crash tests pin the request sequence of the
-    /// upload from the local file.
+    /// Send the parts while the snapshot streams (`stream.rs`: straight to
+    /// the final key, the identity in an identity object).
     pub fn with_streaming(mut self, on: bool) -> Self {
         self.streaming = on;
         self
     }
 
+    /// Reports upload progress (see [`Progress`]).
     pub fn with_progress(mut self, progress: Progress) -> Self {
         self.progress = Some(progress);
         self

@@ -63,6 +63,14 @@ impl S3Target {
         if self.head(&key).await?.is_some() {
             return Err(self.already_exists(&key));
         }
+        // An identity object without its snapshot is a crashed stream's
+        // (`stream.rs`; the run lock excludes a live one): it would stand
+        // for this upload's own metadata in listings.
+        let orphan = self.identity_key(name);
+        if self.head(&orphan).await?.is_some() {
+            tracing::info!(target_name = %self.ctx.target, key = orphan, "deleting a crashed stream's identity object");
+            self.delete_quietly(&orphan).await;
+        }
         if cancel.is_cancelled() {
             return Err(TargetError::Cancelled);
         }

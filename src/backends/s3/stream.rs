@@ -1,20 +1,32 @@
-//! S3 target, streaming (DESIGN.md §10). S3 fixes an object's metadata
-//! (`snapward-sha256`, raft identity, `snapward-tag`) at
-//! CreateMultipartUpload, before the stream's hash is known. So the parts
-//! go, while the snapshot streams, to a *staging* key
-//! `<prefix>.<name>.partial-<random>` (never a snapshot name: not listed,
-//! never counted); `commit` completes the staging upload, then copies it
-//! server-side, create-only, to the final key with the metadata
-//! (CreateMultipartUpload + UploadPartCopy ranges of ≤ 5 GiB +
-//! CompleteMultipartUpload with `If-None-Match: *`), deletes the staging
-//! object and confirms the final object by HEAD as an upload does. A
-//! store without UploadPartCopy (NotImplemented) makes the commit fail:
-//! the upload then sends the local file (logged).
+//! S3 target, streaming (DESIGN.md §10, README "S3 streaming"). S3 fixes
+//! an object's metadata at CreateMultipartUpload, before the stream's hash
+//! is known, and a server-side copy to add it makes the store write every
+//! byte twice. So a streamed snapshot carries its identity in a separate,
+//! empty **identity object** `<prefix>.<name>.identity` (never a snapshot
+//! name: not listed as one) whose user metadata is exactly what an
+//! uploaded object carries (`snapward-sha256`, raft index/term, cluster
+//! id, `snapward-tag`, plus `snapward-size`).
 //!
-//! Memory: one part being filled plus at most [`IN_FLIGHT`] parts sent.
-//! Leftovers of a crashed run (an incomplete staging upload, a completed
-//! staging object) are removed by the next stream to the target and by
-//! `cleanup` (older than a day): see [`S3Target::remove_crashed_staging`].
+//! The parts go straight to the final key while the snapshot streams (the
+//! multipart upload is invisible until completed). `commit`, called only
+//! after verification passed and the local file is durable: checks the
+//! streamed bytes hash to the verified identity, sends the last part,
+//! writes the identity object create-only (`If-None-Match: *`), then
+//! completes the upload create-only (`If-None-Match: *`) and confirms both
+//! by HEAD. Any failure aborts the upload (and removes this stream's
+//! identity object): no snapshot object is left.
+//!
+//! Order matters for crashes: the identity object is written *before* the
+//! snapshot object exists, so a snapshot object never lacks its identity.
+//! A crash in between leaves an identity object without its snapshot (not
+//! listed, removed by `cleanup` after a day) and an incomplete upload
+//! (aborted by the stale-upload cleanup). Prune deletes the snapshot
+//! first, then its identity object.
+//!
+//! Memory: one part being filled plus at most [`IN_FLIGHT`] parts sent, of
+//! [`STREAM_PART`] each (the size is unknown in advance; a stream that
+//! would need more than `MAX_PARTS` parts fails and the upload sends the
+//! local file instead).
 
 use std::collections::HashMap;
 
@@ -25,18 +37,22 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::S3Target;
 use super::error::{check_name, failure};
 use super::multipart::abort_upload;
-use super::put::{Sent, b64};
-use crate::backends::{PutOutcome, StreamingPut, TargetError, UploadTag};
+use super::put::{b64, hex_to_bytes};
+use super::{MAX_PARTS, META_SHA256, META_SIZE, META_STREAM, S3Target};
+use crate::backends::{Confirmed, PutOutcome, StreamingPut, TargetError, UploadTag};
 use crate::snapshot::Identity;
 
-/// Parts sent at once while streaming (each `part_size` in memory).
+/// Parts sent at once while streaming.
 const IN_FLIGHT: usize = 2;
-/// The most one UploadPartCopy may copy.
-const COPY_RANGE: u64 = 5 << 30;
-/// What marks a staging key (`<prefix>.<name>.partial-<random>`).
+/// Part size of a streamed upload: the snapshot's size is not known in
+/// advance, so parts are fixed (up to `MAX_PARTS` × this ≈ 70 GiB).
+pub(super) const STREAM_PART: usize = 8 * 1024 * 1024;
+/// What marks an identity object (`<prefix>.<name>.identity`).
+pub(super) const IDENTITY: &str = ".identity";
+/// What marked a staging key of earlier versions' streamed uploads
+/// (`<prefix>.<name>.partial-<random>`); `cleanup` still removes them.
 const STAGING: &str = ".partial-";
 
 type PartTask = Result<CompletedPart, TargetError>;
@@ -44,18 +60,38 @@ type PartTask = Result<CompletedPart, TargetError>;
 pub(super) struct S3Stream {
     t: S3Target,
     name: String,
-    staging: String,
+    key: String,
     upload_id: String,
+    /// Marks this stream's object (`snapward-stream`), so a retried
+    /// CompleteMultipartUpload can tell its own object from a racer's.
+    nonce: String,
     buf: Vec<u8>,
     hash: Sha256,
     len: u64,
     next_part: i32,
     sending: JoinSet<PartTask>,
     sent: Vec<CompletedPart>,
+    /// Base64 SHA-256 of each part, in order (the composite checksum).
+    part_sums: Vec<(i32, [u8; 32])>,
 }
 
 impl S3Target {
-    /// Whether `key` is a staging key of this target's snapshots.
+    /// The identity object's key of snapshot `name`.
+    pub(super) fn identity_key(&self, name: &str) -> String {
+        format!("{}.{name}{IDENTITY}", self.prefix)
+    }
+
+    /// The snapshot name an identity object's key belongs to, if it is one.
+    pub(super) fn identity_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let name = key
+            .strip_prefix(&self.prefix)?
+            .strip_prefix('.')?
+            .strip_suffix(IDENTITY)?;
+        self.snapshot_of(&format!("{}{name}", self.prefix))
+            .map(|_| name)
+    }
+
+    /// Whether `key` is a staging key of an earlier version's stream.
     pub(super) fn is_staging(&self, key: &str) -> bool {
         key.strip_prefix(&self.prefix)
             .and_then(|k| k.strip_prefix('.'))
@@ -75,99 +111,112 @@ impl S3Target {
         if self.head(&key).await?.is_some() {
             return Err(self.already_exists(&key));
         }
-        self.remove_crashed_staging().await;
+        self.abort_crashed_uploads_of(&key).await;
         let nonce = jiff::Timestamp::now().as_nanosecond() ^ i128::from(std::process::id());
-        let staging = format!("{}.{name}{STAGING}{:x}", self.prefix, nonce.unsigned_abs());
+        let nonce = format!("{:x}", nonce.unsigned_abs());
         let (sse, kms) = self.sse();
-        // No Object Lock on staging: it is deleted after the copy.
+        let (lock_mode, lock_until) = self.lock();
         let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.ctx.bucket)
-            .key(&staging)
+            .key(&key)
             .content_type("application/gzip")
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .metadata(META_STREAM, &nonce)
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms)
+            .set_object_lock_mode(lock_mode)
+            .set_object_lock_retain_until_date(lock_until)
             .send()
             .await
-            .map_err(|e| {
-                self.ctx
-                    .error("CreateMultipartUpload", &staging, &failure(&e))
-            })?;
+            .map_err(|e| self.ctx.error("CreateMultipartUpload", &key, &failure(&e)))?;
         let Some(upload_id) = created.upload_id().map(str::to_owned) else {
             return Err(self.ctx.failed(format!(
-                "CreateMultipartUpload `{staging}` returned no upload id"
+                "CreateMultipartUpload `{key}` returned no upload id"
             )));
         };
         crate::crash::crash_point!("s3.multipart.after-create");
         Ok(Some(Box::new(S3Stream {
             t: self.clone(),
             name: name.to_owned(),
-            staging,
+            key,
             upload_id,
+            nonce,
             buf: Vec::new(),
             hash: Sha256::new(),
             len: 0,
             next_part: 1,
             sending: JoinSet::new(),
             sent: Vec::new(),
+            part_sums: Vec::new(),
         })))
     }
 
-    /// Aborts incomplete staging uploads and deletes staging objects under
-    /// the prefix, whatever their age: the policy's run lock excludes a
-    /// live stream. Best effort (the age-based cleanup is the fallback).
-    pub(super) async fn remove_crashed_staging(&self) {
-        let prefix = format!("{}.{}", self.prefix, self.snapshot_prefix);
-        if let Ok(page) = self
-            .client
-            .list_multipart_uploads()
-            .bucket(&self.ctx.bucket)
-            .prefix(&prefix)
-            .send()
-            .await
-        {
-            for u in page.uploads() {
-                if let (Some(k), Some(id)) = (u.key(), u.upload_id())
-                    && self.is_staging(k)
-                {
-                    tracing::info!(target_name = %self.ctx.target, key = k, "aborting a crashed run's staging upload");
-                    abort_upload(&self.client, &self.ctx.bucket, k, id).await;
-                }
-            }
-        }
-        if let Ok(page) = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.ctx.bucket)
-            .prefix(&prefix)
-            .send()
-            .await
-        {
-            for o in page.contents() {
-                if let Some(k) = o.key()
-                    && self.is_staging(k)
-                {
-                    tracing::info!(target_name = %self.ctx.target, key = k, "deleting a crashed run's staging object");
-                    self.delete_staging(k).await;
-                }
+    /// Deletes a key (every version where they can be listed); best effort,
+    /// a failure is logged and left to `cleanup`.
+    pub(super) async fn delete_quietly(&self, key: &str) {
+        let versions = self.versions_of(key).await.ok().flatten();
+        let ids: Vec<Option<String>> = match versions {
+            Some(v) => v.into_iter().map(Some).collect(),
+            None => vec![None],
+        };
+        for id in ids {
+            if let Err(e) = self.delete_version(key, id.as_deref()).await {
+                tracing::warn!(target_name = %self.ctx.target, key, error = %e, "could not delete; a later cleanup will");
+                return;
             }
         }
     }
 
-    pub(super) async fn delete_staging(&self, key: &str) {
-        if let Err(e) = self
+    /// Writes the identity object of a streamed snapshot, create-only.
+    async fn put_identity(
+        &self,
+        name: &str,
+        meta: HashMap<String, String>,
+    ) -> Result<(), TargetError> {
+        let key = self.identity_key(name);
+        let (sse, kms) = self.sse();
+        let (lock_mode, lock_until) = self.lock();
+        let res = self
             .client
-            .delete_object()
+            .put_object()
             .bucket(&self.ctx.bucket)
-            .key(key)
+            .key(&key)
+            .body(ByteStream::from_static(b""))
+            .content_length(0)
+            .content_type("application/octet-stream")
+            .if_none_match("*")
+            .set_metadata(Some(meta.clone()))
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms)
+            .set_object_lock_mode(lock_mode)
+            .set_object_lock_retain_until_date(lock_until)
             .send()
-            .await
-        {
-            let f = failure(&e);
-            tracing::warn!(target_name = %self.ctx.target, key, code = f.code.as_deref().unwrap_or("-"), "could not delete the staging object; a later run will");
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let f = failure(&e);
+                // A 412 is ours only if an SDK retry's first attempt landed.
+                if f.precondition_failed() && self.identity_is(&key, &meta).await {
+                    return Ok(());
+                }
+                if f.precondition_failed() {
+                    return Err(self.ctx.failed(format!(
+                        "the identity object `{key}` already exists without its snapshot: not published (a crashed run's; `cleanup` removes it after a day)"
+                    )));
+                }
+                Err(self.ctx.error("PutObject", &key, &f))
+            }
         }
+    }
+
+    /// Does the identity object at `key` carry exactly `meta`?
+    async fn identity_is(&self, key: &str, meta: &HashMap<String, String>) -> bool {
+        matches!(self.head(key).await, Ok(Some(h)) if h.metadata().is_some_and(|m| {
+            meta.iter().all(|(k, v)| m.get(k) == Some(v))
+        }))
     }
 }
 
@@ -177,16 +226,25 @@ impl S3Stream {
         while self.sending.len() >= IN_FLIGHT {
             self.join_one().await?;
         }
+        if u64::try_from(self.next_part).unwrap_or(u64::MAX) > MAX_PARTS {
+            return Err(self.t.ctx.failed(format!(
+                "{} needs more than {MAX_PARTS} parts of {} MiB: too large to stream",
+                self.name,
+                STREAM_PART >> 20
+            )));
+        }
         let body = std::mem::take(&mut self.buf);
         let number = self.next_part;
         self.next_part += 1;
-        let checksum = b64(&Sha256::digest(&body));
+        let digest: [u8; 32] = Sha256::digest(&body).into();
+        self.part_sums.push((number, digest));
+        let checksum = b64(&digest);
         let request = self
             .t
             .client
             .upload_part()
             .bucket(&self.t.ctx.bucket)
-            .key(&self.staging)
+            .key(&self.key)
             .upload_id(&self.upload_id)
             .part_number(number)
             .content_length(body.len() as i64)
@@ -194,7 +252,7 @@ impl S3Stream {
             .checksum_sha256(&checksum)
             .body(ByteStream::from(body));
         let ctx = std::sync::Arc::clone(&self.t.ctx);
-        let key = self.staging.clone();
+        let key = self.key.clone();
         self.sending.spawn(async move {
             let out = request.send().await.map_err(|e| {
                 ctx.error("UploadPart", &format!("{key} part {number}"), &failure(&e))
@@ -218,8 +276,8 @@ impl S3Stream {
         Ok(())
     }
 
-    /// Everything sent and the staging upload completed: its parts.
-    async fn complete_staging(&mut self) -> Result<(), TargetError> {
+    /// Sends what is left and waits for every part: the parts, in order.
+    async fn finish_parts(&mut self) -> Result<Vec<CompletedPart>, TargetError> {
         if !self.buf.is_empty() || self.next_part == 1 {
             self.send_part().await?;
         }
@@ -228,71 +286,31 @@ impl S3Stream {
         }
         let mut parts = std::mem::take(&mut self.sent);
         parts.sort_by_key(|p| p.part_number());
-        self.t
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.t.ctx.bucket)
-            .key(&self.staging)
-            .upload_id(&self.upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| {
-                self.t
-                    .ctx
-                    .error("CompleteMultipartUpload", &self.staging, &failure(&e))
-            })?;
-        Ok(())
+        Ok(parts)
     }
 
-    /// The create-only server-side copy of the staging object to `key`.
-    async fn copy_to(
-        &self,
-        key: &str,
-        meta: HashMap<String, String>,
-        cancel: &CancellationToken,
-    ) -> Result<(), TargetError> {
+    /// The composite SHA-256 (of the parts' digests) the store may report.
+    fn composite(&self) -> String {
+        let mut sums = self.part_sums.clone();
+        sums.sort_by_key(|(n, _)| *n);
+        let mut h = Sha256::new();
+        for (_, d) in &sums {
+            h.update(d);
+        }
+        b64(&h.finalize())
+    }
+
+    /// CompleteMultipartUpload create-only. A 412 or a vanished upload is
+    /// accepted only when the object is this stream's (its `snapward-stream`
+    /// nonce and size): an SDK retry whose first attempt succeeded.
+    async fn complete(&self, parts: Vec<CompletedPart>) -> Result<(), TargetError> {
         let t = &self.t;
-        let (sse, kms) = t.sse();
-        let (lock_mode, lock_until) = t.lock();
-        t.abort_crashed_uploads_of(key).await;
-        let created = t
-            .client
-            .create_multipart_upload()
-            .bucket(&t.ctx.bucket)
-            .key(key)
-            .content_type("application/gzip")
-            .set_metadata(Some(meta))
-            .set_server_side_encryption(sse)
-            .set_ssekms_key_id(kms)
-            .set_object_lock_mode(lock_mode)
-            .set_object_lock_retain_until_date(lock_until)
-            .send()
-            .await
-            .map_err(|e| t.ctx.error("CreateMultipartUpload", key, &failure(&e)))?;
-        let Some(id) = created.upload_id().map(str::to_owned) else {
-            return Err(t.ctx.failed(format!(
-                "CreateMultipartUpload `{key}` returned no upload id"
-            )));
-        };
-        let copied = self.copy_parts(key, &id, cancel).await;
-        let parts = match copied {
-            Ok(p) => p,
-            Err(e) => {
-                abort_upload(&t.client, &t.ctx.bucket, key, &id).await;
-                return Err(e);
-            }
-        };
         let done = t
             .client
             .complete_multipart_upload()
             .bucket(&t.ctx.bucket)
-            .key(key)
-            .upload_id(&id)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
             .if_none_match("*")
             .multipart_upload(
                 CompletedMultipartUpload::builder()
@@ -301,80 +319,100 @@ impl S3Stream {
             )
             .send()
             .await;
-        match done {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let f = failure(&e);
-                abort_upload(&t.client, &t.ctx.bucket, key, &id).await;
-                if f.precondition_failed() {
-                    Err(t.already_exists(key))
-                } else {
-                    Err(t.ctx.error("CompleteMultipartUpload", key, &f))
-                }
-            }
+        let Err(e) = done else { return Ok(()) };
+        let f = failure(&e);
+        if (f.precondition_failed() || f.is("NoSuchUpload") || f.access_denied())
+            && self.is_ours().await
+        {
+            return Ok(());
+        }
+        if f.precondition_failed() {
+            Err(t.already_exists(&self.key))
+        } else {
+            Err(t.ctx.error("CompleteMultipartUpload", &self.key, &f))
         }
     }
 
-    async fn copy_parts(
-        &self,
-        key: &str,
-        id: &str,
-        cancel: &CancellationToken,
-    ) -> Result<Vec<CompletedPart>, TargetError> {
+    /// Is the object at the key this stream's?
+    async fn is_ours(&self) -> bool {
+        matches!(self.t.head(&self.key).await, Ok(Some(h))
+            if h.content_length() == Some(self.len as i64)
+                && h.metadata().and_then(|m| m.get(META_STREAM)) == Some(&self.nonce))
+    }
+
+    /// HEADs after the commit: the object (size, this stream's nonce, the
+    /// store's checksum where it reports one) and its identity object.
+    async fn confirm(&self, want_sha: &str) -> Result<Confirmed, TargetError> {
         let t = &self.t;
-        let source = format!("{}/{}", t.ctx.bucket, self.staging);
-        let mut parts = Vec::new();
-        let mut at = 0u64;
-        let mut number = 1;
-        while at < self.len {
-            if cancel.is_cancelled() {
-                return Err(TargetError::Cancelled);
-            }
-            let end = (at + COPY_RANGE).min(self.len) - 1;
-            let out = t
-                .client
-                .upload_part_copy()
-                .bucket(&t.ctx.bucket)
-                .key(key)
-                .upload_id(id)
-                .part_number(number)
-                .copy_source(&source)
-                .copy_source_range(format!("bytes={at}-{end}"))
-                .send()
-                .await
-                .map_err(|e| {
-                    let f = failure(&e);
-                    if f.not_implemented() {
-                        tracing::warn!(target_name = %t.ctx.target, "the store does not implement UploadPartCopy: the snapshot is uploaded from the local file instead");
-                    }
-                    t.ctx.error("UploadPartCopy", key, &f)
-                })?;
-            let etag = out
-                .copy_part_result()
-                .and_then(|r| r.e_tag())
-                .map(str::to_owned);
-            parts.push(
-                CompletedPart::builder()
-                    .part_number(number)
-                    .set_e_tag(etag)
-                    .build(),
-            );
-            at = end + 1;
-            number += 1;
+        let not_confirmed = |got: String| TargetError::NotConfirmed {
+            target: t.ctx.target.clone(),
+            name: self.name.clone(),
+            expected: format!("{} bytes, sha256 {want_sha}", self.len),
+            got,
+        };
+        let Some(head) = t.head(&self.key).await? else {
+            return Err(not_confirmed("no such object".to_owned()));
+        };
+        let size = head.content_length().map(|l| l.max(0) as u64);
+        let nonce = head.metadata().and_then(|m| m.get(META_STREAM));
+        if size != Some(self.len) || nonce != Some(&self.nonce) {
+            return Err(not_confirmed(format!(
+                "{} bytes, {}",
+                size.map_or_else(|| "?".to_owned(), |s| s.to_string()),
+                if nonce == Some(&self.nonce) {
+                    "this stream's object"
+                } else {
+                    "another writer's object"
+                }
+            )));
         }
-        Ok(parts)
+        if let Some(cs) = head.checksum_sha256() {
+            let value = cs.split_once('-').map_or(cs, |(v, _)| v);
+            // The composite of the parts (AWS: `<b64>-<n>`, moto drops the
+            // `-<n>`) or a full-object checksum: either must be ours.
+            if value != self.composite() && value != b64(&hex_to_bytes(want_sha)) {
+                return Err(not_confirmed(format!("checksum-sha256 {cs}")));
+            }
+        }
+        let id_key = t.identity_key(&self.name);
+        let sha = t.head(&id_key).await?.and_then(|h| {
+            h.metadata()
+                .and_then(|m| m.get(META_SHA256))
+                .map(|s| s.to_ascii_lowercase())
+        });
+        if sha.as_deref() != Some(want_sha) {
+            return Err(not_confirmed(format!(
+                "identity object sha256 {}",
+                sha.as_deref().unwrap_or("absent")
+            )));
+        }
+        Ok(Confirmed {
+            size: self.len,
+            sha256: want_sha.to_owned(),
+        })
     }
 
     async fn discard(&mut self) {
         self.sending.abort_all();
         while self.sending.join_next().await.is_some() {}
-        abort_upload(
-            &self.t.client,
-            &self.t.ctx.bucket,
-            &self.staging,
-            &self.upload_id,
-        )
-        .await;
+        abort_upload(&self.t.client, &self.t.ctx.bucket, &self.key, &self.upload_id).await;
+    }
+
+    async fn publish(&mut self, identity: &Identity, tag: &UploadTag) -> Result<(), TargetError> {
+        let parts = self.finish_parts().await?;
+        let want = identity.sha256.to_ascii_lowercase();
+        let mut meta = self.t.metadata(identity, &want, tag);
+        meta.insert(META_SIZE.to_owned(), self.len.to_string());
+        meta.insert(META_STREAM.to_owned(), self.nonce.clone());
+        self.t.put_identity(&self.name, meta).await?;
+        crate::crash::crash_point!("s3.stream.after-identity");
+        if let Err(e) = self.complete(parts).await {
+            // Not published: this stream's identity object must not stay
+            // (it describes no object of ours).
+            self.t.delete_quietly(&self.t.identity_key(&self.name)).await;
+            return Err(e);
+        }
+        Ok(())
     }
 }
 
@@ -383,17 +421,16 @@ impl StreamingPut for S3Stream {
     async fn write(&mut self, bytes: bytes::Bytes) -> Result<(), TargetError> {
         self.hash.update(&bytes);
         self.len += bytes.len() as u64;
-        let part = self.t.part_size as usize;
         let mut rest: &[u8] = &bytes;
         while !rest.is_empty() {
-            let room = part.saturating_sub(self.buf.len()).max(1);
+            let room = STREAM_PART.saturating_sub(self.buf.len()).max(1);
             let (now, later) = rest.split_at(room.min(rest.len()));
             if self.buf.capacity() == 0 {
-                self.buf.reserve_exact(part);
+                self.buf.reserve_exact(STREAM_PART);
             }
             self.buf.extend_from_slice(now);
             rest = later;
-            if self.buf.len() >= part {
+            if self.buf.len() >= STREAM_PART {
                 self.send_part().await?;
             }
         }
@@ -404,9 +441,8 @@ impl StreamingPut for S3Stream {
         mut self: Box<Self>,
         identity: &Identity,
         tag: &UploadTag,
-        _cancel: &CancellationToken,
+        cancel: &CancellationToken,
     ) -> Result<PutOutcome, TargetError> {
-        let cancel = _cancel;
         let want = identity.sha256.to_ascii_lowercase();
         let got = hex::encode(std::mem::take(&mut self.hash).finalize());
         if self.len != identity.file_size || got != want {
@@ -416,25 +452,20 @@ impl StreamingPut for S3Stream {
                 self.name
             )));
         }
-        if let Err(e) = self.complete_staging().await {
+        if cancel.is_cancelled() {
+            self.discard().await;
+            return Err(TargetError::Cancelled);
+        }
+        let shown = crate::progress::start(format!("upload {}", self.t.ctx.target), Some(self.len));
+        if let Err(e) = self.publish(identity, tag).await {
             self.discard().await;
             return Err(e);
         }
-        let key = self.t.key(&self.name);
-        let meta = self.t.metadata(identity, &want, tag);
-        let shown = crate::progress::start(format!("upload {}", self.t.ctx.target), Some(self.len));
-        let copied = self.copy_to(&key, meta, cancel).await;
-        self.t.delete_staging(&self.staging).await;
-        copied?;
         shown.set(self.len);
         shown.finish();
         crate::crash::crash_point!("s3.after-complete");
-        let sent = Sent {
-            size: self.len,
-            checksums: Vec::new(),
-        };
-        let confirmed = self.t.confirm(&key, &self.name, &want, &sent).await?;
-        tracing::info!(target_name = %self.t.ctx.target, key, size = self.len, "streamed upload confirmed");
+        let confirmed = self.confirm(&want).await?;
+        tracing::info!(target_name = %self.t.ctx.target, key = self.key, size = self.len, "streamed upload confirmed");
         Ok(PutOutcome::Confirmed(confirmed))
     }
 
