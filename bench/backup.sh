@@ -117,20 +117,21 @@ snapward_run() {
   local rc=0 kb
   /usr/bin/time -v -o "$3.time" "$SNAPWARD" --log-format json run -f "$1" --report "$2" 2>"$3" >/dev/null || rc=$?
   kb=$(awk -F': ' '/Maximum resident/ { print $2 }' "$3.time" 2>/dev/null || echo 0)
+  LAST_CPU=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.2f", s }' "$3.time" 2>/dev/null || echo 0)
   [ "${kb:-0}" -gt "$RSS_MAX" ] && RSS_MAX=$kb
   if [ "$rc" != 0 ] || [ "$(jq -r '.actions[] | select(.id == "upload:s3") | .status' "$2")" != succeeded ]; then
     tail -5 "$3" >&2; die "snapward run exited $rc"
   fi
 }
 
-E2E_SW=(); E2E_SW2=(); E2E_RC=(); E2E_AWS=(); SAVE=(); RC_ONLY=(); AWS_ONLY=()
+E2E_SW=(); E2E_CPU=(); E2E_SW2=(); E2E_RC=(); E2E_AWS=(); SAVE=(); RC_ONLY=(); AWS_ONLY=()
 best_report=""; best_sw=""; best_report2=""; best_sw2=""
 c_snapward() {
   local i=$1 dir="$WORK/e2e-$i" pol="$WORK/e2e-$i.yaml" t s
   write_policy "$pol" big "$dir" "e2e-$i/"
   show_once sw "$SNAPWARD" --log-format json run -f "$pol" --report "$WORK/e2e-$i.json"
   t=$(now_ns); snapward_run "$pol" "$WORK/e2e-$i.json" "$WORK/e2e-$i.log"; s=$(secs_since "$t")
-  E2E_SW+=("$s")
+  E2E_SW+=("$s"); E2E_CPU+=("$LAST_CPU")
   if [ -z "$best_sw" ] || awk -v a="$s" -v b="$best_sw" 'BEGIN { exit !(a < b) }'; then best_sw=$s; best_report="$WORK/e2e-$i.json"; fi
   note "  round $i snapward run (fresh stores):          $s s"
   sleep 1 # a new snapshot name (one per second)
@@ -226,6 +227,7 @@ usw=$(min_of "${UP_SW[@]}"); uput=$(min_of "${UP_PUT[@]}"); urc=$(min_of "${UP_R
   machine_note 2>&1
   printf 'end-to-end (wall seconds):\n'
   printf '  %-40s %s\n' "snapward run (fresh stores)" "$(stats "${E2E_SW[@]}")"
+  printf '  %-40s %s\n' "  its CPU seconds (user+sys)" "$(stats "${E2E_CPU[@]}")"
   printf '  %-40s %s\n' "snapward run (1 earlier snapshot)" "$(stats "${E2E_SW2[@]}")"
   printf '  %-40s %s\n' "bao snapshot save + rclone copy" "$(stats "${E2E_RC[@]}")"
   printf '  %-40s %s\n' "bao snapshot save + aws s3 cp" "$(stats "${E2E_AWS[@]}")"

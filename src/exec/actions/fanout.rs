@@ -24,7 +24,7 @@ use tokio_util::sync::{CancellationToken, PollSender};
 use crate::backends::{StreamingPut, TargetError};
 
 /// Chunks queued per target before the local writer waits for it.
-const SLOTS: usize = 64;
+const SLOTS: usize = 16;
 
 /// How long a target's full queue may hold up the local copy before the
 /// target is detached.
