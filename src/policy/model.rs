@@ -405,12 +405,12 @@ pub struct S3Target {
     /// Limits of every S3 request (defaults: `connect: 10s`, `request: 5m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<S3Timeouts>,
-    /// Send the parts while the snapshot streams from OpenBao (to a staging
-    /// key, then a create-only server-side copy with the identity: the store
-    /// writes the bytes twice). Default `false`: upload from the verified
-    /// local file (one write on the store; measured faster, README
-    /// "Performance").
-    #[serde(default)]
+    /// Send the parts while the snapshot streams from OpenBao (straight to
+    /// the final key, published create-only after verification, with the
+    /// identity in an identity object `<prefix>.<name>.identity`). Default
+    /// `true`; `false` uploads from the verified local file after the
+    /// snapshot (README "S3 streaming").
+    #[serde(default = "yes")]
     pub stream: bool,
 }
 

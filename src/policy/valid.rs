@@ -160,7 +160,7 @@ pub struct S3Settings {
     pub server_side_encryption: Option<model::ServerSideEncryption>,
     pub object_lock: Option<model::ObjectLock>,
     pub timeouts: S3Timeouts,
-    /// Stream parts while the snapshot streams (`stream`, default off).
+    /// Stream parts while the snapshot streams (`stream`, default on).
     pub stream: bool,
 }
 

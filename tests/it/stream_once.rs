@@ -214,12 +214,14 @@ async fn a_target_failing_mid_stream_is_detached_and_gets_the_snapshot_by_the_no
     expect_no_temp_files(&d);
 }
 
-/// S3 without `stream` (the default) uploads from the verified local file;
-/// with `stream: true` the parts go out while the snapshot streams and the
-/// upload publishes them. Both leave one confirmed object per snapshot,
-/// byte-identical to the local copy, and no staging key or open upload.
+/// S3 by default (no `stream` key) sends the parts while the snapshot
+/// streams and the upload publishes them; `stream: false` uploads from the
+/// verified local file. Both leave one confirmed object per snapshot,
+/// byte-identical to the local copy (a streamed one with its identity
+/// object), and no staging key or open upload.
 #[tokio::test]
-async fn s3_streams_only_when_the_policy_asks_and_both_paths_publish_the_confirmed_object() {
+async fn s3_streams_by_default_and_stream_false_uploads_from_the_file_both_publishing_the_confirmed_object()
+ {
     use crate::support::drill::{BUCKET, S3_PREFIX};
     use sha2::{Digest, Sha256};
     let mut d = Drill::single(true).await;
@@ -362,11 +364,7 @@ mod s3 {
 
     /// A stream fed with `bytes`, neither committed nor aborted.
     async fn fed(t: &S3Target, name: &str, bytes: &[u8]) -> Box<dyn StreamingPut> {
-        let mut put = t
-            .begin_stream(name)
-            .await
-            .expect("begin")
-            .expect("streams");
+        let mut put = t.begin_stream(name).await.expect("begin").expect("streams");
         feed(&mut put, bytes).await.expect("parts accepted");
         put
     }
@@ -406,10 +404,18 @@ mod s3 {
             vec![&identity_key(&name), &key],
             "the snapshot and its identity object, nothing else"
         );
-        assert_eq!(objects[&identity_key(&name)].1, 0, "the identity object is empty");
+        assert_eq!(
+            objects[&identity_key(&name)].1,
+            0,
+            "the identity object is empty"
+        );
         assert_eq!(s3.object_sha256(BUCKET, &key).await, id.sha256);
         let listed = t.list().await.expect("list");
-        assert_eq!(listed.len(), 1, "the identity object is not a snapshot: {listed:?}");
+        assert_eq!(
+            listed.len(),
+            1,
+            "the identity object is not a snapshot: {listed:?}"
+        );
         assert_eq!(listed[0].name, name);
         assert_eq!(listed[0].size, id.file_size);
         assert_eq!(listed[0].sha256.as_deref(), Some(id.sha256.as_str()));
@@ -606,7 +612,10 @@ mod s3 {
             vec![&other, &identity_key(&kept), &kept_key],
             "the orphaned identity and an earlier version's staging object are deleted; the snapshot, its identity and the foreign object kept"
         );
-        assert_eq!(t.list().await.expect("list")[0].sha256.as_deref(), Some(id.sha256.as_str()));
+        assert_eq!(
+            t.list().await.expect("list")[0].sha256.as_deref(),
+            Some(id.sha256.as_str())
+        );
     }
 
     /// An identity object left by a crashed stream does not survive an
@@ -632,14 +641,23 @@ mod s3 {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join(&name);
         std::fs::write(&file, &bytes).expect("write");
-        t.put(&file, &name, &id, &UploadTag::default(), &CancellationToken::new())
-            .await
-            .expect("uploaded");
+        t.put(
+            &file,
+            &name,
+            &id,
+            &UploadTag::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("uploaded");
         assert_eq!(
             s3.objects(BUCKET).await.keys().collect::<Vec<_>>(),
             vec![&format!("{KEY_PREFIX}{name}")],
             "the stale identity object is gone"
         );
-        assert_eq!(t.list().await.expect("list")[0].sha256.as_deref(), Some(id.sha256.as_str()));
+        assert_eq!(
+            t.list().await.expect("list")[0].sha256.as_deref(),
+            Some(id.sha256.as_str())
+        );
     }
 }

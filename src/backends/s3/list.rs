@@ -140,7 +140,10 @@ impl S3Target {
         streamed: Option<u64>,
     ) -> Result<Option<RemoteSnapshot>, TargetError> {
         let identity = match streamed {
-            Some(size) => self.streamed_identity(&name, size).await?.map(|h| (h, size)),
+            Some(size) => self
+                .streamed_identity(&name, size)
+                .await?
+                .map(|h| (h, size)),
             None => None,
         };
         let (head, size) = match identity {

@@ -18,7 +18,9 @@
 //!   aws-chunked trailers, which some stores reject); a store that checks it
 //!   (AWS, s3s-fs) refuses bytes that changed in between (400 BadDigest).
 //!   The running hash of the whole file must equal the snapshot's identity
-//!   or the upload is aborted. The full-object SHA-256 also goes into user
+//!   or the upload is aborted. (A streamed upload's in-memory parts carry
+//!   CRC32 instead, and its whole-stream SHA-256 must equal the verified
+//!   identity before anything is published: `stream.rs`.) The full-object SHA-256 also goes into user
 //!   metadata (`snapward-sha256`, with `snapward-raft-index`/`-term`),
 //!   because a multipart object only has a composite checksum.
 //! - **Confirmed by read-back.** After the upload a HEAD must report the
@@ -149,7 +151,8 @@ pub struct S3Target {
     part_size: u64,
     parts_in_flight: usize,
     progress: Option<Progress>,
-    /// Whether `begin_stream` streams (see `stream.rs`); off by default.
+    /// Whether `begin_stream` streams (see `stream.rs`): the policy's
+    /// `stream` (default on); off unless [`Self::with_streaming`].
     streaming: bool,
 }
 

@@ -30,16 +30,18 @@
 //! the wire). In-memory part bodies are sent unsigned (`UNSIGNED-PAYLOAD`),
 //! as the file bodies are.
 //!
-//! Memory: one part being filled plus at most [`IN_FLIGHT`] parts sent, of
-//! [`STREAM_PART`] each (the size is unknown in advance; a stream that
-//! would need more than `MAX_PARTS` parts fails and the upload sends the
-//! local file instead).
+//! Memory: one part being filled plus at most [`IN_FLIGHT`] part sent, of
+//! [`STREAM_PART`] each, their buffers reused from part to part (a fresh
+//! allocation per part let the allocator keep ~30 MiB more). The size is
+//! unknown in advance: a stream that would need more than `MAX_PARTS`
+//! parts fails and the upload sends the local file instead.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -51,18 +53,21 @@ use super::{MAX_PARTS, META_SHA256, META_SIZE, META_STREAM, S3Target};
 use crate::backends::{Confirmed, PutOutcome, StreamingPut, TargetError, UploadTag};
 use crate::snapshot::Identity;
 
-/// Parts sent at once while streaming.
-const IN_FLIGHT: usize = 2;
+/// Parts sent at once while streaming (the next one fills meanwhile).
+const IN_FLIGHT: usize = 1;
 /// Part size of a streamed upload: the snapshot's size is not known in
-/// advance, so parts are fixed (up to `MAX_PARTS` × this ≈ 70 GiB).
-pub(super) const STREAM_PART: usize = 8 * 1024 * 1024;
+/// advance, so parts are fixed: S3's minimum, for memory (up to
+/// `MAX_PARTS` × this ≈ 44 GiB).
+pub(super) const STREAM_PART: usize = 5 * 1024 * 1024;
 /// What marks an identity object (`<prefix>.<name>.identity`).
 pub(super) const IDENTITY: &str = ".identity";
 /// What marked a staging key of earlier versions' streamed uploads
 /// (`<prefix>.<name>.partial-<random>`); `cleanup` still removes them.
 const STAGING: &str = ".partial-";
 
-type PartTask = Result<CompletedPart, TargetError>;
+/// A sent part, and its buffer back for the next part (when the SDK let
+/// go of it).
+type PartTask = Result<(CompletedPart, Bytes), TargetError>;
 
 pub(super) struct S3Stream {
     t: S3Target,
@@ -72,7 +77,10 @@ pub(super) struct S3Stream {
     /// Marks this stream's object (`snapward-stream`), so a retried
     /// CompleteMultipartUpload can tell its own object from a racer's.
     nonce: String,
-    buf: Vec<u8>,
+    buf: BytesMut,
+    /// Buffers of parts already sent, for the next parts: the stream
+    /// allocates at most 1 + [`IN_FLIGHT`] of them, whatever its size.
+    spare: Vec<BytesMut>,
     hash: Sha256,
     len: u64,
     next_part: i32,
@@ -150,7 +158,8 @@ impl S3Target {
             key,
             upload_id,
             nonce,
-            buf: Vec::new(),
+            buf: BytesMut::new(),
+            spare: Vec::new(),
             hash: Sha256::new(),
             len: 0,
             next_part: 1,
@@ -240,7 +249,7 @@ impl S3Stream {
                 STREAM_PART >> 20
             )));
         }
-        let body = std::mem::take(&mut self.buf);
+        let body = std::mem::take(&mut self.buf).freeze();
         let number = self.next_part;
         self.next_part += 1;
         let crc = crc32fast::hash(&body);
@@ -257,7 +266,7 @@ impl S3Stream {
             .content_length(body.len() as i64)
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .checksum_crc32(&checksum)
-            .body(ByteStream::from(body))
+            .body(ByteStream::from(body.clone()))
             // An in-memory body would otherwise be hashed once more for
             // the signature (and once more by the store to check it); the
             // part's CRC32 above is what the store verifies, and the whole
@@ -271,20 +280,25 @@ impl S3Stream {
                 ctx.error("UploadPart", &format!("{key} part {number}"), &failure(&e))
             })?;
             crate::crash::crash_point!("s3.multipart.after-part");
-            Ok(CompletedPart::builder()
+            let part = CompletedPart::builder()
                 .part_number(number)
                 .set_e_tag(out.e_tag().map(str::to_owned))
                 .checksum_crc32(checksum)
-                .build())
+                .build();
+            Ok((part, body))
         });
         Ok(())
     }
 
     async fn join_one(&mut self) -> Result<(), TargetError> {
         if let Some(joined) = self.sending.join_next().await {
-            let part =
+            let (part, body) =
                 joined.map_err(|e| self.t.ctx.failed("part upload task".into()).caused_by(e))??;
             self.sent.push(part);
+            if let Ok(mut spare) = body.try_into_mut() {
+                spare.clear();
+                self.spare.push(spare);
+            }
         }
         Ok(())
     }
@@ -414,7 +428,13 @@ impl S3Stream {
     async fn discard(&mut self) {
         self.sending.abort_all();
         while self.sending.join_next().await.is_some() {}
-        abort_upload(&self.t.client, &self.t.ctx.bucket, &self.key, &self.upload_id).await;
+        abort_upload(
+            &self.t.client,
+            &self.t.ctx.bucket,
+            &self.key,
+            &self.upload_id,
+        )
+        .await;
     }
 
     async fn publish(&mut self, identity: &Identity, tag: &UploadTag) -> Result<(), TargetError> {
@@ -428,7 +448,9 @@ impl S3Stream {
         if let Err(e) = self.complete(parts).await {
             // Not published: this stream's identity object must not stay
             // (it describes no object of ours).
-            self.t.delete_quietly(&self.t.identity_key(&self.name)).await;
+            self.t
+                .delete_quietly(&self.t.identity_key(&self.name))
+                .await;
             return Err(e);
         }
         Ok(())
@@ -445,7 +467,10 @@ impl StreamingPut for S3Stream {
             let room = STREAM_PART.saturating_sub(self.buf.len()).max(1);
             let (now, later) = rest.split_at(room.min(rest.len()));
             if self.buf.capacity() == 0 {
-                self.buf.reserve_exact(STREAM_PART);
+                self.buf = self
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| BytesMut::with_capacity(STREAM_PART));
             }
             self.buf.extend_from_slice(now);
             rest = later;

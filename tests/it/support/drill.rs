@@ -57,7 +57,8 @@ pub struct PolicyOpts {
     pub s3: bool,
     /// `keepLast` of the S3 target.
     pub s3_keep: u32,
-    /// `stream: true` on the S3 target (the default is off).
+    /// The S3 target streams (the policy default); `false` writes
+    /// `stream: false` (the upload from the local file).
     pub s3_stream: bool,
     /// Add the filesystem target `nfs` at this directory (keepLast 10).
     pub nfs: Option<PathBuf>,
@@ -203,9 +204,9 @@ impl Drill {
                 sk = creds.secret_access_key_file,
                 keep = o.s3_keep,
                 stream = if o.s3_stream {
-                    "        stream: true\n"
-                } else {
                     ""
+                } else {
+                    "        stream: false\n"
                 },
             )
         } else {
