@@ -11,6 +11,8 @@
 #   snapward      `snapward run -f POLICY` wall time (fresh local dir and
 #                 prefix: the first nightly run), then a second run on the
 #                 same stores (the steady state: one earlier snapshot present)
+#   file          the fresh run with `stream: false` (S3 upload from the
+#                 local file after the snapshot instead of streamed parts)
 #   save+rclone   `bao operator raft snapshot save F` + `rclone copy F :s3:…`
 #   save+aws      `bao operator raft snapshot save F` + `aws s3 cp F s3://…`
 # and upload-only, from an existing local snapshot of the same size:
@@ -124,7 +126,7 @@ snapward_run() {
   fi
 }
 
-E2E_SW=(); E2E_CPU=(); E2E_SW2=(); E2E_RC=(); E2E_AWS=(); SAVE=(); RC_ONLY=(); AWS_ONLY=()
+E2E_SW=(); E2E_SWF=(); E2E_CPU=(); E2E_SW2=(); E2E_RC=(); E2E_AWS=(); SAVE=(); RC_ONLY=(); AWS_ONLY=()
 best_report=""; best_sw=""; best_report2=""; best_sw2=""
 c_snapward() {
   local i=$1 dir="$WORK/e2e-$i" pol="$WORK/e2e-$i.yaml" t s
@@ -140,6 +142,16 @@ c_snapward() {
   if [ -z "$best_sw2" ] || awk -v a="$s" -v b="$best_sw2" 'BEGIN { exit !(a < b) }'; then best_sw2=$s; best_report2="$WORK/e2e-$i-2.json"; fi
   note "  round $i snapward run (1 earlier snapshot):    $s s"
   rm -rf "$dir"; drop_prefix "e2e-$i"
+}
+# The same fresh run with `stream: false` (the S3 upload from the local
+# file after the snapshot), side by side with the streamed default.
+c_snapward_file() {
+  local i=$1 dir="$WORK/file-$i" pol="$WORK/file-$i.yaml" t s
+  S3_STREAM=false write_policy "$pol" big "$dir" "file-$i/"
+  t=$(now_ns); snapward_run "$pol" "$WORK/file-$i.json" "$WORK/file-$i.log"; s=$(secs_since "$t")
+  E2E_SWF+=("$s")
+  note "  round $i snapward run, stream: false (fresh):  $s s"
+  rm -rf "$dir"; drop_prefix "file-$i"
 }
 c_rclone() {
   local i=$1 f="$WORK/rclone-$i/openbao-save.snap" t a b
@@ -168,9 +180,9 @@ c_aws() {
 }
 
 say "end-to-end: $SNAP_MIB MiB snapshot, $ROUNDS rounds (order rotated each round)"
-order=(c_snapward c_rclone c_aws)
+order=(c_snapward c_rclone c_aws c_snapward_file)
 for i in $(seq "$ROUNDS"); do
-  for j in 0 1 2; do "${order[$(( (i - 1 + j) % 3 ))]}" "$i"; done
+  for j in 0 1 2 3; do "${order[$(( (i - 1 + j) % 4 ))]}" "$i"; done
 done
 
 # ---------------------------------------------------------------- upload only
@@ -228,6 +240,7 @@ usw=$(min_of "${UP_SW[@]}"); uput=$(min_of "${UP_PUT[@]}"); urc=$(min_of "${UP_R
   printf 'end-to-end (wall seconds):\n'
   printf '  %-40s %s\n' "snapward run (fresh stores)" "$(stats "${E2E_SW[@]}")"
   printf '  %-40s %s\n' "  its CPU seconds (user+sys)" "$(stats "${E2E_CPU[@]}")"
+  printf '  %-40s %s\n' "snapward run, stream: false (fresh)" "$(stats "${E2E_SWF[@]}")"
   printf '  %-40s %s\n' "snapward run (1 earlier snapshot)" "$(stats "${E2E_SW2[@]}")"
   printf '  %-40s %s\n' "bao snapshot save + rclone copy" "$(stats "${E2E_RC[@]}")"
   printf '  %-40s %s\n' "bao snapshot save + aws s3 cp" "$(stats "${E2E_AWS[@]}")"
@@ -238,13 +251,14 @@ usw=$(min_of "${UP_SW[@]}"); uput=$(min_of "${UP_PUT[@]}"); urc=$(min_of "${UP_R
   printf '  %-40s %s\n' "rclone copy" "$(stats "${UP_RC[@]}")"
   printf '  %-40s %s\n' "aws s3 cp" "$(stats "${UP_AWS[@]}")"
   snap=$(awk -v m="$(action_ms "$best_report" snapshot)" 'BEGIN { printf "%.3f", m / 1000 }'); save=$(min_of "${SAVE[@]}")
-  awk -v mib="$SNAP_MIB" -v sw="$sw" -v sw2="$sw2" -v rc="$rc" -v aw="$aw" -v usw="$usw" -v uput="$uput" -v urc="$urc" -v uaw="$uaw" -v snap="$snap" -v save="$save" -v rss="$RSS_MAX" 'BEGIN {
+  awk -v mib="$SNAP_MIB" -v sw="$sw" -v sw2="$sw2" -v rc="$rc" -v aw="$aw" -v usw="$usw" -v uput="$uput" -v urc="$urc" -v uaw="$uaw" -v snap="$snap" -v save="$save" -v rss="$RSS_MAX" -v swf="$(min_of "${E2E_SWF[@]}")" -v swfm="$(median_of "${E2E_SWF[@]}")" -v swm="$(median_of "${E2E_SW[@]}")" 'BEGIN {
     printf "throughput (best): snapward upload %.0f MiB/s (put %.0f MiB/s), rclone %.0f MiB/s, aws %.0f MiB/s\n", mib / usw, mib / uput, mib / urc, mib / uaw
     printf "goals (issue 14), best of each:\n"
     g("end-to-end snapward / (save+rclone), fresh", sw / rc, "<=", 0.60)
     g("end-to-end snapward / (save+aws s3 cp), fresh", sw / aw, "<=", 0.75)
     g("end-to-end snapward / (save+rclone), steady", sw2 / rc, "<=", 0.60)
     g("end-to-end snapward / (save+aws s3 cp), steady", sw2 / aw, "<=", 0.75)
+    printf "  %-50s %7.2f  (best; median %.2f)\n", "stream: false / streamed, fresh", swf / sw, swfm / swm
     g("snapshot action / bao snapshot save", snap / save, "<=", 1.15)
     g("upload throughput snapward / rclone", urc / usw, ">=", 1.5)
     printf "    (put only: %.2f; snapward / aws s3 cp: %.2f)\n", urc / uput, uaw / usw

@@ -256,6 +256,10 @@ stats() {
     printf "best %.2f s  median %.2f s  worst %.2f s  (n=%d)", v[1], m, v[NR], NR }'
 }
 min_of() { printf '%s\n' "$@" | sort -g | head -1; }
+median_of() {
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+    print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 
 machine_note() {
   note "machine: $(nproc) CPUs, $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM, load $(cut -d' ' -f1-3 /proc/loadavg) — shared with other engineers' test runs; numbers are best-of-N with spread"
