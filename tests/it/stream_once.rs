@@ -422,6 +422,21 @@ mod s3 {
         assert_eq!((listed[0].index, listed[0].term), (Some(42), Some(3)));
         if matches!(kind, Kind::Moto) {
             assert!(s3.uploads(BUCKET).await.is_empty(), "no upload left");
+            // moto reports the composite CRC32 of the parts: the commit's
+            // confirming HEAD compared it (and accepted it: ours).
+            let head = s3
+                .client()
+                .head_object()
+                .bucket(BUCKET)
+                .key(&key)
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send()
+                .await
+                .expect("head");
+            assert!(
+                head.checksum_crc32().is_some(),
+                "the store reports the parts' CRC32: {head:?}"
+            );
         }
         // Fetched and checked against the identity object's SHA-256.
         let dir = tempfile::tempdir().expect("tempdir");
