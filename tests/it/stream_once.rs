@@ -354,6 +354,21 @@ mod s3 {
         format!("{KEY_PREFIX}.{name}.identity")
     }
 
+    /// An empty object at `key` with identity-object metadata (as a
+    /// crashed stream or a hand-made object leaves it).
+    async fn put_empty(s3: &S3Server, key: &str, size: u64, sha256: &str) {
+        s3.client()
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .metadata("snapward-size", size.to_string())
+            .metadata("snapward-sha256", sha256)
+            .body(Vec::new().into())
+            .send()
+            .await
+            .expect("put");
+    }
+
     /// Writes `bytes` in 64 KiB chunks; the first error, if any.
     async fn feed(put: &mut Box<dyn StreamingPut>, bytes: &[u8]) -> Result<(), TargetError> {
         for chunk in bytes.chunks(64 * 1024) {
@@ -594,16 +609,7 @@ mod s3 {
         let staging_object = format!("{KEY_PREFIX}.{name}.partial-deadbeef");
         let other = format!("{KEY_PREFIX}.not-ours");
         for key in [&identity_key(&name), &staging_object, &other] {
-            s3.client()
-                .put_object()
-                .bucket(BUCKET)
-                .key(key)
-                .metadata("snapward-size", id.file_size.to_string())
-                .metadata("snapward-sha256", &id.sha256)
-                .body(Vec::new().into())
-                .send()
-                .await
-                .expect("put");
+            put_empty(&s3, key, id.file_size, &id.sha256).await;
         }
         assert!(!s3.uploads(BUCKET).await.is_empty());
         let listed = t.list().await.expect("list");
@@ -643,16 +649,8 @@ mod s3 {
         let name = snap("20261202-050000");
         let bytes = blob();
         let id = identity(&bytes);
-        s3.client()
-            .put_object()
-            .bucket(BUCKET)
-            .key(identity_key(&name))
-            .metadata("snapward-size", id.file_size.to_string())
-            .metadata("snapward-sha256", hex::encode(Sha256::digest(b"stale")))
-            .body(Vec::new().into())
-            .send()
-            .await
-            .expect("put");
+        let stale = hex::encode(Sha256::digest(b"stale"));
+        put_empty(&s3, &identity_key(&name), id.file_size, &stale).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join(&name);
         std::fs::write(&file, &bytes).expect("write");

@@ -35,6 +35,16 @@ impl S3Target {
         Ok(outcome)
     }
 
+    /// [`Self::delete_key`], best effort: a failure is logged and left to
+    /// `cleanup`.
+    pub(super) async fn delete_quietly(&self, key: &str) {
+        if let Err(e) = self.delete_key(key).await {
+            tracing::warn!(target_name = %self.ctx.target, key, error = %e, "could not delete; a later cleanup will");
+        }
+    }
+
+    /// Deletes every version of `key` (a plain DeleteObject where versions
+    /// cannot be listed).
     async fn delete_key(&self, key: &str) -> Result<DeleteOutcome, TargetError> {
         let Some(versions) = self.versions_of(key).await? else {
             return self.delete_version(key, None).await;

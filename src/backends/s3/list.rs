@@ -26,22 +26,10 @@ impl S3Target {
     pub(super) async fn list_snapshots(&self) -> Result<Vec<RemoteSnapshot>, TargetError> {
         let list_prefix = format!("{}{}", self.prefix, self.snapshot_prefix);
         let mut keys = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.ctx.bucket)
-            .prefix(&list_prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| self.ctx.error("ListObjectsV2", &list_prefix, &failure(&e)))?;
-            for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                if let Some((name, time)) = self.snapshot_of(key) {
-                    let size = object.size().map(|s| s.max(0) as u64);
-                    keys.push((key.to_owned(), name.to_owned(), time, size));
-                }
+        for (key, size) in self.keys_under(&list_prefix).await? {
+            if let Some((name, time)) = self.snapshot_of(&key) {
+                let name = name.to_owned();
+                keys.push((key, name, time, size));
             }
         }
         let identities = if keys.is_empty() {
@@ -93,24 +81,32 @@ impl S3Target {
     /// The snapshot names under the prefix that have an identity object.
     pub(super) async fn identity_objects(&self) -> Result<HashSet<String>, TargetError> {
         let list_prefix = format!("{}.{}", self.prefix, self.snapshot_prefix);
-        let mut names = HashSet::new();
+        let keys = self.keys_under(&list_prefix).await?;
+        Ok(keys
+            .iter()
+            .filter_map(|(k, _)| self.identity_of(k).map(str::to_owned))
+            .collect())
+    }
+
+    /// Every key under `prefix` (all pages) with its listed size.
+    async fn keys_under(&self, prefix: &str) -> Result<Vec<(String, Option<u64>)>, TargetError> {
+        let mut keys = Vec::new();
         let mut pages = self
             .client
             .list_objects_v2()
             .bucket(&self.ctx.bucket)
-            .prefix(&list_prefix)
+            .prefix(prefix)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| self.ctx.error("ListObjectsV2", &list_prefix, &failure(&e)))?;
+            let page = page.map_err(|e| self.ctx.error("ListObjectsV2", prefix, &failure(&e)))?;
             for object in page.contents() {
-                if let Some(name) = object.key().and_then(|k| self.identity_of(k)) {
-                    names.insert(name.to_owned());
+                if let Some(key) = object.key() {
+                    keys.push((key.to_owned(), object.size().map(|s| s.max(0) as u64)));
                 }
             }
         }
-        Ok(names)
+        Ok(keys)
     }
 
     /// The identity object's metadata of a streamed snapshot of `size`

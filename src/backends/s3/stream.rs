@@ -169,22 +169,6 @@ impl S3Target {
         })))
     }
 
-    /// Deletes a key (every version where they can be listed); best effort,
-    /// a failure is logged and left to `cleanup`.
-    pub(super) async fn delete_quietly(&self, key: &str) {
-        let versions = self.versions_of(key).await.ok().flatten();
-        let ids: Vec<Option<String>> = match versions {
-            Some(v) => v.into_iter().map(Some).collect(),
-            None => vec![None],
-        };
-        for id in ids {
-            if let Err(e) = self.delete_version(key, id.as_deref()).await {
-                tracing::warn!(target_name = %self.ctx.target, key, error = %e, "could not delete; a later cleanup will");
-                return;
-            }
-        }
-    }
-
     /// Writes the identity object of a streamed snapshot, create-only.
     async fn put_identity(
         &self,
