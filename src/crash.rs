@@ -25,8 +25,8 @@
 //! | `action.before.<id>` / `action.after.<id>` | the executor, around every action (`<id>` as in the plan: `observe`, `snapshot`, `upload:<target>`, `prune:local`, `init`, `restore`, …); `after` is after the action returned, before its outcome is recorded |
 //! | `local.before-link` | local store: temp file written, fsynced and verified, not yet linked to its `.snap` name |
 //! | `local.after-link` | local store: `.snap` linked, temp name not yet removed, directory not fsynced |
-//! | `s3.multipart.after-create` | S3 upload: multipart upload created, no part sent |
-//! | `s3.multipart.after-part` | S3 upload: a part was accepted (others may be in flight) |
+//! | `s3.multipart.after-create` | S3 upload (from the file, or streamed while the snapshot is written): multipart upload created, no part sent |
+//! | `s3.multipart.after-part` | S3 upload: a part was accepted (others may be in flight; streamed: read back from the growing temp file) |
 //! | `s3.stream.after-identity` | S3 streamed upload: identity object written, the upload not yet completed (no snapshot object) |
 //! | `s3.after-complete` | S3 upload: object complete (PutObject / CompleteMultipartUpload), not yet confirmed by HEAD |
 //! | `fs.before-publish` | filesystem target: temp copy (uploaded or streamed) written and fsynced, not yet linked/renamed |

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod notify;
 pub mod openbao;
 pub mod s3;
+pub mod tail;
 pub mod throwaway;
 pub mod verify_cache;
 
@@ -212,6 +213,7 @@ pub trait Target: Send + Sync {
     async fn begin_stream(
         &self,
         _name: &str,
+        _tail: &tail::Tail,
     ) -> Result<Option<Box<dyn StreamingPut>>, TargetError> {
         Ok(None)
     }
@@ -226,8 +228,15 @@ pub trait Target: Send + Sync {
 /// removes the leftover) leaves nothing under the snapshot's name.
 #[async_trait]
 pub trait StreamingPut: Send + Sync {
-    /// The next bytes of the snapshot, in order.
+    /// The next bytes of the snapshot, in order (never called on a stream
+    /// that [`StreamingPut::follows_file`]).
     async fn write(&mut self, bytes: bytes::Bytes) -> Result<(), TargetError>;
+
+    /// Whether this stream reads the local temp file itself, through the
+    /// [`tail::Tail`] it was begun with, instead of being written to.
+    fn follows_file(&self) -> bool {
+        false
+    }
 
     /// Everything was written and verified as `identity`: publish it
     /// create-only and confirm it by read-back.

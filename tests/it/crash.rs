@@ -489,15 +489,19 @@ async fn backup_action_boundary(#[case] action: &str) {
 
 /// Crash inside the local store's commit and the targets' uploads: the S3
 /// upload from the local file and, `streamed`, the S3 parts sent while
-/// the snapshot streams: after the identity object was written but before
-/// the upload completed, after it completed, and after verification with
-/// both targets' streamed copies still unpublished.
+/// the snapshot streams: after the streamed upload was created (before the
+/// first byte), after a part read back from the growing temp file was
+/// accepted, after the identity object was written but before the upload
+/// completed, after it completed, and after verification with both
+/// targets' streamed copies still unpublished.
 #[rstest]
 #[case::local_before_link("local.before-link", false)]
 #[case::local_after_link("local.after-link", false)]
 #[case::s3_after_complete("s3.after-complete", false)]
 #[case::s3_after_complete_streamed("s3.after-complete", true)]
 #[case::s3_stream_after_identity("s3.stream.after-identity", true)]
+#[case::s3_stream_after_create("s3.multipart.after-create", true)]
+#[case::s3_stream_after_part("s3.multipart.after-part", true)]
 #[case::fs_before_publish("fs.before-publish", false)]
 #[case::stream_after_verify("stream.after-verify", false)]
 #[case::stream_after_verify_s3_streamed("stream.after-verify", true)]

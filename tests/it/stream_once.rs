@@ -300,6 +300,7 @@ mod s3 {
     use rstest::rstest;
     use sha2::{Digest, Sha256};
     use snapward::backends::s3::S3Target;
+    use snapward::backends::tail::{self, Tail, TailFeed};
     use snapward::backends::{PutOutcome, StreamingPut, Target, TargetError, UploadTag};
     use snapward::snapshot::Identity;
     use tokio_util::sync::CancellationToken;
@@ -369,19 +370,61 @@ mod s3 {
             .expect("put");
     }
 
-    /// Writes `bytes` in 64 KiB chunks; the first error, if any.
-    async fn feed(put: &mut Box<dyn StreamingPut>, bytes: &[u8]) -> Result<(), TargetError> {
-        for chunk in bytes.chunks(64 * 1024) {
-            put.write(bytes::Bytes::copy_from_slice(chunk)).await?;
-        }
-        Ok(())
+    /// A local temp file being written, followed as the local writer's is
+    /// (`snapward::backends::tail`): what a streaming target reads.
+    struct Local {
+        _dir: tempfile::TempDir,
+        file: std::fs::File,
+        feed: Option<TailFeed>,
+        tail: Tail,
     }
 
-    /// A stream fed with `bytes`, neither committed nor aborted.
-    async fn fed(t: &S3Target, name: &str, bytes: &[u8]) -> Box<dyn StreamingPut> {
-        let mut put = t.begin_stream(name).await.expect("begin").expect("streams");
-        feed(&mut put, bytes).await.expect("parts accepted");
+    fn local() -> Local {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = std::fs::File::create(dir.path().join("snap.partial")).expect("create");
+        let (feed, tail) = tail::follow(&file).expect("follow");
+        Local {
+            _dir: dir,
+            file,
+            feed: Some(feed),
+            tail,
+        }
+    }
+
+    impl Local {
+        /// Appends `bytes` in 64 KiB chunks, telling the feed `told` (the
+        /// bytes the verifier saw: the same, unless a test says otherwise).
+        fn write(&mut self, bytes: &[u8], told: &[u8]) {
+            use std::io::Write;
+            let feed = self.feed.as_mut().expect("open");
+            for (chunk, seen) in bytes.chunks(64 * 1024).zip(told.chunks(64 * 1024)) {
+                self.file.write_all(chunk).expect("write");
+                feed.wrote(seen);
+            }
+        }
+
+        fn complete(&mut self) {
+            self.feed.take().expect("open").complete();
+        }
+    }
+
+    async fn begin(t: &S3Target, name: &str, l: &Local) -> Box<dyn StreamingPut> {
+        let put = t
+            .begin_stream(name, &l.tail)
+            .await
+            .expect("begin")
+            .expect("streams");
+        assert!(put.follows_file(), "an S3 stream reads the local file");
         put
+    }
+
+    /// A stream of `bytes`, written whole, neither committed nor aborted.
+    async fn fed(t: &S3Target, name: &str, bytes: &[u8]) -> (Box<dyn StreamingPut>, Local) {
+        let mut l = local();
+        let put = begin(t, name, &l).await;
+        l.write(bytes, bytes);
+        l.complete();
+        (put, l)
     }
 
     #[rstest]
@@ -396,7 +439,7 @@ mod s3 {
         let name = snap("20261202-020000");
         let bytes = blob();
         let id = identity(&bytes);
-        let put = fed(&t, &name, &bytes).await;
+        let (put, _local) = fed(&t, &name, &bytes).await;
         let key = format!("{KEY_PREFIX}{name}");
         assert!(
             s3.objects(BUCKET).await.is_empty(),
@@ -464,7 +507,7 @@ mod s3 {
         assert_eq!(std::fs::read(&dest).expect("fetched"), bytes);
         // Create-only: a second stream of the same name is refused.
         assert!(matches!(
-            t.begin_stream(&name).await,
+            t.begin_stream(&name, &local().tail).await,
             Err(TargetError::AlreadyExists { .. })
         ));
         // Prune deletes the snapshot, then its identity object.
@@ -487,6 +530,7 @@ mod s3 {
         let id = identity(&bytes);
         fed(&t, &name, &bytes)
             .await
+            .0
             .commit(&id, &UploadTag::default(), &CancellationToken::new())
             .await
             .expect("committed");
@@ -517,14 +561,18 @@ mod s3 {
         assert!(!dest.exists(), "no unchecked download left");
     }
 
-    /// Abort after every byte was sent, a part refused mid-stream, the
-    /// streamed bytes not matching the verified identity at the commit,
-    /// and CompleteMultipartUpload refused: none leaves an object, an
+    /// Abort after every byte was sent or halfway, a part refused
+    /// mid-stream, the local writer failing before the end, the parts not
+    /// being the bytes the verifier saw, a verified snapshot of another
+    /// size, and CompleteMultipartUpload refused: none leaves an object, an
     /// identity object or an open upload.
     #[rstest]
     #[case::aborted("aborted")]
+    #[case::aborted_mid_stream("aborted-mid-stream")]
     #[case::part_refused("part")]
-    #[case::verification_failed("verify")]
+    #[case::writer_failed("writer-failed")]
+    #[case::not_the_verified_bytes("not-the-verified-bytes")]
+    #[case::not_the_verified_size("not-the-verified-size")]
     #[case::complete_refused("complete")]
     #[tokio::test]
     async fn s3_a_stream_that_fails_anywhere_leaves_no_object_no_identity_and_no_upload(
@@ -549,28 +597,37 @@ mod s3 {
         let name = snap("20261202-030000");
         let bytes = blob();
         let mut id = identity(&bytes);
-        if how == "verify" {
-            id.sha256 = hex::encode(Sha256::digest(b"what the verifier saw"));
-        }
-        let mut put = t
-            .begin_stream(&name)
-            .await
-            .expect("begin")
-            .expect("streams");
-        let fed = feed(&mut put, &bytes).await;
-        let outcome = match (how, fed) {
-            ("aborted", Ok(())) => {
+        let mut l = local();
+        let put = begin(&t, &name, &l).await;
+        let half = bytes.len() / 2;
+        l.write(&bytes[..half], &bytes[..half]);
+        let outcome = match how {
+            "aborted-mid-stream" => {
                 put.abort().await;
                 Err(TargetError::Cancelled)
             }
-            (_, Err(e)) => {
-                put.abort().await;
-                Err(e)
+            _ => {
+                let mut seen = bytes[half..].to_vec();
+                if how == "not-the-verified-bytes" {
+                    seen[1000] ^= 1;
+                }
+                l.write(&bytes[half..], &seen);
+                match how {
+                    "writer-failed" => drop(l.feed.take()),
+                    _ => l.complete(),
+                }
+                if how == "not-the-verified-size" {
+                    id.file_size -= 1;
+                }
+                if how == "aborted" {
+                    put.abort().await;
+                    Err(TargetError::Cancelled)
+                } else {
+                    put.commit(&id, &UploadTag::default(), &CancellationToken::new())
+                        .await
+                        .map(|_| ())
+                }
             }
-            (_, Ok(())) => put
-                .commit(&id, &UploadTag::default(), &CancellationToken::new())
-                .await
-                .map(|_| ()),
         };
         assert!(outcome.is_err(), "{how}: the stream fails");
         if how == "part" || how == "complete" {
@@ -583,6 +640,53 @@ mod s3 {
         );
         assert!(s3.uploads(BUCKET).await.is_empty(), "{how}: no upload left");
         assert!(t.list().await.expect("list").is_empty());
+    }
+
+    /// The parts go out while the file is still being written: with half
+    /// the snapshot in the file (and the stream still open), the parts
+    /// that are whole in it are already on the store.
+    #[tokio::test]
+    async fn s3_parts_go_out_while_the_local_file_is_still_being_written() {
+        let s3 = server(Kind::Moto).await;
+        let proxy = FaultProxy::start(&s3.endpoint).await;
+        let t = target(&s3, &proxy.url).await;
+        let name = snap("20261202-031000");
+        let bytes = blob();
+        let id = identity(&bytes);
+        let mut l = local();
+        let put = begin(&t, &name, &l).await;
+        // Two whole 5 MiB parts and some.
+        let first = 11 * MIB;
+        l.write(&bytes[..first], &bytes[..first]);
+        // Waits for the store to accept them (no deadline is asserted: a
+        // follower that waited for the end would never get there).
+        let accepted = || {
+            proxy.count(|r| {
+                r.method == "PUT" && r.target.contains("partNumber=") && r.status == Some(200)
+            })
+        };
+        // (A cap only so that a broken follower fails instead of hanging.)
+        for _ in 0..2400 {
+            if accepted() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            accepted() >= 2,
+            "no part went out before the end of the stream\n{}",
+            proxy.log()
+        );
+        let key = format!("{KEY_PREFIX}{name}");
+        let parts = accepted();
+        assert_eq!(parts, 2, "only the whole parts: the third is not complete");
+        assert!(s3.objects(BUCKET).await.is_empty(), "nothing visible yet");
+        l.write(&bytes[first..], &bytes[first..]);
+        l.complete();
+        put.commit(&id, &UploadTag::default(), &CancellationToken::new())
+            .await
+            .expect("committed");
+        assert_eq!(s3.object_sha256(BUCKET, &key).await, id.sha256);
     }
 
     /// A crash between the identity object and the completed upload leaves
@@ -599,13 +703,15 @@ mod s3 {
         let kept = snap("20261202-035000");
         fed(&t, &kept, &bytes)
             .await
+            .0
             .commit(&id, &UploadTag::default(), &CancellationToken::new())
             .await
             .expect("committed");
         let name = snap("20261202-040000");
         // A crash: fed, never committed nor aborted, and the identity
         // object written (as `commit` does first).
-        std::mem::forget(fed(&t, &name, &bytes).await);
+        let (crashed, _local) = fed(&t, &name, &bytes).await;
+        std::mem::forget(crashed);
         let staging_object = format!("{KEY_PREFIX}.{name}.partial-deadbeef");
         let other = format!("{KEY_PREFIX}.not-ours");
         for key in [&identity_key(&name), &staging_object, &other] {

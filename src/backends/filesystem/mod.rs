@@ -650,6 +650,7 @@ impl Target for FsTarget {
     async fn begin_stream(
         &self,
         name: &str,
+        _tail: &super::tail::Tail,
     ) -> Result<Option<Box<dyn super::StreamingPut>>, TargetError> {
         stream::begin(Arc::clone(&self.inner), name).await
     }

@@ -34,6 +34,7 @@ use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
 
+use crate::backends::tail::TailFeed;
 use crate::snapshot::{Limits, SealedSums, VerifyError, sealed_sums_reader_with};
 
 /// Bytes gathered before they go to the file thread and the verifier.
@@ -63,14 +64,20 @@ pub struct SnapshotWriter {
 
 impl SnapshotWriter {
     /// Starts the file thread and the verifier (blocking tasks).
-    pub fn new(file: File, limits: Limits) -> Self {
-        Self::with_sink(file, limits)
+    /// `feed`: told of every buffer written, for a target following the
+    /// file ([`crate::backends::tail`]).
+    pub fn new(file: File, limits: Limits, feed: Option<TailFeed>) -> Self {
+        Self::start(file, limits, feed)
     }
 
     /// [`SnapshotWriter::new`] over any blocking writer (tests give one
     /// that fails or takes short writes). Durability calls are made only
     /// for a real [`File`].
     pub fn with_sink<S: Sink + Send + 'static>(sink: S, limits: Limits) -> Self {
+        Self::start(sink, limits, None)
+    }
+
+    fn start<S: Sink + Send + 'static>(sink: S, limits: Limits, feed: Option<TailFeed>) -> Self {
         let (tx, rx) = mpsc::channel::<Bytes>(FILE_SLOTS);
         let (vtx, vrx) = std_mpsc::sync_channel::<Bytes>(VERIFY_SLOTS);
         let verifier = tokio::task::spawn_blocking(move || {
@@ -85,7 +92,7 @@ impl SnapshotWriter {
         let failure = Failure::default();
         let f2 = failure.clone();
         let file = tokio::task::spawn_blocking(move || {
-            let r = file_thread(sink, rx, vtx);
+            let r = file_thread(sink, rx, vtx, feed);
             if let Err(e) = &r
                 && let Ok(mut slot) = f2.lock()
             {
@@ -246,6 +253,7 @@ fn file_thread<S: Sink>(
     mut sink: S,
     mut rx: mpsc::Receiver<Bytes>,
     vtx: std_mpsc::SyncSender<Bytes>,
+    mut feed: Option<TailFeed>,
 ) -> io::Result<u64> {
     let mut vtx = Some(vtx);
     let mut written = 0u64;
@@ -253,6 +261,9 @@ fn file_thread<S: Sink>(
     while let Some(b) = rx.blocking_recv() {
         sink.write_all(&b)?;
         written += b.len() as u64;
+        if let Some(f) = feed.as_mut() {
+            f.wrote(&b);
+        }
         // A verifier that stopped has its verdict: keep writing.
         if let Some(v) = &vtx
             && v.send(b).is_err()
@@ -264,8 +275,12 @@ fn file_thread<S: Sink>(
             synced = written;
         }
     }
-    // The verifier's stream ends here, before the (longer) fsync.
+    // The verifier's stream ends here, before the (longer) fsync; so does
+    // a follower's (it commits only after the fsync and the verdict).
     drop(vtx);
+    if let Some(f) = feed {
+        f.complete();
+    }
     sink.sync()?;
     Ok(written)
 }

@@ -270,10 +270,11 @@ impl Target for S3Target {
     async fn begin_stream(
         &self,
         name: &str,
+        tail: &super::tail::Tail,
     ) -> Result<Option<Box<dyn super::StreamingPut>>, TargetError> {
-        if !self.streaming {
+        if !self.streaming || tail.path().is_none() {
             return Ok(None);
         }
-        self.begin_streaming(name).await
+        self.begin_streaming(name, tail).await
     }
 }

@@ -23,51 +23,56 @@
 //! (aborted by the stale-upload cleanup). Prune deletes the snapshot
 //! first, then its identity object.
 //!
-//! Each part carries its CRC32 (`x-amz-checksum-crc32`, checked by the
-//! store; the upload from the file sends SHA-256, but here the bytes are
-//! already hashed twice with SHA-256 — the verifier's identity and this
-//! stream's own, compared at `commit` — and the part checksum only guards
-//! the wire). In-memory part bodies are sent unsigned (`UNSIGNED-PAYLOAD`),
-//! as the file bodies are.
+//! The parts are read back from the local temp file while it is being
+//! written ([`crate::backends::tail`]): the stream waits until a whole
+//! part is in the file, then sends it as a retryable file body, up to the
+//! target's `partsInFlight` at once. So S3 never holds the local copy up
+//! (nothing is queued in memory for it: memory stays flat whatever the
+//! part size) and falls behind at most by what the file holds.
 //!
-//! Memory: one part being filled plus at most [`IN_FLIGHT`] part sent, of
-//! [`STREAM_PART`] each, their buffers reused from part to part (a fresh
-//! allocation per part let the allocator keep ~30 MiB more). The size is
-//! unknown in advance: a stream that would need more than `MAX_PARTS`
-//! parts fails and the upload sends the local file instead.
+//! Each part carries its CRC32 (`x-amz-checksum-crc32`, checked by the
+//! store), read back from the file before the part is sent. At `commit`,
+//! the parts' CRC32s combined must equal the CRC32 the local writer kept
+//! of every byte it wrote — the bytes the verifier hashed — and the length
+//! the verified identity's: what was sent is what was verified, without
+//! one more SHA-256 pass. A later fetch checks the full SHA-256 against the
+//! identity object.
+//!
+//! The size is unknown in advance: a stream that would need more than
+//! `MAX_PARTS` parts fails and the upload sends the local file instead.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
-use bytes::{Bytes, BytesMut};
-use sha2::{Digest, Sha256};
-use tokio::task::JoinSet;
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::error::{check_name, failure};
 use super::multipart::abort_upload;
 use super::put::b64;
 use super::{MAX_PARTS, META_SHA256, META_SIZE, META_STREAM, S3Target};
+use crate::backends::tail::{Ended, Tail};
 use crate::backends::{Confirmed, PutOutcome, StreamingPut, TargetError, UploadTag};
 use crate::snapshot::Identity;
 
-/// Parts sent at once while streaming (the next one fills meanwhile).
-const IN_FLIGHT: usize = 1;
-/// Part size of a streamed upload: the snapshot's size is not known in
-/// advance, so parts are fixed: S3's minimum, for memory (up to
-/// `MAX_PARTS` × this ≈ 44 GiB).
-pub(super) const STREAM_PART: usize = 5 * 1024 * 1024;
 /// What marks an identity object (`<prefix>.<name>.identity`).
 pub(super) const IDENTITY: &str = ".identity";
 /// What marked a staging key of earlier versions' streamed uploads
 /// (`<prefix>.<name>.partial-<random>`); `cleanup` still removes them.
 const STAGING: &str = ".partial-";
 
-/// A sent part, and its buffer back for the next part (when the SDK let
-/// go of it).
-type PartTask = Result<(CompletedPart, Bytes), TargetError>;
+/// A sent part: what CompleteMultipartUpload lists, its CRC32 and length.
+type SentPart = (CompletedPart, u32, u64);
+
+/// What the follower sent: every part, in order, and the stream's end.
+struct Sent {
+    parts: Vec<SentPart>,
+    end: Ended,
+}
 
 pub(super) struct S3Stream {
     t: S3Target,
@@ -77,17 +82,12 @@ pub(super) struct S3Stream {
     /// Marks this stream's object (`snapward-stream`), so a retried
     /// CompleteMultipartUpload can tell its own object from a racer's.
     nonce: String,
-    buf: BytesMut,
-    /// Buffers of parts already sent, for the next parts: the stream
-    /// allocates at most 1 + [`IN_FLIGHT`] of them, whatever its size.
-    spare: Vec<BytesMut>,
-    hash: Sha256,
+    /// Sends the parts while the file grows; `None` once joined.
+    follower: Option<JoinHandle<Result<Sent, TargetError>>>,
+    /// The stream's length, once the follower ended.
     len: u64,
-    next_part: i32,
-    sending: JoinSet<PartTask>,
-    sent: Vec<CompletedPart>,
     /// CRC32 and length of each part (the composite checksum).
-    part_sums: Vec<(i32, u32, u64)>,
+    part_sums: Vec<(u32, u64)>,
 }
 
 impl S3Target {
@@ -120,6 +120,7 @@ impl S3Target {
     pub(super) async fn begin_streaming(
         &self,
         name: &str,
+        tail: &Tail,
     ) -> Result<Option<Box<dyn StreamingPut>>, TargetError> {
         check_name(&self.ctx.target, name)?;
         let key = self.key(name);
@@ -152,19 +153,20 @@ impl S3Target {
             )));
         };
         crate::crash::crash_point!("s3.multipart.after-create");
+        let follower = tokio::spawn(follow(
+            self.clone(),
+            key.clone(),
+            upload_id.clone(),
+            tail.clone(),
+        ));
         Ok(Some(Box::new(S3Stream {
             t: self.clone(),
             name: name.to_owned(),
             key,
             upload_id,
             nonce,
-            buf: BytesMut::new(),
-            spare: Vec::new(),
-            hash: Sha256::new(),
+            follower: Some(follower),
             len: 0,
-            next_part: 1,
-            sending: JoinSet::new(),
-            sent: Vec::new(),
             part_sums: Vec::new(),
         })))
     }
@@ -220,46 +222,72 @@ impl S3Target {
     }
 }
 
-impl S3Stream {
-    /// Sends `self.buf` as the next part (waiting while `IN_FLIGHT` are).
-    async fn send_part(&mut self) -> Result<(), TargetError> {
-        while self.sending.len() >= IN_FLIGHT {
-            self.join_one().await?;
+/// Follows the local file: sends each part once it is whole in the file
+/// (the last one at the end of the stream), at most `parts_in_flight` at
+/// once. Returns every part sent, in order, and the stream's end.
+async fn follow(
+    t: S3Target,
+    key: String,
+    upload_id: String,
+    mut tail: Tail,
+) -> Result<Sent, TargetError> {
+    let Some(path) = tail.path().map(std::path::Path::to_path_buf) else {
+        return Err(t.ctx.failed("the local file cannot be followed".into()));
+    };
+    let part_size = t.part_size;
+    let slots = Arc::new(Semaphore::new(t.parts_in_flight));
+    let mut sending: JoinSet<Result<SentPart, TargetError>> = JoinSet::new();
+    let mut parts = Vec::new();
+    let mut offset = 0u64;
+    let end = loop {
+        let (written, end) = tail
+            .wait(offset.saturating_add(part_size))
+            .await
+            .map_err(|e| t.ctx.failed(e.to_string()))?;
+        let len = (written - offset).min(part_size);
+        if len == 0 && offset > 0 {
+            // The stream ended on a part boundary.
+            if let Some(end) = end {
+                break end;
+            }
         }
-        if u64::try_from(self.next_part).unwrap_or(u64::MAX) > MAX_PARTS {
-            return Err(self.t.ctx.failed(format!(
-                "{} needs more than {MAX_PARTS} parts of {} MiB: too large to stream",
-                self.name,
-                STREAM_PART >> 20
+        let number = parts.len() as u64 + sending.len() as u64 + 1;
+        if number > MAX_PARTS {
+            return Err(t.ctx.failed(format!(
+                "the snapshot needs more than {MAX_PARTS} parts of {} MiB: too large to stream",
+                part_size >> 20
             )));
         }
-        let body = std::mem::take(&mut self.buf).freeze();
-        let number = self.next_part;
-        self.next_part += 1;
-        let crc = crc32fast::hash(&body);
-        self.part_sums.push((number, crc, body.len() as u64));
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| t.ctx.failed("part scheduling".into()).caused_by(e))?;
+        while let Some(joined) = sending.try_join_next() {
+            parts.push(joined_part(&t, joined)?);
+        }
+        let crc = tail
+            .crc32_of(offset, len)
+            .await
+            .map_err(|e| t.ctx.failed("reading the local file".into()).caused_by(e))?;
+        let body = t.file_body(&path, offset, len).await?;
+        let number = number as i32;
         let checksum = b64(&crc.to_be_bytes());
-        let request = self
-            .t
+        let request = t
             .client
             .upload_part()
-            .bucket(&self.t.ctx.bucket)
-            .key(&self.key)
-            .upload_id(&self.upload_id)
+            .bucket(&t.ctx.bucket)
+            .key(&key)
+            .upload_id(&upload_id)
             .part_number(number)
-            .content_length(body.len() as i64)
+            .content_length(len as i64)
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .checksum_crc32(&checksum)
-            .body(ByteStream::from(body.clone()))
-            // An in-memory body would otherwise be hashed once more for
-            // the signature (and once more by the store to check it); the
-            // part's CRC32 above is what the store verifies, and the whole
-            // stream's SHA-256 must be the verified identity at `commit`.
-            .customize()
-            .disable_payload_signing();
-        let ctx = std::sync::Arc::clone(&self.t.ctx);
-        let key = self.key.clone();
-        self.sending.spawn(async move {
+            .body(body);
+        let ctx = Arc::clone(&t.ctx);
+        let key = key.clone();
+        sending.spawn(async move {
+            let _slot = permit;
             let out = request.send().await.map_err(|e| {
                 ctx.error("UploadPart", &format!("{key} part {number}"), &failure(&e))
             })?;
@@ -269,45 +297,59 @@ impl S3Stream {
                 .set_e_tag(out.e_tag().map(str::to_owned))
                 .checksum_crc32(checksum)
                 .build();
-            Ok((part, body))
+            Ok((part, crc, len))
         });
-        Ok(())
-    }
-
-    async fn join_one(&mut self) -> Result<(), TargetError> {
-        if let Some(joined) = self.sending.join_next().await {
-            let (part, body) =
-                joined.map_err(|e| self.t.ctx.failed("part upload task".into()).caused_by(e))??;
-            self.sent.push(part);
-            if let Ok(mut spare) = body.try_into_mut() {
-                spare.clear();
-                self.spare.push(spare);
-            }
+        offset += len;
+        if let Some(end) = end
+            && offset == end.len
+        {
+            break end;
         }
-        Ok(())
+    };
+    while let Some(joined) = sending.join_next().await {
+        parts.push(joined_part(&t, joined)?);
     }
+    parts.sort_by_key(|(p, _, _)| p.part_number());
+    Ok(Sent { parts, end })
+}
 
-    /// Sends what is left and waits for every part: the parts, in order.
+fn joined_part(
+    t: &S3Target,
+    joined: Result<Result<SentPart, TargetError>, tokio::task::JoinError>,
+) -> Result<SentPart, TargetError> {
+    joined.map_err(|e| t.ctx.failed("part upload task".into()).caused_by(e))?
+}
+
+impl S3Stream {
+    /// Waits for the follower: every part sent, in order.
     async fn finish_parts(&mut self) -> Result<Vec<CompletedPart>, TargetError> {
-        if !self.buf.is_empty() || self.next_part == 1 {
-            self.send_part().await?;
+        let Some(follower) = self.follower.take() else {
+            return Err(self.t.ctx.failed("the stream was already finished".into()));
+        };
+        let sent = follower
+            .await
+            .map_err(|e| self.t.ctx.failed("the part uploader".into()).caused_by(e))??;
+        self.len = sent.end.len;
+        self.part_sums = sent.parts.iter().map(|(_, c, l)| (*c, *l)).collect();
+        let mut whole = crc32fast::Hasher::new();
+        for (crc, len) in &self.part_sums {
+            whole.combine(&crc32fast::Hasher::new_with_initial_len(*crc, *len));
         }
-        while !self.sending.is_empty() {
-            self.join_one().await?;
+        if whole.finalize() != sent.end.crc32 {
+            return Err(self.t.ctx.failed(format!(
+                "the parts sent of {} are not the bytes written to the local file: not published",
+                self.name
+            )));
         }
-        let mut parts = std::mem::take(&mut self.sent);
-        parts.sort_by_key(|p| p.part_number());
-        Ok(parts)
+        Ok(sent.parts.into_iter().map(|(p, _, _)| p).collect())
     }
 
     /// The CRC32 checksums the store may report for the object: the
     /// composite (CRC32 of the parts' CRC32s) and the full object's.
     fn checksums(&self) -> [String; 2] {
-        let mut sums = self.part_sums.clone();
-        sums.sort_by_key(|(n, _, _)| *n);
         let mut composite = crc32fast::Hasher::new();
         let mut full = crc32fast::Hasher::new();
-        for (_, crc, len) in &sums {
+        for (crc, len) in &self.part_sums {
             composite.update(&crc.to_be_bytes());
             full.combine(&crc32fast::Hasher::new_with_initial_len(*crc, *len));
         }
@@ -410,8 +452,11 @@ impl S3Stream {
     }
 
     async fn discard(&mut self) {
-        self.sending.abort_all();
-        while self.sending.join_next().await.is_some() {}
+        if let Some(follower) = self.follower.take() {
+            // Aborting the follower drops its part tasks (aborted too).
+            follower.abort();
+            let _ = follower.await;
+        }
         abort_upload(
             &self.t.client,
             &self.t.ctx.bucket,
@@ -421,8 +466,12 @@ impl S3Stream {
         .await;
     }
 
-    async fn publish(&mut self, identity: &Identity, tag: &UploadTag) -> Result<(), TargetError> {
-        let parts = self.finish_parts().await?;
+    async fn publish(
+        &mut self,
+        parts: Vec<CompletedPart>,
+        identity: &Identity,
+        tag: &UploadTag,
+    ) -> Result<(), TargetError> {
         let want = identity.sha256.to_ascii_lowercase();
         let mut meta = self.t.metadata(identity, &want, tag);
         meta.insert(META_SIZE.to_owned(), self.len.to_string());
@@ -443,26 +492,15 @@ impl S3Stream {
 
 #[async_trait]
 impl StreamingPut for S3Stream {
-    async fn write(&mut self, bytes: bytes::Bytes) -> Result<(), TargetError> {
-        self.hash.update(&bytes);
-        self.len += bytes.len() as u64;
-        let mut rest: &[u8] = &bytes;
-        while !rest.is_empty() {
-            let room = STREAM_PART.saturating_sub(self.buf.len()).max(1);
-            let (now, later) = rest.split_at(room.min(rest.len()));
-            if self.buf.capacity() == 0 {
-                self.buf = self
-                    .spare
-                    .pop()
-                    .unwrap_or_else(|| BytesMut::with_capacity(STREAM_PART));
-            }
-            self.buf.extend_from_slice(now);
-            rest = later;
-            if self.buf.len() >= STREAM_PART {
-                self.send_part().await?;
-            }
-        }
-        Ok(())
+    async fn write(&mut self, _bytes: bytes::Bytes) -> Result<(), TargetError> {
+        Err(self
+            .t
+            .ctx
+            .failed("an S3 stream reads the local file; it is not written to".into()))
+    }
+
+    fn follows_file(&self) -> bool {
+        true
     }
 
     async fn commit(
@@ -472,20 +510,29 @@ impl StreamingPut for S3Stream {
         cancel: &CancellationToken,
     ) -> Result<PutOutcome, TargetError> {
         let want = identity.sha256.to_ascii_lowercase();
-        let got = hex::encode(std::mem::take(&mut self.hash).finalize());
-        if self.len != identity.file_size || got != want {
-            self.discard().await;
-            return Err(self.t.ctx.failed(format!(
-                "the streamed copy of {} does not match its verified identity: not published",
-                self.name
-            )));
-        }
         if cancel.is_cancelled() {
             self.discard().await;
             return Err(TargetError::Cancelled);
         }
-        let shown = crate::progress::start(format!("upload {}", self.t.ctx.target), Some(self.len));
-        if let Err(e) = self.publish(identity, tag).await {
+        let shown = crate::progress::start(
+            format!("upload {}", self.t.ctx.target),
+            Some(identity.file_size),
+        );
+        let parts = match self.finish_parts().await {
+            Ok(p) if self.len == identity.file_size => p,
+            Ok(_) => {
+                self.discard().await;
+                return Err(self.t.ctx.failed(format!(
+                    "the streamed copy of {} is {} bytes, the verified snapshot {}: not published",
+                    self.name, self.len, identity.file_size
+                )));
+            }
+            Err(e) => {
+                self.discard().await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.publish(parts, identity, tag).await {
             self.discard().await;
             return Err(e);
         }

@@ -3,8 +3,10 @@
 //! `verify`), then fsynced. On any failure the temp file is removed.
 //!
 //! Stream once (DESIGN.md §10): the same bytes go at the same time to
-//! every target that streams ([`crate::backends::Target::begin_stream`],
-//! through [`super::fanout::Fanout`]). Their copies are kept for their
+//! every target that streams ([`crate::backends::Target::begin_stream`]):
+//! written to it through [`super::fanout::Fanout`] (a filesystem target),
+//! or read back from the temp file as it grows, through a
+//! [`crate::backends::tail::Tail`] (S3: it never holds the local copy up). Their copies are kept for their
 //! `upload:<target>` actions to commit after `verify` linked the local
 //! file; if the stream, the verification or the fsync failed, every
 //! target's copy is aborted here.
@@ -48,7 +50,14 @@ pub(super) async fn run(
     let limits = crate::snapshot::Limits {
         max_bytes: a.policy.max_snapshot_bytes,
     };
-    let mut out = crate::backends::local::SnapshotWriter::new(begun.file, limits);
+    let (feed, tail) = match crate::backends::tail::follow(&begun.file) {
+        Ok((feed, tail)) => (Some(feed), Some(tail)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot follow the temp file: every target uploads from the local file afterwards");
+            (None, None)
+        }
+    };
+    let mut out = crate::backends::local::SnapshotWriter::new(begun.file, limits, feed);
     let node_name = state
         .lock()
         .await
@@ -57,7 +66,15 @@ pub(super) async fn run(
         .map(|n| n.name.clone())
         .unwrap_or_default();
     let mut items = Vec::new();
-    let targets = begin_streams(a, state, &name, &mut items).await;
+    let mut targets = match &tail {
+        Some(tail) => begin_streams(a, state, &name, tail, &mut items).await,
+        None => Vec::new(),
+    };
+    drop(tail);
+    // Followers read the temp file themselves; the others are written to.
+    let followers: Vec<_> = targets
+        .extract_if(.., |(_, put)| put.follows_file())
+        .collect();
     let mut fan = super::fanout::Fanout::new(&mut out, targets);
     let shown = crate::progress::start(format!("snapshot {name}"), None);
     let streamed = a
@@ -72,7 +89,12 @@ pub(super) async fn run(
         shown.finish();
     }
     let flushed = fan.flush().await;
-    let (_, copies) = fan.finish().await;
+    let (_, mut copies) = fan.finish().await;
+    copies.extend(
+        followers
+            .into_iter()
+            .map(|(target, put)| (target, Streamed::Ready(put))),
+    );
     // Writes the rest, fsyncs (the writer's thread), returns the verdict.
     let (synced, verdict) = out.finish().await;
     let synced = flushed.and(synced);
@@ -133,6 +155,7 @@ async fn begin_streams(
     a: &Actions,
     state: &Mutex<RunState>,
     name: &str,
+    tail: &crate::backends::tail::Tail,
     items: &mut Vec<Item>,
 ) -> Vec<(String, Box<dyn crate::backends::StreamingPut>)> {
     let skipped = {
@@ -149,7 +172,7 @@ async fn begin_streams(
         if skipped.contains(&slot.name) {
             continue;
         }
-        match t.begin_stream(name).await {
+        match t.begin_stream(name, tail).await {
             Ok(Some(put)) => {
                 items.push(Item::StreamedTo {
                     target: slot.name.clone(),
