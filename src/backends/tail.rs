@@ -2,19 +2,18 @@
 //! DESIGN.md §10; README "S3 streaming").
 //!
 //! The local writer's file thread reports every buffer it wrote through a
-//! [`TailFeed`]; a target that uploads while the snapshot still streams
-//! (S3) follows it through a [`Tail`]. It gets the written buffers
-//! themselves (shared, not copied) through a small queue
-//! ([`Tail::subscribe`]); when it falls behind and its queue is full, the
-//! feed skips it — the writer never waits for a follower — and the
-//! follower reads what it missed back from the file ([`Tail::read_at`]).
-//! So a slow target never holds the local copy up, and what is queued for
-//! it stays bounded.
+//! [`TailFeed`]; a target that uploads from the file while the snapshot
+//! still streams (S3) follows it through a [`Tail`]: it waits until the
+//! bytes it needs are in the file, then reads them back (from the page
+//! cache: they were just written). So a slow target never holds the local
+//! copy up, and no byte is queued in memory for it.
 //!
 //! The tail reads through a read-only descriptor of its own (the
-//! writer's `/proc/self/fd/<n>` reopened; the temp file is renamed when
-//! `verify` links it). Where that does not exist (not Linux), [`follow`]
-//! gives no tail and the target uploads from the local file afterwards.
+//! writer's `/proc/self/fd/<n>` reopened), reachable as the path
+//! `/proc/self/fd/<m>` on Linux: the SDK reopens a file body by path for
+//! a retry, and the temp file is renamed when `verify` links it. Elsewhere
+//! [`Tail::path`] is `None` and the target uploads from the local file
+//! afterwards instead.
 //!
 //! The feed also keeps the CRC32 of everything written: a follower
 //! proves at its commit that what it sent is what was written (and
@@ -25,18 +24,10 @@
 
 use std::fs::File;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use tokio::sync::{mpsc, watch};
-
-/// Buffers queued per follower before the feed skips it.
-pub const QUEUE: usize = 4;
-
-/// A written buffer and the offset of its first byte.
-pub type Chunk = (u64, Bytes);
-
-type Subscribers = Arc<Mutex<Vec<mpsc::Sender<Chunk>>>>;
+use tokio::sync::watch;
 
 /// How far the file was written, and whether the writer ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +51,6 @@ enum End {
 /// [`TailFeed::complete`].
 pub struct TailFeed {
     tx: watch::Sender<Progress>,
-    subs: Subscribers,
-    written: u64,
     crc: crc32fast::Hasher,
     done: bool,
 }
@@ -70,8 +59,8 @@ pub struct TailFeed {
 #[derive(Clone)]
 pub struct Tail {
     rx: watch::Receiver<Progress>,
-    subs: Subscribers,
     file: Arc<File>,
+    path: Option<PathBuf>,
 }
 
 /// The end of a followed stream.
@@ -89,60 +78,45 @@ pub struct Ended {
 pub struct TailFailed;
 
 /// A feed for the writer of `file` (already open for writing) and a tail
-/// following it; `Ok(None)` where the file cannot be followed.
-pub fn follow(file: &File) -> io::Result<Option<(TailFeed, Tail)>> {
-    let Some(file) = reopen(file)? else {
-        return Ok(None);
-    };
+/// following it.
+pub fn follow(file: &File) -> io::Result<(TailFeed, Tail)> {
+    let (file, path) = reopen(file)?;
+    let file = Arc::new(file);
     let (tx, rx) = watch::channel(Progress {
         written: 0,
         end: End::Open,
     });
-    let subs = Subscribers::default();
-    Ok(Some((
+    Ok((
         TailFeed {
             tx,
-            subs: Arc::clone(&subs),
-            written: 0,
             crc: crc32fast::Hasher::new(),
             done: false,
         },
-        Tail {
-            rx,
-            subs,
-            file: Arc::new(file),
-        },
-    )))
+        Tail { rx, file, path },
+    ))
 }
 
 /// A read-only descriptor of the same file (the writer's may be
-/// write-only).
+/// write-only), and the path that reopens it.
 #[cfg(target_os = "linux")]
-fn reopen(file: &File) -> io::Result<Option<File>> {
+fn reopen(file: &File) -> io::Result<(File, Option<PathBuf>)> {
     use std::os::fd::AsRawFd;
-    File::open(format!("/proc/self/fd/{}", file.as_raw_fd())).map(Some)
+    let read = File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}", read.as_raw_fd()));
+    Ok((read, Some(path)))
 }
 
 #[cfg(not(target_os = "linux"))]
-fn reopen(_file: &File) -> io::Result<Option<File>> {
-    Ok(None)
+fn reopen(file: &File) -> io::Result<(File, Option<PathBuf>)> {
+    Ok((file.try_clone()?, None))
 }
 
 impl TailFeed {
-    /// `bytes` were appended to the file: queued for every follower that
-    /// has room (one that has none reads them back from the file).
-    pub fn wrote(&mut self, bytes: &Bytes) {
+    /// `bytes` were appended to the file.
+    pub fn wrote(&mut self, bytes: &[u8]) {
         self.crc.update(bytes);
-        let at = self.written;
-        self.written += bytes.len() as u64;
-        if let Ok(mut subs) = self.subs.lock() {
-            subs.retain(|s| !s.is_closed());
-            for s in subs.iter() {
-                let _ = s.try_send((at, bytes.clone()));
-            }
-        }
-        let n = self.written;
-        self.tx.send_modify(|p| p.written = n);
+        let n = bytes.len() as u64;
+        self.tx.send_modify(|p| p.written += n);
     }
 
     /// Every byte was written.
@@ -150,14 +124,6 @@ impl TailFeed {
         self.done = true;
         let crc32 = self.crc.clone().finalize();
         self.tx.send_modify(|p| p.end = End::Complete { crc32 });
-        self.close();
-    }
-
-    /// Ends every follower's queue.
-    fn close(&self) {
-        if let Ok(mut subs) = self.subs.lock() {
-            subs.clear();
-        }
     }
 }
 
@@ -165,24 +131,15 @@ impl Drop for TailFeed {
     fn drop(&mut self) {
         if !self.done {
             self.tx.send_modify(|p| p.end = End::Failed);
-            self.close();
         }
     }
 }
 
 impl Tail {
-    /// A queue of the buffers written from now on, [`QUEUE`] deep; it
-    /// ends with the stream. A buffer that found it full is not in it.
-    pub fn subscribe(&self) -> mpsc::Receiver<Chunk> {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        // The feed sets the end before it ends the queues: a queue added
-        // after that would never end.
-        if let Ok(mut subs) = self.subs.lock()
-            && self.rx.borrow().end == End::Open
-        {
-            subs.push(tx);
-        }
-        rx
+    /// A path that opens the followed file (for a retryable request body),
+    /// while this tail lives; `None` where the platform has none.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// Waits until at least `upto` bytes are written or the writer ended:
@@ -214,28 +171,36 @@ impl Tail {
         }
     }
 
-    /// Appends `len` written bytes at `offset`, read back from the file
-    /// (off the async runtime), to `buf`.
-    pub async fn read_at(&self, offset: u64, len: u64, buf: BytesMut) -> io::Result<BytesMut> {
+    /// The CRC32 of `len` written bytes at `offset`, read back from the
+    /// file (off the async runtime).
+    pub async fn crc32_of(&self, offset: u64, len: u64) -> io::Result<u32> {
         let file = Arc::clone(&self.file);
-        tokio::task::spawn_blocking(move || read_range(&file, offset, len, buf))
+        tokio::task::spawn_blocking(move || crc32_range(&file, offset, len))
             .await
             .map_err(io::Error::other)?
     }
 }
 
 #[cfg(unix)]
-fn read_range(file: &File, offset: u64, len: u64, mut buf: BytesMut) -> io::Result<BytesMut> {
+fn crc32_range(file: &File, offset: u64, len: u64) -> io::Result<u32> {
     use std::os::unix::fs::FileExt;
-    let start = buf.len();
-    let n = usize::try_from(len).map_err(io::Error::other)?;
-    buf.resize(start + n, 0);
-    file.read_exact_at(buf.get_mut(start..).unwrap_or_default(), offset)?;
-    Ok(buf)
+    let mut buf = vec![0u8; (1 << 20).min(usize::try_from(len).unwrap_or(usize::MAX))];
+    let mut crc = crc32fast::Hasher::new();
+    let mut done = 0u64;
+    while done < len {
+        let want = usize::try_from(len - done)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let chunk = buf.get_mut(..want).unwrap_or_default();
+        file.read_exact_at(chunk, offset + done)?;
+        crc.update(chunk);
+        done += want as u64;
+    }
+    Ok(crc.finalize())
 }
 
 #[cfg(not(unix))]
-fn read_range(_file: &File, _offset: u64, _len: u64, _buf: BytesMut) -> io::Result<BytesMut> {
+fn crc32_range(_file: &File, _offset: u64, _len: u64) -> io::Result<u32> {
     Err(io::Error::other(
         "reading a followed file needs a Unix platform",
     ))
@@ -247,50 +212,37 @@ mod tests {
 
     use super::*;
 
-    fn append(f: &mut File, feed: &mut TailFeed, b: &[u8]) {
-        f.write_all(b).expect("write");
-        feed.wrote(&Bytes::copy_from_slice(b));
-    }
-
     #[tokio::test]
-    async fn a_follower_gets_what_was_written_queued_or_from_the_file_and_the_crc32_of_all() {
+    async fn a_tail_sees_what_was_written_and_the_crc32_of_the_whole_stream() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut f = File::create(dir.path().join("snap")).expect("create");
-        let (mut feed, mut tail) = follow(&f).expect("follow").expect("linux");
-        let mut rx = tail.subscribe();
-        append(&mut f, &mut feed, b"hello ");
+        let (mut feed, mut tail) = follow(&f).expect("follow");
+        f.write_all(b"hello ").expect("write");
+        feed.wrote(b"hello ");
         assert_eq!(tail.wait(6).await.expect("open"), (6, None));
-        assert_eq!(rx.recv().await, Some((0, Bytes::from_static(b"hello "))));
-        // More than the queue holds: the rest is skipped, not waited for.
-        for _ in 0..QUEUE + 2 {
-            append(&mut f, &mut feed, b"x");
-        }
+        f.write_all(b"world").expect("write");
+        feed.wrote(b"world");
         feed.complete();
-        let mut got = Vec::new();
-        while let Some(c) = rx.recv().await {
-            got.push(c.0);
-        }
-        assert_eq!(got, (6..6 + QUEUE as u64).collect::<Vec<_>>());
         let end = tail.ended().await.expect("ended");
-        assert_eq!(end.len, 6 + QUEUE as u64 + 2);
-        assert_eq!(end.crc32, crc32fast::hash(b"hello xxxxxx"));
-        let back = tail
-            .read_at(6, 6, BytesMut::from(&b"<"[..]))
-            .await
-            .expect("read back");
-        assert_eq!(&back[..], b"<xxxxxx");
+        assert_eq!(end.len, 11);
+        assert_eq!(end.crc32, crc32fast::hash(b"hello world"));
+        assert_eq!(
+            tail.crc32_of(6, 5).await.expect("read back"),
+            crc32fast::hash(b"world")
+        );
+        if cfg!(target_os = "linux") {
+            let p = tail.path().expect("a reopenable path");
+            assert_eq!(std::fs::read(p).expect("reopened"), b"hello world");
+        }
     }
 
     #[tokio::test]
-    async fn a_feed_dropped_before_the_end_fails_its_tail_and_ends_the_queues() {
+    async fn a_feed_dropped_before_the_end_fails_its_tail() {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = File::create(dir.path().join("snap")).expect("create");
-        let (mut feed, mut tail) = follow(&f).expect("follow").expect("linux");
-        let mut rx = tail.subscribe();
-        feed.wrote(&Bytes::from_static(b"abc"));
+        let (mut feed, mut tail) = follow(&f).expect("follow");
+        feed.wrote(b"abc");
         drop(feed);
-        assert!(rx.recv().await.is_some());
-        assert!(rx.recv().await.is_none(), "the queue ends");
         assert!(tail.wait(100).await.is_err(), "no end for a failed writer");
         assert!(tail.ended().await.is_err());
     }

@@ -272,7 +272,7 @@ impl Target for S3Target {
         name: &str,
         tail: &super::tail::Tail,
     ) -> Result<Option<Box<dyn super::StreamingPut>>, TargetError> {
-        if !self.streaming {
+        if !self.streaming || tail.path().is_none() {
             return Ok(None);
         }
         self.begin_streaming(name, tail).await

@@ -23,22 +23,20 @@
 //! (aborted by the stale-upload cleanup). Prune deletes the snapshot
 //! first, then its identity object.
 //!
-//! The parts are cut from the local writer's own buffers as it writes
-//! them ([`crate::backends::tail`]): shared, not copied, through a queue
-//! of a few buffers; a buffer the stream missed because its queue was full
-//! (the store slower than the local disk) is read back from the temp file.
-//! So S3 never holds the local copy up. Memory: the queue, the part being
-//! filled and at most [`IN_FLIGHT`] parts sent, of [`STREAM_PART`] each,
-//! their buffers reused from part to part.
+//! The parts are read back from the local temp file while it is being
+//! written ([`crate::backends::tail`]): the stream waits until a whole
+//! part is in the file, then sends it as a retryable file body, up to the
+//! target's `partsInFlight` at once. So S3 never holds the local copy up
+//! (nothing is queued in memory for it: memory stays flat whatever the
+//! part size) and falls behind at most by what the file holds.
 //!
 //! Each part carries its CRC32 (`x-amz-checksum-crc32`, checked by the
-//! store) and is sent unsigned (`UNSIGNED-PAYLOAD`, as file bodies are;
-//! the SDK would otherwise hash an in-memory body once more to sign it).
-//! At `commit`, the parts' CRC32s combined must equal the CRC32 the local
-//! writer kept of every byte it wrote — the bytes the verifier hashed —
-//! and the length the verified identity's: what was sent is what was
-//! verified, without one more SHA-256 pass. A later fetch checks the full
-//! SHA-256 against the identity object.
+//! store), read back from the file before the part is sent. At `commit`,
+//! the parts' CRC32s combined must equal the CRC32 the local writer kept
+//! of every byte it wrote — the bytes the verifier hashed — and the length
+//! the verified identity's: what was sent is what was verified, without
+//! one more SHA-256 pass. A later fetch checks the full SHA-256 against the
+//! identity object.
 //!
 //! The size is unknown in advance: a stream that would need more than
 //! `MAX_PARTS` parts fails and the upload sends the local file instead.
@@ -49,7 +47,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
-use bytes::{Bytes, BytesMut};
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -57,26 +55,18 @@ use super::error::{check_name, failure};
 use super::multipart::abort_upload;
 use super::put::b64;
 use super::{MAX_PARTS, META_SHA256, META_SIZE, META_STREAM, S3Target};
-use crate::backends::tail::{Chunk, Ended, Tail};
+use crate::backends::tail::{Ended, Tail};
 use crate::backends::{Confirmed, PutOutcome, StreamingPut, TargetError, UploadTag};
 use crate::snapshot::Identity;
 
-/// Parts sent at once while streaming (the next one fills meanwhile).
-const IN_FLIGHT: usize = 2;
-/// Part size of a streamed upload: the snapshot's size is not known in
-/// advance, so parts are fixed: S3's minimum, for memory (up to
-/// `MAX_PARTS` × this ≈ 44 GiB; a larger stream fails over to the
-/// upload from the file).
-pub(super) const STREAM_PART: usize = 5 * 1024 * 1024;
 /// What marks an identity object (`<prefix>.<name>.identity`).
 pub(super) const IDENTITY: &str = ".identity";
 /// What marked a staging key of earlier versions' streamed uploads
 /// (`<prefix>.<name>.partial-<random>`); `cleanup` still removes them.
 const STAGING: &str = ".partial-";
 
-/// A sent part: what CompleteMultipartUpload lists, its CRC32 and length,
-/// and its buffer back for the next part (when the SDK let go of it).
-type SentPart = (CompletedPart, u32, u64, Bytes);
+/// A sent part: what CompleteMultipartUpload lists, its CRC32 and length.
+type SentPart = (CompletedPart, u32, u64);
 
 /// What the follower sent: every part, in order, and the stream's end.
 struct Sent {
@@ -168,7 +158,6 @@ impl S3Target {
             key.clone(),
             upload_id.clone(),
             tail.clone(),
-            tail.subscribe(),
         ));
         Ok(Some(Box::new(S3Stream {
             t: self.clone(),
@@ -233,72 +222,72 @@ impl S3Target {
     }
 }
 
-/// The parts being sent by [`follow`].
-struct Parts {
+/// Follows the local file: sends each part once it is whole in the file
+/// (the last one at the end of the stream), at most `parts_in_flight` at
+/// once. Returns every part sent, in order, and the stream's end.
+async fn follow(
     t: S3Target,
     key: String,
     upload_id: String,
-    sending: JoinSet<Result<SentPart, TargetError>>,
-    sent: Vec<SentPart>,
-    /// Buffers of parts already sent, for the next parts.
-    spare: Vec<BytesMut>,
-    next: i32,
-}
-
-impl Parts {
-    fn buffer(&mut self) -> BytesMut {
-        self.spare
-            .pop()
-            .unwrap_or_else(|| BytesMut::with_capacity(STREAM_PART))
-    }
-
-    async fn join_one(&mut self) -> Result<(), TargetError> {
-        if let Some(joined) = self.sending.join_next().await {
-            let (part, crc, len, body) =
-                joined.map_err(|e| self.t.ctx.failed("part upload task".into()).caused_by(e))??;
-            if let Ok(mut spare) = body.try_into_mut() {
-                spare.clear();
-                self.spare.push(spare);
+    mut tail: Tail,
+) -> Result<Sent, TargetError> {
+    let Some(path) = tail.path().map(std::path::Path::to_path_buf) else {
+        return Err(t.ctx.failed("the local file cannot be followed".into()));
+    };
+    let part_size = t.part_size;
+    let slots = Arc::new(Semaphore::new(t.parts_in_flight));
+    let mut sending: JoinSet<Result<SentPart, TargetError>> = JoinSet::new();
+    let mut parts = Vec::new();
+    let mut offset = 0u64;
+    let end = loop {
+        let (written, end) = tail
+            .wait(offset.saturating_add(part_size))
+            .await
+            .map_err(|e| t.ctx.failed(e.to_string()))?;
+        let len = (written - offset).min(part_size);
+        if len == 0 && offset > 0 {
+            // The stream ended on a part boundary.
+            if let Some(end) = end {
+                break end;
             }
-            self.sent.push((part, crc, len, Bytes::new()));
         }
-        Ok(())
-    }
-
-    /// Sends `body` as the next part (waiting while `IN_FLIGHT` are).
-    async fn send(&mut self, body: BytesMut) -> Result<(), TargetError> {
-        while self.sending.len() >= IN_FLIGHT {
-            self.join_one().await?;
-        }
-        if u64::try_from(self.next).unwrap_or(u64::MAX) > MAX_PARTS {
-            return Err(self.t.ctx.failed(format!(
+        let number = parts.len() as u64 + sending.len() as u64 + 1;
+        if number > MAX_PARTS {
+            return Err(t.ctx.failed(format!(
                 "the snapshot needs more than {MAX_PARTS} parts of {} MiB: too large to stream",
-                STREAM_PART >> 20
+                part_size >> 20
             )));
         }
-        let body = body.freeze();
-        let number = self.next;
-        self.next += 1;
-        let crc = crc32fast::hash(&body);
-        let len = body.len() as u64;
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| t.ctx.failed("part scheduling".into()).caused_by(e))?;
+        while let Some(joined) = sending.try_join_next() {
+            parts.push(joined_part(&t, joined)?);
+        }
+        let crc = tail
+            .crc32_of(offset, len)
+            .await
+            .map_err(|e| t.ctx.failed("reading the local file".into()).caused_by(e))?;
+        let body = t.file_body(&path, offset, len).await?;
+        let number = number as i32;
         let checksum = b64(&crc.to_be_bytes());
-        let request = self
-            .t
+        let request = t
             .client
             .upload_part()
-            .bucket(&self.t.ctx.bucket)
-            .key(&self.key)
-            .upload_id(&self.upload_id)
+            .bucket(&t.ctx.bucket)
+            .key(&key)
+            .upload_id(&upload_id)
             .part_number(number)
             .content_length(len as i64)
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .checksum_crc32(&checksum)
-            .body(ByteStream::from(body.clone()))
-            .customize()
-            .disable_payload_signing();
-        let ctx = Arc::clone(&self.t.ctx);
-        let key = self.key.clone();
-        self.sending.spawn(async move {
+            .body(body);
+        let ctx = Arc::clone(&t.ctx);
+        let key = key.clone();
+        sending.spawn(async move {
+            let _slot = permit;
             let out = request.send().await.map_err(|e| {
                 ctx.error("UploadPart", &format!("{key} part {number}"), &failure(&e))
             })?;
@@ -308,113 +297,27 @@ impl Parts {
                 .set_e_tag(out.e_tag().map(str::to_owned))
                 .checksum_crc32(checksum)
                 .build();
-            Ok((part, crc, len, body))
+            Ok((part, crc, len))
         });
-        Ok(())
-    }
-
-    /// Waits for every part sent: the parts, in order.
-    async fn finish(mut self) -> Result<Vec<SentPart>, TargetError> {
-        while !self.sending.is_empty() {
-            self.join_one().await?;
-        }
-        let mut parts = self.sent;
-        parts.sort_by_key(|(p, ..)| p.part_number());
-        Ok(parts)
-    }
-
-    /// Appends `bytes` to `buf`, sending each part it fills.
-    async fn fill(&mut self, buf: &mut BytesMut, mut bytes: &[u8]) -> Result<(), TargetError> {
-        while !bytes.is_empty() {
-            let room = STREAM_PART - buf.len();
-            let (now, later) = bytes.split_at(room.min(bytes.len()));
-            buf.extend_from_slice(now);
-            bytes = later;
-            if buf.len() >= STREAM_PART {
-                let next = self.buffer();
-                let full = std::mem::replace(buf, next);
-                self.send(full).await?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Follows the local writer: fills each part from its queued buffers, or
-/// from the file for what the queue missed, and sends it once full (the
-/// last one at the end of the stream). Returns every part sent, in order,
-/// and the stream's end.
-async fn follow(
-    t: S3Target,
-    key: String,
-    upload_id: String,
-    mut tail: Tail,
-    mut queue: tokio::sync::mpsc::Receiver<Chunk>,
-) -> Result<Sent, TargetError> {
-    let mut parts = Parts {
-        t: t.clone(),
-        key,
-        upload_id,
-        sending: JoinSet::new(),
-        sent: Vec::new(),
-        spare: Vec::new(),
-        next: 1,
-    };
-    let mut buf = parts.buffer();
-    // Bytes taken so far (sent or in `buf`).
-    let mut offset = 0u64;
-    let end = loop {
-        // A queued buffer first; with none queued, bytes written beyond
-        // `offset` were skipped (the queue was full): read them back.
-        let (upto, chunk, end) = tokio::select! {
-            biased;
-            next = queue.recv() => match next {
-                Some((at, chunk)) => (at, Some(chunk), None),
-                None => {
-                    let end = tail.ended().await.map_err(|e| t.ctx.failed(e.to_string()))?;
-                    (end.len, None, Some(end))
-                }
-            },
-            written = tail.wait(offset + 1) => {
-                let (written, end) = written.map_err(|e| t.ctx.failed(e.to_string()))?;
-                (written, None, end)
-            }
-        };
-        while offset < upto {
-            let n = ((STREAM_PART - buf.len()) as u64).min(upto - offset);
-            buf = tail.read_at(offset, n, buf).await.map_err(|e| {
-                t.ctx
-                    .failed("reading back the local file".into())
-                    .caused_by(e)
-            })?;
-            offset += n;
-            if buf.len() >= STREAM_PART {
-                let next = parts.buffer();
-                let full = std::mem::replace(&mut buf, next);
-                parts.send(full).await?;
-            }
-        }
-        if let Some(chunk) = chunk {
-            // Bytes already read back (a buffer queued meanwhile) are skipped.
-            let skip = usize::try_from(offset - upto).unwrap_or(usize::MAX);
-            let rest = chunk.get(skip..).unwrap_or_default();
-            parts.fill(&mut buf, rest).await?;
-            offset += rest.len() as u64;
-        }
+        offset += len;
         if let Some(end) = end
-            && offset >= end.len
+            && offset == end.len
         {
             break end;
         }
     };
-    // The last part (the only one, empty, for an empty stream).
-    if !buf.is_empty() || parts.next == 1 {
-        parts.send(buf).await?;
+    while let Some(joined) = sending.join_next().await {
+        parts.push(joined_part(&t, joined)?);
     }
-    Ok(Sent {
-        parts: parts.finish().await?,
-        end,
-    })
+    parts.sort_by_key(|(p, _, _)| p.part_number());
+    Ok(Sent { parts, end })
+}
+
+fn joined_part(
+    t: &S3Target,
+    joined: Result<Result<SentPart, TargetError>, tokio::task::JoinError>,
+) -> Result<SentPart, TargetError> {
+    joined.map_err(|e| t.ctx.failed("part upload task".into()).caused_by(e))?
 }
 
 impl S3Stream {
@@ -427,20 +330,18 @@ impl S3Stream {
             .await
             .map_err(|e| self.t.ctx.failed("the part uploader".into()).caused_by(e))??;
         self.len = sent.end.len;
-        self.part_sums = sent.parts.iter().map(|(_, c, l, _)| (*c, *l)).collect();
+        self.part_sums = sent.parts.iter().map(|(_, c, l)| (*c, *l)).collect();
         let mut whole = crc32fast::Hasher::new();
         for (crc, len) in &self.part_sums {
             whole.combine(&crc32fast::Hasher::new_with_initial_len(*crc, *len));
         }
-        let sent_len: u64 = self.part_sums.iter().map(|(_, l)| l).sum();
-        let sent_crc = whole.finalize();
-        if sent_crc != sent.end.crc32 || sent_len != sent.end.len {
+        if whole.finalize() != sent.end.crc32 {
             return Err(self.t.ctx.failed(format!(
-                "the parts sent of {} ({sent_len} bytes, CRC32 {sent_crc:08x}) are not the bytes written to the local file ({} bytes, CRC32 {:08x}): not published",
-                self.name, sent.end.len, sent.end.crc32
+                "the parts sent of {} are not the bytes written to the local file: not published",
+                self.name
             )));
         }
-        Ok(sent.parts.into_iter().map(|(p, ..)| p).collect())
+        Ok(sent.parts.into_iter().map(|(p, _, _)| p).collect())
     }
 
     /// The CRC32 checksums the store may report for the object: the

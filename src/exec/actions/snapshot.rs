@@ -51,8 +51,7 @@ pub(super) async fn run(
         max_bytes: a.policy.max_snapshot_bytes,
     };
     let (feed, tail) = match crate::backends::tail::follow(&begun.file) {
-        Ok(Some((feed, tail))) => (Some(feed), Some(tail)),
-        Ok(None) => (None, None),
+        Ok((feed, tail)) => (Some(feed), Some(tail)),
         Err(e) => {
             tracing::warn!(error = %e, "cannot follow the temp file: every target uploads from the local file afterwards");
             (None, None)
