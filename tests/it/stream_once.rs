@@ -313,14 +313,17 @@ mod s3 {
     const KEY_PREFIX: &str = "once/";
     const MIB: usize = 1 << 20;
 
-    /// 20 MiB that do not compress: three parts of 8 MiB at most.
+    /// A little over 20 MiB that do not compress: four whole 5 MiB parts
+    /// and a short last one.
     fn blob() -> Vec<u8> {
-        let mut out = Vec::with_capacity(20 * MIB);
+        let len = 20 * MIB + 4321;
+        let mut out = Vec::with_capacity(len + 32);
         let mut h = Sha256::digest(b"stream once");
-        while out.len() < 20 * MIB {
+        while out.len() < len {
             h = Sha256::digest(h);
             out.extend_from_slice(&h);
         }
+        out.truncate(len);
         out
     }
 

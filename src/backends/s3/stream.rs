@@ -335,10 +335,12 @@ impl S3Stream {
         for (crc, len) in &self.part_sums {
             whole.combine(&crc32fast::Hasher::new_with_initial_len(*crc, *len));
         }
-        if whole.finalize() != sent.end.crc32 {
+        let sent_len: u64 = self.part_sums.iter().map(|(_, l)| l).sum();
+        let sent_crc = whole.finalize();
+        if sent_crc != sent.end.crc32 || sent_len != sent.end.len {
             return Err(self.t.ctx.failed(format!(
-                "the parts sent of {} are not the bytes written to the local file: not published",
-                self.name
+                "the parts sent of {} ({sent_len} bytes, CRC32 {sent_crc:08x}) are not the bytes written to the local file ({} bytes, CRC32 {:08x}): not published",
+                self.name, sent.end.len, sent.end.crc32
             )));
         }
         Ok(sent.parts.into_iter().map(|(p, _, _)| p).collect())
