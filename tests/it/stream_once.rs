@@ -668,8 +668,9 @@ mod s3 {
                 r.method == "PUT" && r.target.contains("partNumber=") && r.status == Some(200)
             })
         };
-        // (A cap only so that a broken follower fails instead of hanging.)
-        for _ in 0..2400 {
+        // (A cap, 300 s as everywhere, only so that a broken follower
+        // fails instead of hanging.)
+        for _ in 0..6000 {
             if accepted() >= 2 {
                 break;
             }
