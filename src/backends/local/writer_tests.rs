@@ -30,6 +30,7 @@ struct Probe {
 struct ProbeState {
     out: Vec<u8>,
     windows: Vec<(u64, u64)>,
+    forgotten: Vec<(u64, u64)>,
     synced: bool,
 }
 
@@ -59,6 +60,17 @@ impl Sink for Probe {
     fn sync(&mut self) -> io::Result<()> {
         self.state.lock().unwrap().synced = true;
         Ok(())
+    }
+    fn forget(&mut self, from: u64, to: u64) {
+        let mut s = self.state.lock().unwrap();
+        // Only what was written back (every window before the last one
+        // started) may be dropped.
+        let clean = s.windows.last().map_or(0, |w| w.0);
+        assert!(
+            to <= clean,
+            "forgot [{from}, {to}) before it was written back"
+        );
+        s.forgotten.push((from, to));
     }
 }
 
@@ -203,4 +215,44 @@ fn writeback_is_started_every_window_so_the_final_fsync_is_short() {
     );
     assert_eq!(s.out.len(), len);
     assert!(s.synced);
+}
+
+/// Forgetting drops each written-back window once it is
+/// `CACHED_WINDOWS` behind, in order and without gaps; without it
+/// nothing is dropped.
+#[test]
+fn forgotten_windows_are_written_back_and_lag_the_writer_by_the_cached_windows() {
+    let windows = CACHED_WINDOWS + 3;
+    let len = (windows * SYNC_EVERY) as usize + 5;
+    let bytes = vec![7u8; len];
+    for forget in [true, false] {
+        let probe = Probe {
+            max: usize::MAX,
+            ..Probe::default()
+        };
+        let p2 = probe.clone();
+        rt().block_on(async {
+            let mut w = SnapshotWriter::start(p2, Limits::default(), None, forget);
+            w.write_all(&bytes).await.expect("written");
+            let (r, _) = w.finish().await;
+            r.expect("synced");
+        });
+        let s = probe.state.lock().unwrap();
+        assert_eq!(s.out.len(), len, "every byte written");
+        if forget {
+            // Windows start at 0, W, … (windows - 1)·W; when window k
+            // starts, [0, (k - 1 - CACHED)·W) is clean and forgotten.
+            let want: Vec<(u64, u64)> = (CACHED_WINDOWS + 1..windows)
+                .map(|k| {
+                    (
+                        (k - 1 - CACHED_WINDOWS) * SYNC_EVERY,
+                        (k - CACHED_WINDOWS) * SYNC_EVERY,
+                    )
+                })
+                .collect();
+            assert_eq!(s.forgotten, want);
+        } else {
+            assert!(s.forgotten.is_empty(), "nothing dropped: {:?}", s.forgotten);
+        }
+    }
 }

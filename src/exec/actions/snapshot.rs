@@ -57,7 +57,6 @@ pub(super) async fn run(
             (None, None)
         }
     };
-    let mut out = crate::backends::local::SnapshotWriter::new(begun.file, limits, feed);
     let node_name = state
         .lock()
         .await
@@ -66,11 +65,15 @@ pub(super) async fn run(
         .map(|n| n.name.clone())
         .unwrap_or_default();
     let mut items = Vec::new();
-    let mut targets = match &tail {
+    let (mut targets, all_stream) = match &tail {
         Some(tail) => begin_streams(a, state, &name, tail, &mut items).await,
-        None => Vec::new(),
+        None => (Vec::new(), false),
     };
     drop(tail);
+    // Every target takes its copy while the snapshot streams: nothing reads
+    // the local file back, so its pages leave the page cache behind the
+    // writer (a target that detaches reads it from disk).
+    let mut out = crate::backends::local::SnapshotWriter::new(begun.file, limits, feed, all_stream);
     // Followers read the temp file themselves; the others are written to.
     let followers: Vec<_> = targets
         .extract_if(.., |(_, put)| put.follows_file())
@@ -151,13 +154,14 @@ pub(super) async fn run(
 
 /// Opens a streamed copy on every usable target that streams. A target
 /// that cannot begin one is reported and uploads from the local file.
+/// Also: whether every usable target streams.
 async fn begin_streams(
     a: &Actions,
     state: &Mutex<RunState>,
     name: &str,
     tail: &crate::backends::tail::Tail,
     items: &mut Vec<Item>,
-) -> Vec<(String, Box<dyn crate::backends::StreamingPut>)> {
+) -> (Vec<(String, Box<dyn crate::backends::StreamingPut>)>, bool) {
     let skipped = {
         let s = state.lock().await;
         s.skipped_targets
@@ -167,6 +171,7 @@ async fn begin_streams(
             .collect::<std::collections::BTreeSet<_>>()
     };
     let mut out = Vec::new();
+    let mut all = true;
     for slot in &a.targets {
         let Ok(t) = &slot.target else { continue };
         if skipped.contains(&slot.name) {
@@ -179,8 +184,9 @@ async fn begin_streams(
                 });
                 out.push((slot.name.clone(), put));
             }
-            Ok(None) => {}
+            Ok(None) => all = false,
             Err(e) => {
+                all = false;
                 tracing::warn!(target_name = %slot.name, error = %crate::backends::chain(&e), "cannot stream to the target: it uploads from the local file afterwards");
                 items.push(Item::StreamDetached {
                     target: slot.name.clone(),
@@ -189,5 +195,5 @@ async fn begin_streams(
             }
         }
     }
-    out
+    (out, all)
 }
