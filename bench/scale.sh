@@ -16,6 +16,9 @@
 # 4. S3:     an s3s-fs bucket prefix holding S3_OBJECTS snapshot-named
 #            objects; `snapward list` (the listing plus the prune decision)
 #            vs `aws s3 ls` of the same prefix (the listing itself).
+# Before every timed run: `settle` (bench/lib/common.sh, untimed): sync,
+# and the stores' files (the history too) out of the page cache, as a
+# nightly run meets them.
 # Peak RSS of every snapward run comes from /usr/bin/time -v (goal <= 64 MiB;
 # run with SIZE_MIB=1024 and 4096 for the issue's two sizes).
 set -euo pipefail
@@ -31,6 +34,7 @@ machine_note
 avail_mib=$(df -Pm "$WORK" | awk 'NR == 2 { print $4 }')
 need_mib=$((SIZE_MIB * (LOCAL_N + NFS_N + 2 * ROUNDS + 4)))
 [ "$avail_mib" -ge "$need_mib" ] || die "only $avail_mib MiB free under $WORK; need ~$need_mib MiB"
+warm_memory $((SIZE_MIB * (LOCAL_N + NFS_N + 4)))
 
 say "starting OpenBao (raft) and filling kv-v2 until its snapshot is >= $SIZE_MIB MiB"
 start_bao big
@@ -105,6 +109,7 @@ say "fresh stores: $ROUNDS rounds"
 for i in $(seq "$ROUNDS"); do
   mkdir -p "$WORK/f-nfs-$i"
   write_policy "$WORK/f-$i.yaml" "$WORK/f-local-$i" "$WORK/f-nfs-$i"
+  settle "$SRC"
   s=$(timed_run "$WORK/f-$i.yaml" "fresh-$i"); FRESH+=("$s")
   note "  round $i fresh run: $s s"
   rm -rf "$WORK/f-local-$i" "$WORK/f-nfs-$i"
@@ -117,10 +122,12 @@ for d in $(seq "$LOCAL_N"); do cp "$SRC" "$WORK/s-local/$(hist_name "$d")"; done
 for d in $(seq "$NFS_N"); do cp "$SRC" "$WORK/s-nfs/$(hist_name "$d")"; done
 sync
 write_policy "$WORK/s.yaml" "$WORK/s-local" "$WORK/s-nfs"
+settle "$SRC"
 s=$(timed_run "$WORK/s.yaml" steady-warmup)
 note "  warm-up run (reads the history once, writes the cache): $s s"
 for i in $(seq "$ROUNDS"); do
   sleep 1
+  settle "$SRC"
   s=$(timed_run "$WORK/s.yaml" "steady-$i"); STEADY+=("$s")
   note "  round $i steady-state run: $s s"
 done

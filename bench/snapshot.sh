@@ -21,6 +21,7 @@ ROUNDS=${2:-3}
 
 bench_setup
 machine_note
+warm_memory $((SIZE_MIB * 6))
 say "starting OpenBao (raft) and filling kv-v2 until its snapshot is >= $SIZE_MIB MiB"
 start_bao big
 bao_ready big

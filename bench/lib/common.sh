@@ -261,6 +261,44 @@ median_of() {
     print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# warm_memory MIB: writes a MIB-MiB file under $WORK, writes it back and
+# removes it, so the guest's memory is touched once before anything is
+# timed. On these VMs the first write into guest memory never touched
+# since boot costs ~3.5 ns/B (dd into a new file: 224 MB/s; the same again
+# once those pages were used: 2.5-3.9 GB/s). Without this, whichever
+# contender first pushes the page cache past its high-water mark pays for
+# it (in backup.sh: the second, steady-state run, which keeps the first
+# run's files). A long-running node has touched its memory long ago.
+# Capped at MemAvailable - 2 GiB; not timed.
+warm_memory() {
+  local want=$1 avail
+  avail=$(awk '/^MemAvailable:/ { print int($2 / 1024) - 2048 }' /proc/meminfo)
+  [ "$want" -gt "$avail" ] && want=$avail
+  [ "$want" -gt 0 ] || return 0
+  local t; t=$(now_ns)
+  dd if=/dev/zero of="$WORK/warm-memory" bs=1M count="$want" status=none
+  sync; rm -f "$WORK/warm-memory"
+  note "touched $want MiB of guest memory (page cache) in $(secs_since "$t") s before timing"
+}
+
+# settle [KEEP...]: before a timed contender, untimed. Writes back every
+# dirty page (sync), then drops from the page cache the files under $WORK
+# (the local stores, the filesystem targets, the S3 server's data) except
+# OpenBao's data dirs and the KEEP files: a nightly run meets yesterday's
+# files long out of cache and the running server's files hot, and no
+# contender pays for the writeback or the cached files of the one before
+# it (otherwise the second run of a pair starts with the first run's
+# ~1 GiB in cache and must find new pages for its own).
+settle() {
+  sync
+  local f keep=" "
+  for f in "$@"; do keep+="$(stat -c %d:%i "$f") "; done # hard links too
+  while IFS= read -r -d '' f; do
+    case $keep in *" $(stat -c %d:%i "$f") "*) continue ;; esac
+    dd if="$f" iflag=nocache count=0 status=none 2>/dev/null || true
+  done < <(find "$WORK" \( -path "$WORK/big" -o -path "$WORK/tiny" \) -prune -o -type f -size +1M -print0)
+}
+
 machine_note() {
   note "machine: $(nproc) CPUs, $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM, load $(cut -d' ' -f1-3 /proc/loadavg) — shared with other engineers' test runs; numbers are best-of-N with spread"
 }
