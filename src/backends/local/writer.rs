@@ -10,19 +10,20 @@
 //! handing each one to the verifier is a channel message and an allocation
 //! per chunk. Here the async side only copies into a [`BUF`]-byte buffer;
 //! a full buffer is one message to a dedicated blocking thread that does a
-//! plain `write(2)` loop and passes the same buffer (shared, not copied) to
-//! the verifier thread. Writeback is started every [`SYNC_EVERY`] bytes
-//! (`sync_file_range` on Linux, `fdatasync` elsewhere) so the final
+//! plain `write(2)` loop and then moves the same buffer (not a copy) to
+//! the verifier thread, which hands it back to a small pool for reuse.
+//! Writeback is started every [`SYNC_EVERY`] bytes (`sync_file_range` on
+//! Linux, `fdatasync` elsewhere) so the final
 //! `fsync` has little left to do and the page cache holds a bounded amount
-//! of dirty data. When nothing reads the file back after the run (every
-//! target streams), written-back windows older than [`CACHED_WINDOWS`]
+//! of dirty data. Written-back windows older than [`CACHED_WINDOWS`]
 //! are dropped from the page cache (`POSIX_FADV_DONTNEED`): the snapshot
 //! does not evict the node's cache, and the writer reuses the pages it
 //! just freed (on a VM whose free pages go back to the host, writing into
 //! fresh pages was 3× slower: README "Performance").
 //!
-//! Memory is bounded: at most `1 + FILE_SLOTS + 1 + VERIFY_SLOTS` buffers
-//! (≈ 10 MiB) exist at once, whatever the snapshot size.
+//! Memory is bounded: at most `1 + FILE_SLOTS + 1 + VERIFY_SLOTS + 1`
+//! buffers (≈ 10 MiB) exist at once, whatever the snapshot size, and the
+//! same ones are reused for the whole run.
 //!
 //! Must never: report success for bytes that did not reach the file and an
 //! `fsync`, or let a verifier that stopped early (the bytes are already
@@ -34,7 +35,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
@@ -54,6 +54,37 @@ pub const SYNC_EVERY: u64 = 32 << 20;
 /// forgets the rest (for a target reading the file back as it grows).
 pub const CACHED_WINDOWS: u64 = 4;
 
+/// Buffers kept for reuse: every buffer that can exist at once
+/// (the one gathering, the file thread's queue and its current one, the
+/// verifier's queue and its current one). A run of any size allocates at
+/// most these: no allocator churn, no heap fragmentation.
+const POOLED: usize = FILE_SLOTS + VERIFY_SLOTS + 3;
+
+/// Buffers handed back by the file thread or the verifier, taken again by
+/// the gathering side. A buffer is moved along (gathered, written, then
+/// verified), never shared.
+#[derive(Clone, Default)]
+struct Pool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Pool {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_else(|| Vec::with_capacity(BUF))
+    }
+
+    fn give(&self, mut b: Vec<u8>) {
+        b.clear();
+        if let Ok(mut p) = self.0.lock()
+            && p.len() < POOLED
+        {
+            p.push(b);
+        }
+    }
+}
+
 /// The first error of the file thread, for the async side to report.
 type Failure = Arc<Mutex<Option<(io::ErrorKind, String)>>>;
 
@@ -63,8 +94,9 @@ type Failure = Arc<Mutex<Option<(io::ErrorKind, String)>>>;
 /// truncated stream.
 pub struct SnapshotWriter {
     buf: Vec<u8>,
+    pool: Pool,
     /// `None` after `finish` or once the file thread stopped.
-    tx: Option<PollSender<Bytes>>,
+    tx: Option<PollSender<Vec<u8>>>,
     failure: Failure,
     file: tokio::task::JoinHandle<io::Result<u64>>,
     verifier: tokio::task::JoinHandle<Result<SealedSums, VerifyError>>,
@@ -75,7 +107,8 @@ impl SnapshotWriter {
     /// `feed`: told of every buffer written, for a target following the
     /// file ([`crate::backends::tail`]). `forget`: drop the file's pages
     /// from the page cache once written back, [`CACHED_WINDOWS`] windows
-    /// behind the writer (nothing reads the file back later).
+    /// behind the writer (a follower reads its parts before they go; a
+    /// later reader reads the file from disk).
     pub fn new(file: File, limits: Limits, feed: Option<TailFeed>, forget: bool) -> Self {
         Self::start(file, limits, feed, forget)
     }
@@ -93,13 +126,17 @@ impl SnapshotWriter {
         feed: Option<TailFeed>,
         forget: bool,
     ) -> Self {
-        let (tx, rx) = mpsc::channel::<Bytes>(FILE_SLOTS);
-        let (vtx, vrx) = std_mpsc::sync_channel::<Bytes>(VERIFY_SLOTS);
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(FILE_SLOTS);
+        let (vtx, vrx) = std_mpsc::sync_channel::<Vec<u8>>(VERIFY_SLOTS);
+        let pool = Pool::default();
+        let (p1, p2) = (pool.clone(), pool.clone());
         let verifier = tokio::task::spawn_blocking(move || {
             sealed_sums_reader_with(
-                BytesReader {
+                BufsReader {
                     rx: vrx,
-                    cur: Bytes::new(),
+                    cur: Vec::new(),
+                    pos: 0,
+                    pool: p1,
                 },
                 limits,
             )
@@ -107,7 +144,7 @@ impl SnapshotWriter {
         let failure = Failure::default();
         let f2 = failure.clone();
         let file = tokio::task::spawn_blocking(move || {
-            let r = file_thread(sink, rx, vtx, feed, forget);
+            let r = file_thread(sink, rx, vtx, &p2, feed, forget);
             if let Err(e) = &r
                 && let Ok(mut slot) = f2.lock()
             {
@@ -116,7 +153,8 @@ impl SnapshotWriter {
             r
         });
         SnapshotWriter {
-            buf: Vec::with_capacity(BUF),
+            buf: pool.take(),
+            pool,
             tx: Some(PollSender::new(tx)),
             failure,
             file,
@@ -144,8 +182,8 @@ impl SnapshotWriter {
             self.tx = None;
             return Poll::Ready(Err(self.stopped()));
         }
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(BUF));
-        if tx.send_item(Bytes::from(full)).is_err() {
+        let full = std::mem::replace(&mut self.buf, self.pool.take());
+        if tx.send_item(full).is_err() {
             self.tx = None;
             return Poll::Ready(Err(self.stopped()));
         }
@@ -278,8 +316,9 @@ impl Sink for File {
 /// reads, starts writeback, and fsyncs at the end. Returns the length.
 fn file_thread<S: Sink>(
     mut sink: S,
-    mut rx: mpsc::Receiver<Bytes>,
-    vtx: std_mpsc::SyncSender<Bytes>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    vtx: std_mpsc::SyncSender<Vec<u8>>,
+    pool: &Pool,
     mut feed: Option<TailFeed>,
     forget: bool,
 ) -> io::Result<u64> {
@@ -294,10 +333,14 @@ fn file_thread<S: Sink>(
             f.wrote(&b);
         }
         // A verifier that stopped has its verdict: keep writing.
-        if let Some(v) = &vtx
-            && v.send(b).is_err()
-        {
-            vtx = None;
+        match &vtx {
+            Some(v) => {
+                if let Err(std_mpsc::SendError(b)) = v.send(b) {
+                    vtx = None;
+                    pool.give(b);
+                }
+            }
+            None => pool.give(b),
         }
         if written - synced >= SYNC_EVERY {
             // Returns once everything before `synced` is written back.
@@ -320,26 +363,36 @@ fn file_thread<S: Sink>(
     Ok(written)
 }
 
-/// The verifier's side: a blocking [`Read`] over the buffers; the end of
-/// the stream is the channel closing.
-struct BytesReader {
-    rx: std_mpsc::Receiver<Bytes>,
-    cur: Bytes,
+/// The verifier's side: a blocking [`Read`] over the buffers, each handed
+/// back to the pool once read; the end of the stream is the channel
+/// closing.
+struct BufsReader {
+    rx: std_mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    pool: Pool,
 }
 
-impl Read for BytesReader {
+impl Read for BufsReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.cur.is_empty() {
+        while self.pos >= self.cur.len() {
             match self.rx.recv() {
-                Ok(next) => self.cur = next,
+                Ok(next) => {
+                    let done = std::mem::replace(&mut self.cur, next);
+                    self.pos = 0;
+                    if done.capacity() > 0 {
+                        self.pool.give(done);
+                    }
+                }
                 Err(_) => return Ok(0),
             }
         }
-        let n = self.cur.len().min(out.len());
+        let rest = self.cur.get(self.pos..).unwrap_or_default();
+        let n = rest.len().min(out.len());
         if let Some(o) = out.get_mut(..n) {
-            o.copy_from_slice(self.cur.get(..n).unwrap_or_default());
+            o.copy_from_slice(rest.get(..n).unwrap_or_default());
         }
-        bytes::Buf::advance(&mut self.cur, n);
+        self.pos += n;
         Ok(n)
     }
 }

@@ -65,15 +65,19 @@ pub(super) async fn run(
         .map(|n| n.name.clone())
         .unwrap_or_default();
     let mut items = Vec::new();
-    let (mut targets, all_stream) = match &tail {
+    let mut targets = match &tail {
         Some(tail) => begin_streams(a, state, &name, tail, &mut items).await,
-        None => (Vec::new(), false),
+        None => Vec::new(),
     };
     drop(tail);
-    // Every target takes its copy while the snapshot streams: nothing reads
-    // the local file back, so its pages leave the page cache behind the
-    // writer (a target that detaches reads it from disk).
-    let mut out = crate::backends::local::SnapshotWriter::new(begun.file, limits, feed, all_stream);
+    // The local file's pages leave the page cache once written back,
+    // CACHED_WINDOWS windows behind the writer, whether or not every target
+    // streams (README "Performance"): a streaming target reads its parts
+    // while they are still cached; one that uploads from the file
+    // afterwards (`stream: false`, a detached stream) reads it from disk.
+    // A backup job should not fill the node's page cache (charged to the
+    // pod's memory cgroup) with a file it reads at most once more.
+    let mut out = crate::backends::local::SnapshotWriter::new(begun.file, limits, feed, true);
     // Followers read the temp file themselves; the others are written to.
     let followers: Vec<_> = targets
         .extract_if(.., |(_, put)| put.follows_file())
@@ -154,14 +158,13 @@ pub(super) async fn run(
 
 /// Opens a streamed copy on every usable target that streams. A target
 /// that cannot begin one is reported and uploads from the local file.
-/// Also: whether every usable target streams.
 async fn begin_streams(
     a: &Actions,
     state: &Mutex<RunState>,
     name: &str,
     tail: &crate::backends::tail::Tail,
     items: &mut Vec<Item>,
-) -> (Vec<(String, Box<dyn crate::backends::StreamingPut>)>, bool) {
+) -> Vec<(String, Box<dyn crate::backends::StreamingPut>)> {
     let skipped = {
         let s = state.lock().await;
         s.skipped_targets
@@ -171,7 +174,6 @@ async fn begin_streams(
             .collect::<std::collections::BTreeSet<_>>()
     };
     let mut out = Vec::new();
-    let mut all = true;
     for slot in &a.targets {
         let Ok(t) = &slot.target else { continue };
         if skipped.contains(&slot.name) {
@@ -184,9 +186,8 @@ async fn begin_streams(
                 });
                 out.push((slot.name.clone(), put));
             }
-            Ok(None) => all = false,
+            Ok(None) => {}
             Err(e) => {
-                all = false;
                 tracing::warn!(target_name = %slot.name, error = %crate::backends::chain(&e), "cannot stream to the target: it uploads from the local file afterwards");
                 items.push(Item::StreamDetached {
                     target: slot.name.clone(),
@@ -195,5 +196,5 @@ async fn begin_streams(
             }
         }
     }
-    (out, all)
+    out
 }
