@@ -64,24 +64,36 @@ const POOLED: usize = FILE_SLOTS + VERIFY_SLOTS + 3;
 /// the gathering side. A buffer is moved along (gathered, written, then
 /// verified), never shared.
 #[derive(Clone, Default)]
-struct Pool(Arc<Mutex<Vec<Vec<u8>>>>);
+struct Pool {
+    free: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Buffers allocated so far (the pool was empty when one was taken).
+    made: Arc<std::sync::atomic::AtomicUsize>,
+}
 
 impl Pool {
     fn take(&self) -> Vec<u8> {
-        self.0
+        self.free
             .lock()
             .ok()
             .and_then(|mut p| p.pop())
-            .unwrap_or_else(|| Vec::with_capacity(BUF))
+            .unwrap_or_else(|| {
+                self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Vec::with_capacity(BUF)
+            })
     }
 
     fn give(&self, mut b: Vec<u8>) {
         b.clear();
-        if let Ok(mut p) = self.0.lock()
+        if let Ok(mut p) = self.free.lock()
             && p.len() < POOLED
         {
             p.push(b);
         }
+    }
+
+    #[cfg(test)]
+    fn made(&self) -> usize {
+        self.made.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -256,3 +256,64 @@ fn forgotten_windows_are_written_back_and_lag_the_writer_by_the_cached_windows()
         }
     }
 }
+
+/// A gzip'ed tar (stored, not compressed: `len` bytes of state) that the
+/// verifier reads to the very end before its verdict (no `SHA256SUMS`).
+fn big_archive(len: usize) -> Vec<u8> {
+    use flate2::{Compression, write::GzEncoder};
+    let state: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+    let meta = format!(
+        "{{\"Version\":1,\"ID\":\"bolt-snapshot\",\"Index\":7,\"Term\":2,\"Peers\":null,\"Configuration\":{{\"Servers\":[]}},\"ConfigurationIndex\":1,\"Size\":{len}}}\n"
+    );
+    let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::none()));
+    for (name, data) in [("meta.json", meta.as_bytes()), ("state.bin", &state[..])] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o600);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, name, data).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+#[test]
+fn the_same_few_buffers_carry_a_stream_of_any_size() {
+    // 40 MiB the verifier reads to the end (the buffers come back from
+    // it), and 40 MiB it refuses at once (they come back from the file
+    // thread): either way at most POOLED buffers are ever allocated.
+    for (what, bytes) in [
+        ("read to the end", big_archive(40 * BUF)),
+        ("refused at once", vec![7u8; 40 * BUF]),
+    ] {
+        let probe = Probe {
+            max: usize::MAX,
+            ..Probe::default()
+        };
+        let state = probe.state.clone();
+        let (made, v) = rt().block_on(async {
+            let mut w = SnapshotWriter::with_sink(probe, Limits::default());
+            let pool = w.pool.clone();
+            for c in bytes.chunks(64 * 1024) {
+                w.write_all(c).await.unwrap();
+            }
+            w.flush().await.unwrap();
+            let (r, v) = w.finish().await;
+            r.unwrap();
+            (pool.made(), v)
+        });
+        assert!(
+            state.lock().unwrap().out == bytes,
+            "{what}: every byte written"
+        );
+        assert!(
+            made <= POOLED,
+            "{what}: {made} buffers allocated for {} MiB, at most {POOLED} expected",
+            bytes.len() >> 20
+        );
+        let e = v.expect_err("neither is a whole snapshot").to_string();
+        if what == "read to the end" {
+            // Refused only at the end of the archive: the verifier read it all.
+            assert!(e.contains("SHA256SUMS"), "{what}: {e}");
+        }
+    }
+}
