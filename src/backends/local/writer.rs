@@ -388,13 +388,16 @@ struct BufsReader {
 impl Read for BufsReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos >= self.cur.len() {
+            // The read buffer goes back before waiting for the next one:
+            // the verifier never holds two.
+            let done = std::mem::take(&mut self.cur);
+            if done.capacity() > 0 {
+                self.pool.give(done);
+            }
             match self.rx.recv() {
                 Ok(next) => {
-                    let done = std::mem::replace(&mut self.cur, next);
+                    self.cur = next;
                     self.pos = 0;
-                    if done.capacity() > 0 {
-                        self.pool.give(done);
-                    }
                 }
                 Err(_) => return Ok(0),
             }
