@@ -117,12 +117,12 @@ pub struct SnapshotWriter {
 impl SnapshotWriter {
     /// Starts the file thread and the verifier (blocking tasks).
     /// `feed`: told of every buffer written, for a target following the
-    /// file ([`crate::backends::tail`]). `forget`: drop the file's pages
-    /// from the page cache once written back, [`CACHED_WINDOWS`] windows
-    /// behind the writer (a follower reads its parts before they go; a
-    /// later reader reads the file from disk).
-    pub fn new(file: File, limits: Limits, feed: Option<TailFeed>, forget: bool) -> Self {
-        Self::start(file, limits, feed, forget)
+    /// file ([`crate::backends::tail`]). The file's pages leave the page
+    /// cache once written back, [`CACHED_WINDOWS`] windows behind the
+    /// writer (a follower reads its parts before they go; a later reader
+    /// reads the file from disk).
+    pub fn new(file: File, limits: Limits, feed: Option<TailFeed>) -> Self {
+        Self::start(file, limits, feed, true)
     }
 
     /// [`SnapshotWriter::new`] over any blocking writer (tests give one

@@ -77,7 +77,7 @@ pub(super) async fn run(
     // afterwards (`stream: false`, a detached stream) reads it from disk.
     // A backup job should not fill the node's page cache (charged to the
     // pod's memory cgroup) with a file it reads at most once more.
-    let mut out = crate::backends::local::SnapshotWriter::new(begun.file, limits, feed, true);
+    let mut out = crate::backends::local::SnapshotWriter::new(begun.file, limits, feed);
     // Followers read the temp file themselves; the others are written to.
     let followers: Vec<_> = targets
         .extract_if(.., |(_, put)| put.follows_file())
